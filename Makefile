@@ -1,0 +1,43 @@
+# The environment lives in .venv at the repo root; every target builds on `install`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install install-test run test bench bench-search clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+
+# Stamps make re-runs cheap: reinstall only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(VENV)/bin/lrsearch db upgrade
+	$(VENV)/bin/lrsearch serve --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench
+
+bench-search: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench.search_efficiency
+
+clean:
+	rm -rf $(VENV) lrsearch.db

@@ -1,0 +1,76 @@
+"""Manual search: exactly the configs the user listed, in that order."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
+from search.errors import SpecError
+from search.strategies.base import Strategy, StrategySpec
+
+
+def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
+    """Check one user-written config and complete it with defaults; SpecError names the field."""
+    loc: tuple = ("configs", index)
+    if not isinstance(raw, dict):
+        raise SpecError(loc, "must be an object with at least lr")
+    if "lr" not in raw:
+        raise SpecError(loc + ("lr",), "is required")
+    lr = raw["lr"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise SpecError(loc + ("lr",), f"must be a finite number > 0, got {lr!r}")
+    if lr > 1e6:
+        raise SpecError(loc + ("lr",), "must be <= 1000000.0")
+    optimizer = raw.get("optimizer", "sgd")
+    if optimizer not in OPTIMIZERS:
+        raise SpecError(loc + ("optimizer",), f"unknown optimizer {optimizer!r}; allowed: {list(OPTIMIZERS)}")
+    schedule = raw.get("schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise SpecError(loc + ("schedule",), f"unknown schedule {schedule!r}; allowed: {list(SCHEDULES)}")
+    warmup = raw.get("warmup_fraction", 0.0)
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 0.9:
+        raise SpecError(loc + ("warmup_fraction",), f"must be a number in [0, 0.9], got {warmup!r}")
+    params = {p.name: p for p in relevant_params(optimizer, schedule)}
+    for key, value in raw.items():
+        if key in ("lr", "optimizer", "schedule", "warmup_fraction"):
+            continue
+        if key not in params:
+            raise SpecError(loc + (key,), f"not a parameter of {optimizer}/{schedule}; allowed: {sorted(params)}")
+        p = params[key]
+        if p.kind == "bool":
+            if not isinstance(value, bool):
+                raise SpecError(loc + (key,), "must be true or false")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(loc + (key,), f"must be a finite number, got {value!r}")
+        if p.kind == "int" and value != int(value):
+            raise SpecError(loc + (key,), "must be an integer")
+        if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
+            raise SpecError(loc + (key,), f"must be in [{p.low}, {p.high}], got {value!r}")
+    return complete_config({**raw, "optimizer": optimizer, "schedule": schedule,
+                            "warmup_fraction": warmup}, epochs)
+
+
+class ManualStrategy(Strategy):
+    name = "manual"
+
+    def __init__(self, spec: StrategySpec) -> None:
+        super().__init__(spec)
+        self._configs = [validate_manual_config(i, c, spec.epochs) for i, c in enumerate(spec.configs)]
+        self._next = 0
+
+    def suggest(self) -> dict | None:
+        if self._next >= len(self._configs):
+            return None
+        self._next += 1
+        return dict(self._configs[self._next - 1])
+
+    def total(self) -> int:
+        return len(self._configs)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"next": self._next}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._next = int(state.get("next", 0))

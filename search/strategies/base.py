@@ -1,0 +1,78 @@
+"""The strategy interface: a strategy answers ``suggest()`` and learns from ``observe()``.
+
+The service numbers trials 0, 1, 2, ... in the order ``suggest()`` returns candidates, and
+saves ``state_dict()`` (JSON) after each suggestion. On resume it builds a fresh strategy,
+calls ``load_state_dict()`` and replays ``observe()`` for every finished trial from the store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from search.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """What a strategy needs from a JobSpec (no service objects)."""
+
+    space: SearchSpace | None
+    epochs: int
+    seed: int = 0
+    max_trials: int | None = None
+    configs: tuple[dict, ...] = ()  # manual
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A finished trial as the store knows it."""
+
+    number: int
+    config: dict
+    status: str  # completed | pruned | diverged | failed | cancelled
+    val_loss: float | None  # best validation loss reached, None if none was reported
+    epochs: int  # epochs actually trained
+    val_losses: tuple[float, ...] = ()  # per epoch, for strategies that learn from curves
+
+
+class Strategy(ABC):
+    """One search algorithm. Subclasses live in one private module each."""
+
+    name: ClassVar[str]
+
+    def __init__(self, spec: StrategySpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def suggest(self) -> dict | None:
+        """The next candidate's complete config, or None when the strategy has no more."""
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        """Learn from a finished trial. Model-free strategies ignore it."""
+
+    def total(self) -> int | None:
+        """How many trials the job will run, when known in advance."""
+        return self.spec.max_trials
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state that, with the replayed outcomes, restores the strategy."""
+
+    @abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def config_key(config: dict) -> str:
+    """A canonical key for duplicate detection (floats rounded to 12 significant digits)."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, float) and math.isfinite(v):
+            return float(f"{v:.12g}")
+        return v
+
+    return json.dumps({k: norm(v) for k, v in sorted(config.items())}, sort_keys=True)

@@ -1,0 +1,1 @@
+"""lrsearch service."""

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from search.errors import SpecError
+from search.strategies._bayesian import BayesianStrategy
 from search.strategies._grid import GridStrategy
 from search.strategies._manual import ManualStrategy, validate_manual_config
 from search.strategies._random import RandomStrategy
@@ -11,15 +15,33 @@ STRATEGIES: dict[str, type[Strategy]] = {
     GridStrategy.name: GridStrategy,
     RandomStrategy.name: RandomStrategy,
     ManualStrategy.name: ManualStrategy,
+    BayesianStrategy.name: BayesianStrategy,
 }
 
 
+def _strategy_class(name: str) -> type[Strategy]:
+    if name not in STRATEGIES:
+        raise SpecError(("strategy",), f"unknown strategy {name!r}; allowed: {sorted(STRATEGIES)}")
+    return STRATEGIES[name]
+
+
+def validate_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """Check a spec's ``options`` for strategy ``name``; returns them normalised.
+
+    Raises SpecError(("options", key), ...) naming what is allowed: ``bayesian`` takes
+    ``sampler`` ("tpe" | "gp") and ``n_startup_trials``; the others take none.
+    """
+    return _strategy_class(name).validate_options(options)
+
+
 def make_strategy(name: str, spec: StrategySpec) -> Strategy:
-    return STRATEGIES[name](spec)
+    """A fresh strategy; SpecError for an unknown name or bad options."""
+    return _strategy_class(name)(spec)
 
 
 __all__ = [
     "STRATEGIES",
+    "BayesianStrategy",
     "GridStrategy",
     "ManualStrategy",
     "RandomStrategy",
@@ -29,4 +51,5 @@ __all__ = [
     "config_key",
     "make_strategy",
     "validate_manual_config",
+    "validate_options",
 ]

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from search.errors import SpecError
 from search.space import SearchSpace
 
 
@@ -47,6 +48,18 @@ class Strategy(ABC):
 
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
+        self.options = self.validate_options(spec.options)
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
+        """Check a spec's ``options`` for this strategy and return them normalised.
+
+        Raises SpecError(("options", key), ...) listing what is allowed. The default takes none.
+        """
+        options = _options_dict(options)
+        for key in options:
+            raise SpecError(("options", key), f"unknown option; {cls.name} takes no options (allowed: [])")
+        return {}
 
     @abstractmethod
     def suggest(self) -> dict | None:
@@ -65,6 +78,14 @@ class Strategy(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise SpecError(("options",), "must be an object")
+    return options
 
 
 def config_key(config: dict) -> str:

@@ -1,0 +1,83 @@
+"""Jobs: submit, list, read, cancel, best."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from sqlalchemy import func, select, update
+
+from search import SpecError
+from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
+from service.crud import best_trial, jobs_public, to_best
+from service.models import Job, utcnow
+from service.schemas import Best, JobPublic, JobSpec, Page
+from service.validation import check_job_spec
+from workers.registry import workload_names
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
+
+
+def get_job_or_404(session: SessionDep, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return job
+
+
+@router.post("", status_code=201, response_model=JobPublic)
+def submit_job(spec: JobSpec, session: SessionDep, settings: SettingsDep, runner: RunnerDep) -> JobPublic:
+    # Everything is checked before anything is written: a rejected spec leaves no trace.
+    checked = check_job_spec(spec, settings, workload_names())
+    stored = checked.spec.model_dump(mode="json")
+    stored["name"] = spec.name or f"{spec.strategy}-{spec.workload}"
+    job = Job(name=stored["name"], status="queued", spec=stored, strategy_state={},
+              total_trials=checked.total_trials)
+    session.add(job)
+    session.commit()
+    if runner is not None:
+        runner.wake()
+    return jobs_public(session, [job])[0]
+
+
+@router.get("", response_model=Page[JobPublic])
+def list_jobs(session: SessionDep, limit: LimitQuery = 1000, offset: OffsetQuery = 0) -> Page[JobPublic]:
+    total = session.scalar(select(func.count()).select_from(Job)) or 0
+    jobs = list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)))
+    return Page[JobPublic](items=jobs_public(session, jobs), total=total)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def read_job(job_id: JobId, session: SessionDep) -> JobPublic:
+    return jobs_public(session, [get_job_or_404(session, job_id)])[0]
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(job_id: JobId, session: SessionDep, runner: RunnerDep) -> JobPublic:
+    job = get_job_or_404(session, job_id)
+    if job.status in ("completed", "cancelled", "failed"):
+        return jobs_public(session, [job])[0]
+    # A queued job is cancelled at once; a running one once its trials stop.
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "queued")
+                    .values(status="cancelled", cancel_requested=True, finished_at=utcnow()))
+    session.execute(update(Job).where(Job.id == job_id, Job.status == "running")
+                    .values(cancel_requested=True))
+    session.commit()
+    if runner is not None:
+        runner.cancel(job_id)
+    session.refresh(job)
+    return jobs_public(session, [job])[0]
+
+
+@router.get("/{job_id}/best", response_model=Best)
+def read_best(job_id: JobId, session: SessionDep) -> Best:
+    get_job_or_404(session, job_id)
+    trial = best_trial(session, job_id)
+    if trial is None:
+        raise HTTPException(404, f"job {job_id} has no trial with a validation loss yet")
+    return to_best(trial)
+
+
+__all__ = ["router", "SpecError", "JobId", "get_job_or_404"]

@@ -1,0 +1,135 @@
+"""The FastAPI application: a lifespan that owns the engine, Ray and the job runner."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from search import SpecError
+from service import __version__
+from service.api import health, jobs, trials, workloads
+from service.config import Settings
+from service.db import make_engine, make_session_factory, upgrade
+from workers.ray_executor import RayExecutor
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+
+
+def _loc_text(loc: Any) -> str:
+    return ".".join(str(p) for p in loc if p != "body")
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "value_error")}
+              for e in exc.errors()]
+    message = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors)
+    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+
+
+async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
+    loc = ["body", *exc.loc]
+    return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}],
+                         "message": f"{_loc_text(loc)}: {exc.message}"}, status_code=422)
+
+
+class BodySizeLimit:
+    """Answer 413 for a body over the cap before anything parses it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._reject(send)
+                return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await self._reject(send)
+
+    async def _reject(self, send: Send) -> None:
+        body = f'{{"detail": "request body over {self.max_bytes} bytes"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def create_app(settings: Settings | None = None, executor: RayExecutor | None = None) -> FastAPI:
+    """The app. Pass ``executor`` to share one Ray connection and actor pool (it is then not shut down)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        if settings.auto_upgrade:
+            upgrade(engine)
+        app.state.engine = engine
+        app.state.sessions = make_session_factory(engine)
+        app.state.executor = None
+        app.state.runner = None
+        owned_executor = None
+        if settings.run_jobs:
+            from service.runner import JobRunner
+
+            if executor is None:
+                owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
+                                             settings.object_store_bytes)
+                owned_executor.start()
+                if settings.prewarm_actors:
+                    owned_executor.prewarm(settings.prewarm_actors)
+            runner = JobRunner(app.state.sessions, executor or owned_executor, settings)  # type: ignore[arg-type]
+            runner.start()
+            app.state.executor, app.state.runner = executor or owned_executor, runner
+        log.info("lrsearch %s serving; database %s", __version__, engine.url.render_as_string())
+        try:
+            yield
+        finally:
+            if app.state.runner is not None:
+                app.state.runner.stop()
+            if owned_executor is not None:
+                owned_executor.shutdown()
+            engine.dispose()
+
+    app = FastAPI(title="lrsearch", version=__version__, lifespan=lifespan,
+                  description="Distributed learning-rate search: grid, random, Bayesian and manual jobs "
+                              "over the learning rate, optimizer, schedule and warmup.")
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]
+    for module in (health, jobs, trials, workloads):
+        app.include_router(module.router, prefix=API_PREFIX)
+    from service import dashboard
+
+    app.include_router(dashboard.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,221 @@
+"""The ``lrsearch`` command line: serve, database upgrades, and a client for the REST API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+from rich.table import Table
+
+app = typer.Typer(help="lrsearch: distributed learning-rate search.", no_args_is_help=True,
+                  add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+err = Console(stderr=True)
+
+# Exit codes scripts can rely on.
+EXIT_ERROR, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_NOT_FOUND, EXIT_JOB_FAILED = 1, 3, 4, 5, 6
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="LRSEARCH_URL", help="the service's URL")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LRSEARCH_TOKEN", help="API key")]
+DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL (env LRSEARCH_DATABASE_URL)")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    db: DbOpt = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join this Ray cluster "
+                                                       "(env RAY_ADDRESS); default: start a local Ray")] = None,
+    num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", help="CPUs of the local Ray "
+                                                    "(default: all)")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the API and the dashboard, and run jobs."""
+    import logging
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import Settings
+
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if db:
+        overrides["database_url"] = db
+    if ray_address:
+        overrides["ray_address"] = ray_address
+    if num_cpus is not None:
+        overrides["num_cpus"] = num_cpus
+    settings = Settings(**overrides)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = None, revision: str = "head") -> None:
+    """Upgrade the database schema (Alembic) to the newest revision."""
+    from service.config import Settings
+    from service.db import current_revision, make_engine, upgrade
+
+    settings = Settings(**({"database_url": db} if db else {}))
+    engine = make_engine(settings.database_url)
+    upgrade(engine, revision)
+    console.print(f"database at revision {current_revision(engine)}")
+    engine.dispose()
+
+
+def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
+    from service.client import Client
+
+    return Client(url, token)
+
+
+def _fail(exc: Exception, url: str) -> typer.Exit:
+    import httpx
+
+    from service.client import LrsearchError
+
+    if isinstance(exc, httpx.TransportError):
+        err.print(f"[red]cannot reach the lrsearch service at {url}[/red]: {exc}. "
+                  "Start it with `lrsearch serve` or pass --url.")
+        return typer.Exit(EXIT_UNREACHABLE)
+    if isinstance(exc, LrsearchError):
+        if exc.status == 422 and isinstance(exc.detail, list):
+            err.print("[red]the server rejected the spec:[/red]")
+            for d in exc.detail:
+                loc = ".".join(str(p) for p in d.get("loc", []) if p != "body")
+                err.print(f"  {loc}: {d.get('msg')}")
+            return typer.Exit(EXIT_REJECTED)
+        err.print(f"[red]error {exc.status}[/red]: {exc}")
+        return typer.Exit(EXIT_NOT_FOUND if exc.status == 404 else EXIT_ERROR)
+    raise exc
+
+
+def _load_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise typer.BadParameter(f"{path} must hold one JobSpec object")
+    return data
+
+
+def _finished(job: dict[str, Any]) -> int:
+    c = job["trial_counts"]
+    return sum(c[k] for k in ("completed", "pruned", "diverged", "failed", "cancelled"))
+
+
+def _print_best(best: dict[str, Any] | None) -> None:
+    if best is None:
+        console.print("no trial reported a validation loss")
+        return
+    console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  val_loss={best['val_loss']:.6g}  "
+                  f"epoch={best['epoch']}")
+    console.print_json(json.dumps(best["config"]))
+
+
+@app.command()
+def submit(
+    spec_file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JobSpec as YAML or JSON")],
+    wait: Annotated[bool, typer.Option("--wait", help="show progress until the job ends")] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Submit a job; prints its id (with --wait, progress and then the best configuration)."""
+    spec = _load_spec(spec_file)
+    try:
+        with _client(url, token) as client:
+            job = client.submit(spec)
+            if not wait:
+                console.print(job["id"])
+                return
+            err.print(f"job {job['id']} ({job['name']}) submitted")
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                          TextColumn("{task.fields[best]}"), console=err, transient=False) as progress:
+                task = progress.add_task(f"job {job['id']}", total=job.get("total_trials"), best="")
+
+                def update(j: dict[str, Any]) -> None:
+                    best = j.get("best")
+                    progress.update(task, completed=_finished(j), total=j.get("total_trials"),
+                                    description=f"job {j['id']} {j['status']}",
+                                    best=f"best lr={best['lr']:.3g} val_loss={best['val_loss']:.4f}" if best else "")
+
+                final = client.wait(job["id"], on_update=update)
+            console.print(f"job {final['id']} {final['status']}")
+            _print_best(final.get("best"))
+            if final["status"] == "failed":
+                raise typer.Exit(EXIT_JOB_FAILED)
+    except typer.Exit:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+
+
+@app.command("jobs")
+def list_jobs(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
+              limit: Annotated[int, typer.Option(help="how many")] = 50) -> None:
+    """List jobs, newest first."""
+    try:
+        with _client(url, token) as client:
+            jobs = client.jobs(limit=limit)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+    table = Table("id", "name", "status", "trials", "best lr", "best val_loss", "created")
+    for j in jobs:
+        b = j.get("best")
+        table.add_row(str(j["id"]), j["name"], j["status"], f"{_finished(j)}/{j.get('total_trials') or '?'}",
+                      f"{b['lr']:.4g}" if b else "", f"{b['val_loss']:.5g}" if b else "", j["created_at"][:19])
+    console.print(table)
+
+
+@app.command()
+def status(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Show a job as JSON."""
+    try:
+        with _client(url, token) as client:
+            console.print_json(json.dumps(client.job(job_id)))
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+
+
+@app.command()
+def best(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Print the best learning rate of a job (and its configuration)."""
+    try:
+        with _client(url, token) as client:
+            _print_best(client.best(job_id))
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+
+
+@app.command()
+def cancel(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Cancel a job: queued trials never start, running ones stop at their next epoch."""
+    try:
+        with _client(url, token) as client:
+            job = client.cancel(job_id)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+    console.print(f"job {job['id']} {job['status']}"
+                  + (" (stopping running trials)" if job["status"] == "running" else ""))
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m service.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""A typed Python client for the lrsearch REST API (the CLI uses it too)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+TERMINAL_JOB_STATUSES = ("completed", "cancelled", "failed")
+
+
+class LrsearchError(RuntimeError):
+    """The server answered with an error (``status`` is the HTTP status)."""
+
+    def __init__(self, status: int, message: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+
+
+class Client:
+    def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"detail": response.text}
+            message = body.get("message") or body.get("detail")
+            if not isinstance(message, str):
+                message = str(message)
+            raise LrsearchError(response.status_code, message, body.get("detail"))
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        return self._request("GET", "/healthz")
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "/jobs", json=spec)
+
+    def jobs(self, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+        return self._request("GET", "/jobs", params={"limit": limit, "offset": offset})["items"]
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}")
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/jobs/{job_id}/cancel")
+
+    def best(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}/best")
+
+    def trials(self, job_id: int, status: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": 10_000}
+        if status:
+            params["status"] = status
+        return self._request("GET", f"/jobs/{job_id}/trials", params=params)["items"]
+
+    def metrics(self, job_id: int, number: int) -> list[dict[str, Any]]:
+        return self._request("GET", f"/jobs/{job_id}/trials/{number}/metrics")["items"]
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/workloads")["items"]
+
+    def wait(self, job_id: int, poll: float = 0.5, timeout: float | None = None,
+             on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Poll until the job ends; returns the final Job."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job["status"] in TERMINAL_JOB_STATUSES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(poll)

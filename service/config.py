@@ -1,0 +1,44 @@
+"""One Settings class for the service; environment variables and CLI flags feed it (flags win)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LRSEARCH_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///./lrsearch.db",
+        validation_alias=AliasChoices("LRSEARCH_DATABASE_URL", "database_url"),
+    )
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "LRSEARCH_RAY_ADDRESS", "ray_address")
+    )
+    num_cpus: int | None = None  # local Ray only; None: all cores
+    # The object store of a local Ray; trials pass only small results, so keep it small.
+    object_store_bytes: int = 128 * 1024**2
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Caps: a spec beyond them is rejected with 422.
+    max_trials: int = 10_000
+    max_epochs: int = 1_000
+    max_concurrent: int = 256
+    max_grid_points: int = 10_000
+    max_name_length: int = 200
+    max_body_bytes: int = 1024 * 1024
+
+    # How often the job runner looks for queued jobs and cancel requests (seconds).
+    poll_interval: float = 0.5
+    # Jobs one service process drives at once; more wait queued.
+    max_running_jobs: int = 4
+    # A job whose owner has not renewed its lease for this long is taken over (seconds).
+    lease_seconds: float = 15.0
+    # Actors started with the service so the first job does not wait for torch to import.
+    prewarm_actors: int = 2
+    # Run the job runner (tests of the bare API can switch it off).
+    run_jobs: bool = True
+    # Upgrade the database to the newest migration on start.
+    auto_upgrade: bool = True

@@ -1,0 +1,97 @@
+"""Queries shared by the API and the job runner. Counts and bests are single grouped queries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.models import Job, Metric, Trial
+from service.schemas import Best, JobPublic, MetricPublic, TrialCounts, TrialPublic
+
+
+def finite_or_none(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def trial_counts(session: Session, job_ids: Sequence[int]) -> dict[int, TrialCounts]:
+    counts: dict[int, dict[str, int]] = {j: {} for j in job_ids}
+    if job_ids:
+        rows = session.execute(
+            select(Trial.job_id, Trial.status, func.count())
+            .where(Trial.job_id.in_(job_ids))
+            .group_by(Trial.job_id, Trial.status)
+        )
+        for job_id, status, n in rows:
+            counts[job_id][status] = n
+    return {j: TrialCounts(**c) for j, c in counts.items()}
+
+
+def best_trials(session: Session, job_ids: Sequence[int]) -> dict[int, Best]:
+    """The lowest-val_loss trial of each job (ties: lowest number), one query for all jobs."""
+    if not job_ids:
+        return {}
+    ranked = (
+        select(
+            Trial,
+            func.row_number()
+            .over(partition_by=Trial.job_id, order_by=(Trial.val_loss.asc(), Trial.number.asc()))
+            .label("rank"),
+        )
+        .where(Trial.job_id.in_(job_ids), Trial.val_loss.is_not(None))
+        .subquery()
+    )
+    from sqlalchemy.orm import aliased
+
+    t = aliased(Trial, ranked)
+    out: dict[int, Best] = {}
+    for trial in session.scalars(select(t).where(ranked.c.rank == 1)):
+        out[trial.job_id] = to_best(trial)
+    return out
+
+
+def best_trial(session: Session, job_id: int) -> Trial | None:
+    return session.scalars(
+        select(Trial)
+        .where(Trial.job_id == job_id, Trial.val_loss.is_not(None))
+        .order_by(Trial.val_loss.asc(), Trial.number.asc())
+        .limit(1)
+    ).first()
+
+
+def to_best(trial: Trial) -> Best:
+    assert trial.val_loss is not None
+    return Best(trial=trial.number, config=trial.config, lr=float(trial.config["lr"]),
+                val_loss=trial.val_loss, epoch=trial.best_epoch)
+
+
+def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic:
+    return JobPublic(
+        id=job.id, name=job.name, status=job.status, spec=job.spec,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        trial_counts=counts, total_trials=job.total_trials, best=best, error=job.error,
+    )
+
+
+def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
+    ids = [j.id for j in jobs]
+    counts = trial_counts(session, ids)
+    bests = best_trials(session, ids)
+    return [to_job_public(j, counts[j.id], bests.get(j.id)) for j in jobs]
+
+
+def to_trial_public(t: Trial) -> TrialPublic:
+    return TrialPublic(number=t.number, status=t.status, config=t.config, val_loss=t.val_loss,
+                       best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
+                       finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node)
+
+
+def to_metric_public(m: Metric) -> MetricPublic:
+    return MetricPublic(epoch=m.epoch, train_loss=m.train_loss, val_loss=m.val_loss,
+                        val_accuracy=m.val_accuracy, lr=m.lr)

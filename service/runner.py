@@ -1,0 +1,396 @@
+"""The job runner: claims queued jobs, asks search/ for candidates, runs them on Ray, stores every result.
+
+Every state change is committed to the store as it happens, so a service that stops (or dies)
+and starts again resumes its jobs: finished trials are replayed into the strategy, and trials
+that were running are re-run with the same number and config. A job is owned through a lease
+(``claimed_by`` + ``heartbeat_at``): a lease that is not renewed can be taken over.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from search import SpecError, StrategySpec, TrialOutcome, make_strategy
+from service.config import Settings
+from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
+from service.schemas import JobSpec
+from service.validation import check_job_spec
+from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrialItem:
+    id: int
+    number: int
+    config: dict[str, Any]
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class JobExecution:
+    """Drives one job: ``max_concurrent`` slot threads, each taking the next candidate as it frees up."""
+
+    def __init__(self, runner: JobRunner, job_id: int) -> None:
+        self.runner = runner
+        self.job_id = job_id
+        self.sessions: sessionmaker[Session] = runner.sessions
+        self.executor = runner.executor
+        self._lock = threading.Lock()
+        self._pending: deque[TrialItem] = deque()
+        self._running_keys: set[str] = set()
+        self._exhausted = False
+        self.cancelled = False
+        self.shutting_down = False
+        self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def request_cancel(self) -> None:
+        self.cancelled = True
+        self._stop_running()
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        self._stop_running()
+
+    def _stop_running(self) -> None:
+        with self._lock:
+            keys = list(self._running_keys)
+        for key in keys:
+            self.executor.stop(key)
+
+    def _run(self) -> None:
+        try:
+            self._prepare()
+            slots = [threading.Thread(target=self._slot, name=f"job-{self.job_id}-slot-{i}", daemon=True)
+                     for i in range(self.spec.max_concurrent)]
+            for t in slots:
+                t.start()
+            for t in slots:
+                t.join()
+            if not self.shutting_down:
+                self._finish()
+        except Exception as exc:  # an error of the system, not of a trial: the job fails, visibly
+            log.exception("job %s failed", self.job_id)
+            with self.sessions.begin() as s:
+                job = s.get(Job, self.job_id)
+                if job is not None:
+                    job.status, job.error, job.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
+
+    # -- resume ----------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        with self.sessions.begin() as s:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            self.spec = JobSpec.model_validate(job.spec)
+            try:
+                checked = check_job_spec(self.spec, self.runner.settings, self.runner.workload_names())
+            except SpecError as exc:
+                raise RuntimeError(f"the spec is no longer valid on this server: {exc}") from exc
+            self.strategy_spec: StrategySpec = checked.strategy_spec
+            self.strategy = make_strategy(self.spec.strategy, self.strategy_spec)
+            self.strategy.load_state_dict(job.strategy_state or {})
+            self.stopper = self._make_stopper()
+            trials = list(s.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)))
+            finished_ids = [t.id for t in trials if t.status in FINISHED_TRIAL_STATUSES]
+            curves: dict[int, list[float | None]] = {i: [] for i in finished_ids}
+            if finished_ids:
+                for trial_id, val_loss in s.execute(
+                    select(Metric.trial_id, Metric.val_loss)
+                    .where(Metric.trial_id.in_(finished_ids))
+                    .order_by(Metric.trial_id, Metric.epoch)
+                ):
+                    curves[trial_id].append(val_loss)
+            for t in trials:
+                if t.status in FINISHED_TRIAL_STATUSES:
+                    curve = curves[t.id]
+                    if self.stopper is not None:
+                        for epoch, v in enumerate(curve):
+                            if v is not None:
+                                self.stopper.report(t.number, epoch, v)
+                        self.stopper.trial_finished(t.number, t.status)
+                    self.strategy.observe(self._outcome(t.number, t.config, t.status, curve))
+                else:
+                    # Running when the last owner stopped: run it again from the start, same number.
+                    s.execute(delete(Metric).where(Metric.trial_id == t.id))
+                    t.status, t.val_loss, t.best_epoch, t.epochs, t.error = "queued", None, None, 0, None
+                    self._pending.append(TrialItem(t.id, t.number, dict(t.config)))
+            self._next_number = len(trials)
+
+    def _make_stopper(self) -> Any:
+        if self.spec.early_stopping is None:
+            return None
+        from search.early_stopping import parse_early_stopping
+
+        return parse_early_stopping(self.spec.early_stopping, self.spec.epochs)
+
+    @staticmethod
+    def _outcome(number: int, config: dict, status: str, curve: list[float | None]) -> TrialOutcome:
+        finite = [v for v in curve if v is not None and math.isfinite(v)]
+        return TrialOutcome(number=number, config=config, status=status,
+                            val_loss=min(finite) if finite else None, epochs=len(curve),
+                            val_losses=tuple(finite))
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _next(self) -> TrialItem | None:
+        with self._lock:
+            if self.cancelled or self.shutting_down:
+                return None
+            if self._pending:
+                return self._pending.popleft()
+            if self._exhausted:
+                return None
+            config = self.strategy.suggest()
+            if config is None:
+                self._exhausted = True
+                return None
+            number = self._next_number
+            self._next_number += 1
+            # The trial row and the strategy's state are written together: a crash never
+            # leaves a suggestion the store does not know about.
+            with self.sessions.begin() as s:
+                trial = Trial(job_id=self.job_id, number=number, status="queued", config=config)
+                s.add(trial)
+                s.execute(update(Job).where(Job.id == self.job_id)
+                          .values(strategy_state=self.strategy.state_dict()))
+                s.flush()
+                return TrialItem(trial.id, number, config)
+
+    def _slot(self) -> None:
+        while True:
+            item = self._next()
+            if item is None:
+                return
+            try:
+                self._run_trial(item)
+            except Exception:  # noqa: BLE001 - the store could not be written; the job fails
+                log.exception("job %s trial %s", self.job_id, item.number)
+                raise
+
+    # -- one trial ---------------------------------------------------------------------------
+    def _run_trial(self, item: TrialItem) -> None:
+        spec = self.spec
+        resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+        with self.sessions.begin() as s:
+            s.execute(update(Trial).where(Trial.id == item.id).values(
+                status="running", started_at=utcnow(), finished_at=None, error=None))
+        status: str | None = "completed"
+        error: str | None = None
+        curve: list[float | None] = []
+        retries = 0
+        while True:
+            key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
+            with self._lock:
+                self._running_keys.add(key)
+            with self.sessions.begin() as s:
+                t = s.get(Trial, item.id)
+                assert t is not None
+                t.attempts += 1
+            try:
+                for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs,
+                                                      spec.seed, resources):
+                    epoch = int(result["epoch"])
+                    val_loss = _finite(result.get("val_loss"))
+                    self._record_epoch(item.id, result, val_loss)
+                    curve.append(val_loss)
+                    if result.get("diverged"):
+                        status = "diverged"
+                        error = f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
+                        break
+                    if self.shutting_down:
+                        status = None
+                        break
+                    if self.cancelled:
+                        status = "cancelled"
+                        break
+                    if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
+                            and self._report(item.number, epoch, val_loss) == "stop"):
+                        status = "pruned"
+                        break
+                break
+            except WorkerLost as exc:
+                if self.shutting_down:
+                    status = None
+                    break
+                retries += 1
+                if retries > spec.max_retries or self.cancelled:
+                    status, error = "failed", f"worker lost after {retries} attempt(s): {exc}"
+                    break
+                log.warning("job %s trial %s: worker lost (%s); retrying", self.job_id, item.number, exc)
+                with self.sessions.begin() as s:
+                    s.execute(delete(Metric).where(Metric.trial_id == item.id))
+                    s.execute(update(Trial).where(Trial.id == item.id).values(
+                        val_loss=None, best_epoch=None, epochs=0))
+                curve = []
+            except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
+                status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                break
+            finally:
+                with self._lock:
+                    self._running_keys.discard(key)
+        if status == "completed" and len(curve) < spec.epochs:
+            # The worker stopped early without saying why: we asked it to.
+            status = None if self.shutting_down else "cancelled"
+        if status is None:
+            return  # the service is stopping: the trial stays running and is re-run on resume
+        with self.sessions.begin() as s:
+            s.execute(update(Trial).where(Trial.id == item.id).values(
+                status=status, error=error, finished_at=utcnow()))
+        with self._lock:
+            if self.stopper is not None:
+                self.stopper.trial_finished(item.number, status)
+            self.strategy.observe(self._outcome(item.number, item.config, status, curve))
+
+    def _report(self, number: int, epoch: int, val_loss: float) -> str:
+        with self._lock:
+            return str(self.stopper.report(number, epoch, val_loss))
+
+    def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> None:
+        """One transaction per epoch: the metric row and the trial's running best."""
+        epoch = int(result["epoch"])
+        with self.sessions.begin() as s:
+            s.add(Metric(trial_id=trial_id, epoch=epoch, train_loss=_finite(result.get("train_loss")),
+                         val_loss=val_loss, val_accuracy=_finite(result.get("val_accuracy")),
+                         lr=float(result["lr"])))
+            t = s.get(Trial, trial_id)
+            assert t is not None
+            t.epochs = epoch + 1
+            if result.get("node"):
+                t.node = str(result["node"])
+            if val_loss is not None and (t.val_loss is None or val_loss < t.val_loss):
+                t.val_loss, t.best_epoch = val_loss, epoch
+
+    # -- the end -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        with self.sessions.begin() as s:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            cancelled = self.cancelled or job.cancel_requested
+            if cancelled:
+                s.execute(update(Trial).where(Trial.job_id == self.job_id, Trial.status.in_(("queued", "running")))
+                          .values(status="cancelled", finished_at=utcnow()))
+                job.status = "cancelled"
+            else:
+                statuses = list(s.scalars(select(Trial.status).where(Trial.job_id == self.job_id)))
+                if statuses and all(st == "failed" for st in statuses):
+                    job.status = "failed"
+                    job.error = "every trial failed; see the trials' errors"
+                else:
+                    job.status = "completed"
+            job.finished_at = utcnow()
+            job.heartbeat_at = None
+
+
+class JobRunner:
+    """Claims jobs from the store and runs them; one per service process."""
+
+    def __init__(self, sessions: sessionmaker[Session], executor: RayExecutor, settings: Settings) -> None:
+        self.sessions = sessions
+        self.executor = executor
+        self.settings = settings
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._executions: dict[int, JobExecution] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
+
+    def workload_names(self) -> list[str]:
+        from workers.registry import workload_names
+
+        return workload_names()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel(self, job_id: int) -> None:
+        execution = self._executions.get(job_id)
+        if execution is not None:
+            execution.request_cancel()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop trials at their next epoch and hand the leases back, so a restart resumes at once."""
+        self._stop.set()
+        self._wake.set()
+        for execution in list(self._executions.values()):
+            execution.shutdown()
+        for execution in list(self._executions.values()):
+            execution.thread.join(timeout)
+        self._thread.join(timeout)
+        with self.sessions.begin() as s:
+            s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running")
+                      .values(claimed_by=None, heartbeat_at=None))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:  # noqa: BLE001 - e.g. the database is briefly unreachable; try again
+                log.exception("job runner tick failed")
+            self._wake.wait(self.settings.poll_interval)
+            self._wake.clear()
+
+    def _tick(self) -> None:
+        now = utcnow()
+        with self.sessions.begin() as s:
+            # Renew our leases, and see which of our jobs were asked to stop.
+            s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running")
+                      .values(heartbeat_at=now))
+            cancel_ids = list(s.scalars(select(Job.id).where(
+                Job.claimed_by == self.owner, Job.status == "running", Job.cancel_requested.is_(True))))
+        for job_id in cancel_ids:
+            self.cancel(job_id)
+        for job_id, execution in list(self._executions.items()):
+            if not execution.is_alive():
+                del self._executions[job_id]
+        free = self.settings.max_running_jobs - len(self._executions)
+        if free <= 0 or self._stop.is_set():
+            return
+        stale = now - timedelta(seconds=self.settings.lease_seconds)
+        claimable = or_(Job.status == "queued",
+                        (Job.status == "running") & or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < stale))
+        with self.sessions() as s:
+            candidates = list(s.scalars(select(Job.id).where(claimable).order_by(Job.id).limit(free)))
+        for job_id in candidates:
+            with self.sessions.begin() as s:
+                # Claim with a conditional update: of several replicas, exactly one wins.
+                claimed = s.execute(
+                    update(Job).where(Job.id == job_id, claimable)
+                    .values(status="running", claimed_by=self.owner, heartbeat_at=now)
+                ).rowcount == 1
+                if claimed:
+                    job = s.get(Job, job_id)
+                    assert job is not None
+                    if job.started_at is None:
+                        job.started_at = now
+            if claimed:
+                log.info("claimed job %s", job_id)
+                execution = JobExecution(self, job_id)
+                self._executions[job_id] = execution
+                execution.start()

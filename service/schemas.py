@@ -1,0 +1,112 @@
+"""Request and response shapes of the REST API (the contract's JobSpec, Job, Trial, Metric, Best)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cpu: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
+    gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per trial (fractions allowed)")
+
+
+class JobSpec(BaseModel):
+    """A learning-rate search. Shapes are checked here; names, ranges and caps in service/validation.py."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, description="a label; defaults to '<strategy>-<workload>'")
+    workload: str = Field(description="a registered workload, see GET /workloads")
+    strategy: str = Field(default="random", description="grid, random, bayesian or manual")
+    max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
+    max_concurrent: int = Field(default=2, description="trials running at once")
+    epochs: int = Field(default=10, description="epochs per trial")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    space: dict[str, Any] | None = Field(default=None, description="the search space (not for manual)")
+    configs: list[dict[str, Any]] | None = Field(default=None, description="manual: the trials to run")
+    early_stopping: dict[str, Any] | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="strategy options")
+    resources: Resources = Field(default_factory=Resources)
+    max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a trial whose worker died")
+
+
+class Best(BaseModel):
+    trial: int
+    config: dict[str, Any]
+    lr: float
+    val_loss: float
+    epoch: int | None
+
+
+class TrialCounts(BaseModel):
+    queued: int = 0
+    running: int = 0
+    completed: int = 0
+    pruned: int = 0
+    diverged: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
+class JobPublic(BaseModel):
+    id: int
+    name: str
+    status: str
+    spec: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    trial_counts: TrialCounts
+    total_trials: int | None = Field(description="trials the job will run, when known")
+    best: Best | None
+    error: str | None = None
+
+
+class TrialPublic(BaseModel):
+    number: int
+    status: str
+    config: dict[str, Any]
+    val_loss: float | None
+    best_epoch: int | None = None
+    epochs: int
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    attempts: int = 0
+    node: str | None = None
+
+
+class MetricPublic(BaseModel):
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]
+
+
+class WorkloadPublic(BaseModel):
+    name: str
+    description: str
+
+
+class Health(BaseModel):
+    status: str
+    database: str
+    ray: str
+    version: str

@@ -1,0 +1,84 @@
+"""Checks of a JobSpec beyond its shape: known names, ranges, caps. Raises SpecError naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from search import STRATEGIES, SpecError, StrategySpec, make_strategy, parse_space
+from service.config import Settings
+from service.schemas import JobSpec
+
+
+@dataclass(frozen=True)
+class CheckedJob:
+    spec: JobSpec
+    strategy_spec: StrategySpec
+    total_trials: int | None
+
+
+def _int_in(loc: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise SpecError((loc,), f"must be an integer in [{low}, {high}], got {value}")
+
+
+def _early_stopping(spec: JobSpec) -> None:
+    if spec.early_stopping is None:
+        return
+    try:
+        from search.early_stopping import parse_early_stopping
+    except ImportError:  # early stopping not built yet
+        raise SpecError(("early_stopping",), "early stopping is not supported by this server") from None
+    parse_early_stopping(spec.early_stopping, spec.epochs)
+
+
+def _options(spec: JobSpec) -> dict:
+    try:
+        from search.strategies import validate_options  # type: ignore[attr-defined]
+    except ImportError:
+        if spec.options:
+            raise SpecError(("options",), f"{spec.strategy} takes no options") from None
+        return {}
+    return validate_options(spec.strategy, spec.options)
+
+
+def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> CheckedJob:
+    """Validate everything a job needs before anything is written."""
+    if spec.name is not None and not 1 <= len(spec.name) <= settings.max_name_length:
+        raise SpecError(("name",), f"must be 1 to {settings.max_name_length} characters")
+    if spec.workload not in workloads:
+        raise SpecError(("workload",), f"unknown workload {spec.workload!r}; allowed: {workloads}")
+    if spec.strategy not in STRATEGIES:
+        raise SpecError(("strategy",), f"unknown strategy {spec.strategy!r}; allowed: {sorted(STRATEGIES)}")
+    _int_in("epochs", spec.epochs, 1, settings.max_epochs)
+    _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
+    if spec.max_trials is not None:
+        _int_in("max_trials", spec.max_trials, 1, settings.max_trials)
+
+    manual = spec.strategy == "manual"
+    if manual:
+        if spec.space is not None:
+            raise SpecError(("space",), "manual search takes configs, not space")
+        if not spec.configs:
+            raise SpecError(("configs",), 'manual search needs a non-empty list, e.g. [{"lr": 0.1}]')
+        if len(spec.configs) > settings.max_trials:
+            raise SpecError(("configs",), f"at most {settings.max_trials} configs")
+        space = None
+    else:
+        if spec.configs is not None:
+            raise SpecError(("configs",), "only manual search takes configs; use space")
+        if spec.space is None:
+            raise SpecError(("space",), 'is required, e.g. {"lr": {"low": 1e-4, "high": 1.0}}')
+        space = parse_space(spec.space, grid=spec.strategy == "grid")
+        if spec.strategy == "grid" and space.grid_size() > settings.max_grid_points:
+            raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
+                                        f"{settings.max_grid_points} allowed")
+    _early_stopping(spec)
+    options = _options(spec)
+    max_trials = spec.max_trials
+    if max_trials is None and spec.strategy not in ("grid", "manual"):
+        max_trials = 20  # a sensible default budget for sampling strategies
+    strategy_spec = StrategySpec(space=space, epochs=spec.epochs, seed=spec.seed, max_trials=max_trials,
+                                 configs=tuple(spec.configs or ()), options=options)
+    strategy = make_strategy(spec.strategy, strategy_spec)  # manual configs are checked here
+    return CheckedJob(spec=spec.model_copy(update={"max_trials": max_trials}),
+                      strategy_spec=strategy_spec, total_trials=strategy.total())

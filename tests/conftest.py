@@ -1,0 +1,158 @@
+"""Shared fixtures: a real local Ray (num_cpus=2), real SQLite files and the real PostgreSQL.
+
+Tests that need PostgreSQL run in CI (CI=true); elsewhere they skip with a printed reason
+when no server answers on 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_HOST = os.environ.get("LRSEARCH_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("LRSEARCH_TEST_PG_PORT", "5432"))
+PG_USER = os.environ.get("LRSEARCH_TEST_PG_USER", "postgres")
+REPO = Path(__file__).resolve().parent.parent
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_admin_conn():  # type: ignore[no-untyped-def]
+    import psycopg
+
+    return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",
+                           autocommit=True, connect_timeout=3)
+
+
+def _pg_available() -> str | None:
+    """None if PostgreSQL answers, else why not."""
+    try:
+        with _pg_admin_conn():
+            return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture(scope="session")
+def pg_reason() -> str | None:
+    reason = _pg_available()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_HOST}:{PG_PORT}: {reason}")
+    return reason
+
+
+def make_pg_database() -> tuple[str, str]:
+    name = f"lrsearch_test_{uuid.uuid4().hex[:12]}"
+    with _pg_admin_conn() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+
+
+def drop_pg_database(name: str) -> None:
+    with _pg_admin_conn() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lrsearch.db'}"
+        return
+    if pg_reason:
+        print(f"skipping PostgreSQL: {pg_reason}")
+        pytest.skip(f"PostgreSQL unreachable ({pg_reason}); CI runs these")
+    name, url = make_pg_database()
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def ray_executor() -> Iterator[object]:
+    """One real local Ray for the whole run, with a shared actor pool (actors live across tests)."""
+    import ray
+
+    from workers.ray_executor import RayExecutor
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    executor = RayExecutor()
+    executor.start()
+    yield executor
+    executor.shutdown()
+    ray.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServiceProcess:
+    """A real ``lrsearch serve`` in its own process group (so its local Ray dies with it)."""
+
+    def __init__(self, db_url: str, port: int | None = None, num_cpus: int = 2,
+                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+        self.db_url = db_url
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.num_cpus = num_cpus
+        self.env = {**os.environ, **(env or {})}
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90.0) -> ServiceProcess:
+        import httpx
+
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
+             "--num-cpus", str(self.num_cpus), "--log-level", "warning"],
+            cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"lrsearch serve exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"lrsearch serve not healthy after {timeout} s")
+
+    def kill(self, sig: int, group: bool = True) -> None:
+        """Signal the service, or its whole process group (the service and the local Ray it started)."""
+        assert self.proc is not None
+        try:
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM, group=False)  # graceful: the service shuts its own Ray down
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, 9)  # leftovers of the process group, if any
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,75 @@
+"""Bad specs get 422 with a message naming the field, and write nothing."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+GOOD = {"workload": "mlp-digits", "strategy": "random", "max_trials": 4, "epochs": 2,
+        "space": {"lr": {"low": 1e-4, "high": 1.0}}}
+
+BAD = [
+    ("negative lr", {**GOOD, "space": {"lr": {"low": -0.1, "high": 1.0}}}, "space.lr.low"),
+    ("zero lr", {**GOOD, "space": {"lr": {"values": [0.0, 0.1]}}}, "space.lr.values.0"),
+    ("low >= high", {**GOOD, "space": {"lr": {"low": 1.0, "high": 0.1}}}, "space.lr.low"),
+    ("low == high", {**GOOD, "space": {"lr": {"low": 0.1, "high": 0.1}}}, "space.lr.low"),
+    ("unknown optimizer", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "optimizer": ["sgd", "lion"]}},
+     "space.optimizer.1"),
+    ("unknown schedule", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "schedule": ["warm"]}},
+     "space.schedule.0"),
+    ("unknown workload", {**GOOD, "workload": "imagenet"}, "workload"),
+    ("unknown strategy", {**GOOD, "strategy": "genetic"}, "strategy"),
+    ("extra field", {**GOOD, "code": "import os"}, "code"),
+    ("extra space key", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "batch": [1]}}, "space.batch"),
+    ("missing lr", {**GOOD, "space": {"optimizer": ["sgd"]}}, "space.lr"),
+    ("string lr", {**GOOD, "space": {"lr": {"low": "a", "high": 1}}}, "space.lr.low"),
+    ("grid without num", {**GOOD, "strategy": "grid"}, "space.lr"),
+    ("manual without configs", {**GOOD, "strategy": "manual", "space": None}, "configs"),
+    ("manual bad lr", {"workload": "mlp-digits", "strategy": "manual", "configs": [{"lr": -1}]}, "configs.0.lr"),
+    ("manual foreign param", {"workload": "mlp-digits", "strategy": "manual",
+                              "configs": [{"lr": 0.1, "optimizer": "adam", "momentum": 0.9}]}, "configs.0.momentum"),
+    ("too many trials", {**GOOD, "max_trials": 10**6}, "max_trials"),
+    ("zero epochs", {**GOOD, "epochs": 0}, "epochs"),
+    ("zero concurrency", {**GOOD, "max_concurrent": 0}, "max_concurrent"),
+    ("huge grid", {**GOOD, "strategy": "grid", "max_trials": None,
+                   "space": {"lr": {"low": 1e-5, "high": 1, "num": 1000},
+                             "warmup_fraction": {"values": [0.0, 0.1, 0.2, 0.3, 0.4]},
+                             "schedule": ["constant", "step", "cosine"]}}, "space"),
+    ("missing workload", {k: v for k, v in GOOD.items() if k != "workload"}, "workload"),
+    ("wrong type", {**GOOD, "epochs": "ten"}, "epochs"),
+]
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c[0] for c in BAD])
+def test_bad_spec_is_rejected_and_writes_nothing(api_only: TestClient, case: tuple) -> None:
+    _, spec, field = case
+    before = api_only.get("/api/v1/jobs").json()["total"]
+    r = api_only.post("/api/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert field in body["message"], body
+    assert api_only.get("/api/v1/jobs").json()["total"] == before
+
+
+def test_error_lists_what_is_allowed(api_only: TestClient) -> None:
+    r = api_only.post("/api/v1/jobs", json={**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "optimizer": ["x"]}})
+    assert "adam" in r.json()["message"] and "rmsprop" in r.json()["message"]
+    r = api_only.post("/api/v1/jobs", json={**GOOD, "workload": "x"})
+    assert "mlp-digits" in r.json()["message"]
+
+
+def test_malformed_and_oversized_bodies(api_only: TestClient) -> None:
+    before = api_only.get("/api/v1/jobs").json()["total"]
+    r = api_only.post("/api/v1/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = api_only.post("/api/v1/jobs", content=b"x" * (2 * 1024 * 1024), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    r = api_only.post("/api/v1/jobs", json=[1, 2, 3])
+    assert r.status_code == 422
+    assert api_only.get("/api/v1/jobs").json()["total"] == before
+
+
+def test_a_good_spec_is_accepted(api_only: TestClient) -> None:
+    r = api_only.post("/api/v1/jobs", json=GOOD)
+    assert r.status_code == 201
+    assert r.json()["spec"]["space"] == GOOD["space"]

@@ -1,0 +1,181 @@
+"""Runs trials on Ray: long-lived actors, each epoch's result streamed back as it finishes.
+
+Short learning-rate trials are dominated by per-trial overhead, so actors live across trials
+and jobs (data loaded once per actor and workload), and each trial is one actor call whose
+epochs come back through a Ray streaming generator.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
+
+log = logging.getLogger(__name__)
+
+
+class WorkerLost(RuntimeError):
+    """The Ray worker running a trial died (node lost, process killed)."""
+
+
+@dataclass(frozen=True)
+class TrialResources:
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+
+@ray.remote
+class TrialActor:
+    """Trains one trial at a time; a second thread takes ``stop`` calls while a trial runs."""
+
+    def __init__(self, cpu: float, gpu: float) -> None:
+        import torch
+
+        # A CPU trial uses its share of the node, no more: trials run side by side.
+        torch.set_num_threads(max(1, int(cpu)))
+        self._device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+        self._data: dict[str, Any] = {}
+        self._stop: set[str] = set()
+        self._node = ray.get_runtime_context().get_node_id()
+
+    def info(self) -> dict[str, Any]:
+        return {"node": self._node, "pid": os.getpid(), "device": self._device}
+
+    def stop(self, key: str) -> None:
+        self._stop.add(key)
+
+    def run(self, key: str, workload: str, config: dict, epochs: int, seed: int) -> Iterator[dict]:
+        from workers.registry import get_workload
+        from workers.trainer import TrialTrainer
+
+        wl = get_workload(workload)
+        if workload not in self._data:
+            self._data[workload] = wl.load_data(seed=0)
+        trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device)
+        try:
+            for _ in range(epochs):
+                if key in self._stop:
+                    return
+                result = trainer.run_epoch().to_dict()
+                result["node"] = self._node
+                yield result
+                if result.get("diverged"):
+                    return
+        finally:
+            self._stop.discard(key)
+
+
+class RayExecutor:
+    """Owns the connection to Ray and a pool of idle actors per resource shape."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None,
+                 object_store_bytes: int | None = None) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.object_store_bytes = object_store_bytes
+        self._owns_ray = False
+        self._lock = threading.Lock()
+        self._idle: dict[TrialResources, list[Any]] = {}
+        self._running: dict[str, Any] = {}
+
+    def start(self) -> None:
+        if ray.is_initialized():
+            return
+        if self.address:
+            if self.num_cpus is not None:
+                log.warning("--num-cpus is ignored when joining a Ray cluster at %s", self.address)
+            ray.init(address=self.address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                     object_store_memory=self.object_store_bytes)
+        self._owns_ray = True
+
+    def describe(self) -> str:
+        if not ray.is_initialized():
+            return "not connected"
+        cpus = ray.cluster_resources().get("CPU", 0)
+        return f"connected ({len(ray.nodes())} node(s), {cpus:g} CPU)"
+
+    def prewarm(self, count: int, resources: TrialResources = TrialResources()) -> None:
+        """Start actors ahead of the first job, so it does not wait for torch to import."""
+        actors = [self._new_actor(resources) for _ in range(count)]
+        ray.get([a.info.remote() for a in actors])
+        with self._lock:
+            self._idle.setdefault(resources, []).extend(actors)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for actors in self._idle.values():
+                for a in actors:
+                    ray.kill(a)
+            self._idle.clear()
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+    def _new_actor(self, resources: TrialResources) -> Any:
+        return TrialActor.options(num_cpus=resources.cpu, num_gpus=resources.gpu,
+                                  max_concurrency=2).remote(resources.cpu, resources.gpu)
+
+    def _acquire(self, resources: TrialResources) -> Any:
+        with self._lock:
+            pool = self._idle.get(resources)
+            if pool:
+                return pool.pop()
+            # Idle actors of another shape hold resources this one may need.
+            for shape, actors in self._idle.items():
+                for a in actors:
+                    ray.kill(a)
+                actors.clear()
+        return self._new_actor(resources)
+
+    def _release(self, resources: TrialResources, actor: Any) -> None:
+        with self._lock:
+            self._idle.setdefault(resources, []).append(actor)
+
+    def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
+                  resources: TrialResources = TrialResources()) -> Iterator[dict]:
+        """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
+        actor = self._acquire(resources)
+        with self._lock:
+            self._running[key] = actor
+        healthy = True
+        stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed)
+        try:
+            for ref in stream:
+                yield ray.get(ref)
+        except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
+            healthy = False
+            raise WorkerLost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+            if healthy:
+                # The caller may have stopped reading early (pruned, cancelled): let the actor
+                # finish this trial before it takes another.
+                try:
+                    actor.stop.remote(key)
+                    for ref in stream:
+                        ray.get(ref)
+                except Exception:  # noqa: BLE001 - a dead actor is simply not reused
+                    healthy = False
+            if healthy:
+                self._release(resources, actor)
+            else:
+                try:
+                    ray.kill(actor)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def stop(self, key: str) -> None:
+        """Ask the worker running trial ``key`` to stop at its next epoch boundary."""
+        with self._lock:
+            actor = self._running.get(key)
+        if actor is not None:
+            actor.stop.remote(key)

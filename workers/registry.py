@@ -1,0 +1,152 @@
+"""Workloads by name: the built-ins plus users' plug-ins from the entry-point group ``lrsearch.workloads``.
+
+Importing this module, listing names and describing the built-ins import no torch: the service
+process lists workloads and validates job specs with it, and torch would cost it hundreds of MB.
+A workload's module (and so torch) is imported only when ``get_workload`` asks for it, or when
+``describe_workloads`` has to read a plug-in's description.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import threading
+import warnings
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from workers.workloads.base import Dataset, Workload
+
+ENTRY_POINT_GROUP = "lrsearch.workloads"
+
+log = logging.getLogger(__name__)
+
+
+class _BuiltIn(NamedTuple):
+    target: str  # "module:attr", imported on first use
+    description: str  # kept here so describing needs no import; equals the class's (tested)
+
+
+BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
+    "mlp-digits": _BuiltIn(
+        "workers.workloads.digits:MLPDigits",
+        "MLP 64-64-10 (ReLU) on scikit-learn's 8x8 digits, standardized pixels, 80/20 split.",
+    ),
+    "cnn-digits": _BuiltIn(
+        "workers.workloads.digits:CNNDigits",
+        "Small CNN (3x3 conv 16, 3x3 conv 32, linear; ReLU) on scikit-learn's 8x8 digits, 80/20 split.",
+    ),
+    "logreg-breast-cancer": _BuiltIn(
+        "workers.workloads.tabular:LogRegBreastCancer",
+        "Logistic regression (one linear layer, 2-class softmax) on scikit-learn's breast cancer "
+        "table: 569 samples, 30 standardized features, 80/20 split.",
+    ),
+    "mlp-wine": _BuiltIn(
+        "workers.workloads.tabular:MLPWine",
+        "MLP 13-32-3 (ReLU) on scikit-learn's wine table: 178 samples, 13 standardized features, 80/20 split.",
+    ),
+    "synthetic": _BuiltIn(
+        "workers.workloads.synthetic:Synthetic",
+        "Generated regression (y = linear + tanh term + noise, 8 features), MLP 8-16-1, "
+        "256 training / 64 validation samples: milliseconds per epoch, for scale tests.",
+    ),
+}
+
+_lock = threading.Lock()
+_instances: dict[str, Workload] = {}
+
+
+def workload_names() -> list[str]:
+    """Every workload a job may name: built-ins first, then plug-ins, each group sorted."""
+    return list(BUILTIN_WORKLOADS) + sorted(_plugin_entry_points())
+
+
+def describe_workloads() -> list[dict[str, str]]:
+    """``[{"name", "description"}, ...]`` in ``workload_names()`` order.
+
+    A plug-in that fails to load is still listed, with the error as its description.
+    """
+    out = [{"name": name, "description": b.description} for name, b in BUILTIN_WORKLOADS.items()]
+    for name in sorted(_plugin_entry_points()):
+        try:
+            description = str(getattr(get_workload(name), "description", "") or "")
+        except Exception as exc:  # a broken plug-in must not take the listing down
+            log.warning("workload plug-in %r failed to load: %r", name, exc)
+            description = f"(failed to load: {exc!r})"
+        out.append({"name": name, "description": description})
+    return out
+
+
+def get_workload(name: str) -> Workload:
+    """The workload called ``name``, one cached instance per process. Unknown name: KeyError
+    listing the known ones."""
+    with _lock:
+        if name not in _instances:
+            _instances[name] = _load(name)
+        return _instances[name]
+
+
+@functools.lru_cache(maxsize=8)
+def get_dataset(name: str, seed: int) -> Dataset:
+    """``get_workload(name).load_data(seed)``, cached per process for trials of the same job.
+
+    Shared between trials: treat the tensors as read-only (the trainer does)."""
+    return get_workload(name).load_data(seed)
+
+
+def clear_cache() -> None:
+    """Forget loaded workloads, datasets and the plug-in scan (after installing a plug-in; tests)."""
+    with _lock:
+        _instances.clear()
+    get_dataset.cache_clear()
+    _plugin_entry_points.cache_clear()
+
+
+def _load(name: str) -> Workload:
+    from workers.workloads.base import Workload  # torch from here on
+
+    if name in BUILTIN_WORKLOADS:
+        module_name, _, attr = BUILTIN_WORKLOADS[name].target.partition(":")
+        obj = getattr(importlib.import_module(module_name), attr)
+    else:
+        plugins = _plugin_entry_points()
+        if name not in plugins:
+            raise KeyError(f"unknown workload {name!r}; known workloads: {', '.join(workload_names())}")
+        obj = plugins[name].load()
+    # A Workload subclass or a zero-argument factory: calling either gives the instance.
+    workload = obj()
+    if not isinstance(workload, Workload):
+        raise TypeError(f"workload {name!r} ({obj!r}) gave {type(workload).__name__}, not a Workload")
+    return workload
+
+
+@functools.lru_cache(maxsize=1)
+def _plugin_entry_points() -> dict[str, EntryPoint]:
+    """Plug-ins by name, without importing them. Built-in names win; a different target under a
+    built-in's name, or two plug-ins with one name, is warned about and the later one ignored."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in BUILTIN_WORKLOADS:
+            # Built-ins may also be registered in the group (pyproject.toml); that is no conflict.
+            if _same_target(ep.value, BUILTIN_WORKLOADS[ep.name].target):
+                continue
+            warnings.warn(
+                f"workload plug-in {ep.name!r} ({ep.value}) is shadowed by the built-in of that name",
+                stacklevel=2,
+            )
+        elif ep.name in found:
+            if not _same_target(ep.value, found[ep.name].value):
+                warnings.warn(
+                    f"two workload plug-ins are named {ep.name!r}: using {found[ep.name].value}, "
+                    f"ignoring {ep.value}",
+                    stacklevel=2,
+                )
+        else:
+            found[ep.name] = ep
+    return found
+
+
+def _same_target(a: str, b: str) -> bool:
+    return a.replace(" ", "") == b.replace(" ", "")

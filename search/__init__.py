@@ -1,8 +1,10 @@
 """search/: the brain. Spaces, strategies and early stopping; pure Python (no torch, no ray)."""
 
+from search.early_stopping import Decision, EarlyStopper, parse_early_stopping
 from search.errors import SpecError
 from search.space import SearchSpace, parse_space
-from search.strategies import STRATEGIES, Strategy, StrategySpec, TrialOutcome, make_strategy
+from search.strategies import (STRATEGIES, Strategy, StrategySpec, TrialOutcome, make_strategy,
+                               validate_options)
 
-__all__ = ["STRATEGIES", "SearchSpace", "SpecError", "Strategy", "StrategySpec", "TrialOutcome",
-           "make_strategy", "parse_space"]
+__all__ = ["STRATEGIES", "Decision", "EarlyStopper", "SearchSpace", "SpecError", "Strategy", "StrategySpec",
+           "TrialOutcome", "make_strategy", "parse_early_stopping", "parse_space", "validate_options"]

@@ -160,6 +160,10 @@ def _parse_numeric(
     high = _finite_number(loc + ("high",), raw["high"])
     _check_bounds(loc + ("low",), low, low_bound, high_bound, positive)
     _check_bounds(loc + ("high",), high, low_bound, high_bound, positive)
+    if integer:
+        for key, x in (("low", low), ("high", high)):
+            if x != int(x):
+                raise SpecError(loc + (key,), f"must be an integer, got {raw[key]!r}")
     if low >= high:
         raise SpecError(loc + ("low",), f"low ({low}) must be < high ({high})")
     if log and low <= 0:

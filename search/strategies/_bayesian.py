@@ -365,7 +365,11 @@ class BayesianStrategy(Strategy):
         for number, config in state.get("pending", []):
             self._records[int(number)] = _Record(dict(config), _RUNNING)
 
-    # -- introspection (tests, dashboards) ----------------------------------------------------------
+    # -- introspection (tests, debugging) -----------------------------------------------------------
+    def study(self) -> optuna.Study:
+        """A fresh in-memory study as the next suggestion will see it: trials 0..n-1, by number."""
+        return self._study(self._asks, 0)
+
     @property
     def n_startup_trials(self) -> int:
         return self._n_startup

@@ -1,0 +1,75 @@
+"""The early-stopping interface: a rule hears each epoch's validation loss and answers continue or stop.
+
+The service calls ``report(number, epoch, val_loss)`` after every finished epoch of every trial
+(``epoch`` is 0-based, so ``epoch + 1`` epochs have been trained) and ``trial_finished()`` when
+a trial ends. On resume it builds a fresh rule and replays ``report()`` from the stored metrics
+of the finished trials in trial-number order. Every rule here keeps as state only the values it
+recorded, keyed by trial and epoch, with the first value for a key winning: the state after the
+replay is the same whatever order the reports arrived in live, a report repeated (a replay, a
+retried trial) answers what it answered the first time and changes nothing, and a NaN/inf loss
+is never recorded (its answer is always stop: the trial diverged).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from search.errors import SpecError
+
+
+class Decision(StrEnum):
+    """What the trial should do next; compares equal to the strings "continue" and "stop"."""
+
+    CONTINUE = "continue"
+    STOP = "stop"
+
+
+class EarlyStopper(ABC):
+    """One early-stopping rule. Subclasses live in one private module each."""
+
+    kind: ClassVar[str]
+    # Keys a spec of this kind may set, besides "kind", with their defaults.
+    defaults: ClassVar[dict[str, int]]
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = int(epochs)
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, raw: dict[str, Any], epochs: int) -> EarlyStopper:
+        """Validate ``raw`` (the spec's ``early_stopping`` object) and build the rule."""
+
+    @abstractmethod
+    def report(self, number: int, epoch: int, val_loss: float) -> Decision:
+        """Trial ``number`` finished epoch ``epoch`` (0-based) with ``val_loss``."""
+
+    def trial_finished(self, number: int, status: str) -> None:  # noqa: B027 - optional hook
+        """Trial ``number`` ended with ``status``. The rules here need nothing from it."""
+
+
+def is_finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def check_keys(raw: dict[str, Any], cls: type[EarlyStopper]) -> None:
+    allowed = ["kind", *cls.defaults]
+    for key in raw:
+        if key not in allowed:
+            raise SpecError(("early_stopping", key), f"unknown key for kind {cls.kind!r}; allowed: {allowed}")
+
+
+def int_option(raw: dict[str, Any], key: str, default: int, low: int, high: int | None = None,
+               why: str = "") -> int:
+    """An integer option in [low, high] (high inclusive), or SpecError at ("early_stopping", key)."""
+    value = raw.get(key, default)
+    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        raise SpecError(("early_stopping", key), f"must be an integer {bounds}{why}, got {value!r}")
+    return value
+
+
+def grace_option(raw: dict[str, Any], epochs: int) -> int:
+    return int_option(raw, "grace_epochs", 1, 1, epochs - 1, f" (at least 1 and fewer than the job's {epochs} epochs)")

@@ -1,0 +1,128 @@
+"""Helpers for the search/ tests: a cheap synthetic objective and a simulated service loop."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from search import SearchSpace, Strategy, StrategySpec, TrialOutcome, make_strategy, parse_space
+
+OPTIMIZER_PENALTY = {"sgd": 0.3, "adam": 0.0, "adamw": 0.1, "rmsprop": 0.6, "adagrad": 1.0}
+
+SPACE = {
+    "lr": {"low": 1e-4, "high": 1.0},
+    "optimizer": ["sgd", "adam", "rmsprop"],
+    "schedule": ["constant", "step", "cosine"],
+    "warmup_fraction": {"low": 0.0, "high": 0.2},
+    "step_size": {"low": 1, "high": 4},
+    "momentum": {"low": 0.5, "high": 0.99},
+}
+GRID_SPACE = {
+    "lr": {"low": 1e-4, "high": 1.0, "num": 4},
+    "optimizer": ["sgd", "adam"],
+    "schedule": ["constant", "step"],
+    "step_size": {"values": [1, 2]},
+}
+MANUAL_CONFIGS = (
+    {"lr": 0.1}, {"lr": 0.01, "optimizer": "adam"}, {"lr": 0.3, "schedule": "step", "step_size": 2},
+    {"lr": 0.001, "optimizer": "rmsprop", "schedule": "cosine"}, {"lr": 0.05, "optimizer": "adamw"},
+    {"lr": 1e-4, "optimizer": "adagrad", "warmup_fraction": 0.1},
+)
+EPOCHS = 6
+
+# (strategy, options) for every strategy; ids name them in test output.
+ALL_STRATEGIES = [("grid", {}), ("random", {}), ("manual", {}), ("bayesian", {"sampler": "tpe"}),
+                  ("bayesian", {"sampler": "gp", "n_startup_trials": 3})]
+ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp"]
+
+
+def objective(config: dict) -> float:
+    """A cheap stand-in for training: best near lr=1e-2 with adam, schedules matter a little."""
+    value = (math.log10(config["lr"]) + 2.0) ** 2 + OPTIMIZER_PENALTY[config["optimizer"]]
+    value += 0.1 if config["schedule"] == "constant" else 0.0
+    value += 0.05 * config.get("warmup_fraction", 0.0)
+    return value
+
+
+def outcome_for(number: int, config: dict) -> TrialOutcome:
+    """Completed mostly; some pruned, diverged and failed trials, by number."""
+    v = objective(config)
+    if number % 9 == 4:
+        return TrialOutcome(number, config, "pruned", 2 * v, 2, (3 * v, 2 * v))
+    if number % 9 == 7:  # the service drops the NaN epoch from val_losses
+        return TrialOutcome(number, config, "diverged", 5 * v, 2, (5 * v,))
+    if number % 9 == 8:
+        return TrialOutcome(number, config, "failed", None, 0, ())
+    return TrialOutcome(number, config, "completed", v, 3, (4 * v, 2 * v, v))
+
+
+def space_for(name: str) -> SearchSpace | None:
+    if name == "manual":
+        return None
+    return parse_space(GRID_SPACE if name == "grid" else SPACE, grid=name == "grid")
+
+
+def make(name: str, options: dict | None = None, *, seed: int = 0, max_trials: int | None = 12,
+         space: SearchSpace | None = None, epochs: int = EPOCHS) -> Strategy:
+    spec = StrategySpec(space=space if space is not None else space_for(name), epochs=epochs, seed=seed,
+                        max_trials=max_trials, configs=MANUAL_CONFIGS if name == "manual" else (),
+                        options=dict(options or {}))
+    return make_strategy(name, spec)
+
+
+@dataclass
+class Sim:
+    """The service's loop in miniature: up to ``concurrency`` trials run at once and finish out of order.
+
+    Saves ``state_dict()`` as JSON after every suggestion, as the service does.
+    """
+
+    strategy: Strategy
+    concurrency: int = 3
+    made: list[dict] = field(default_factory=list)
+    pending: list[int] = field(default_factory=list)
+    finished: list[TrialOutcome] = field(default_factory=list)
+    saved_state: str = "{}"
+    exhausted: bool = False
+    events: int = 0
+
+    def step(self) -> bool:
+        """One event (a suggestion or a trial finishing); False once nothing is left."""
+        self.events += 1
+        if not self.exhausted and len(self.pending) < self.concurrency:
+            config = self.strategy.suggest()
+            if config is not None:
+                self.pending.append(len(self.made))
+                self.made.append(config)
+                self.saved_state = json.dumps(self.strategy.state_dict())
+                return True
+            self.exhausted = True
+        if not self.pending:
+            return False
+        number = self.pending.pop((self.events * 7) % len(self.pending))  # out of order
+        outcome = outcome_for(number, self.made[number])
+        self.finished.append(outcome)
+        self.strategy.observe(outcome)
+        return True
+
+    def run(self, max_events: int = 10_000) -> Sim:
+        while self.events < max_events and self.step():
+            pass
+        return self
+
+    def restored(self, fresh: Strategy) -> Sim:
+        """What the service builds after a crash now: the saved state, then every finished trial replayed.
+
+        The trials that were running are run again with the same config (same numbers).
+        """
+        fresh.load_state_dict(json.loads(self.saved_state))
+        for outcome in sorted(self.finished, key=lambda o: o.number):
+            fresh.observe(outcome)
+        return Sim(fresh, self.concurrency, [dict(c) for c in self.made], list(self.pending),
+                   list(self.finished), self.saved_state, self.exhausted, self.events)
+
+
+def configs_equal(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)

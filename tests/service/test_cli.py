@@ -1,0 +1,74 @@
+"""The CLI against a real uvicorn server: submit --wait, best, jobs, status, cancel, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, ServiceProcess, free_port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    tmp = tmp_path_factory.mktemp("cli")
+    service = ServiceProcess(f"sqlite:///{tmp / 'cli.db'}", log_path=tmp / "serve.log").start()
+    yield service
+    service.stop()
+
+
+def lrsearch(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "service.cli", *args]
+    if url:
+        cmd += ["--url", url]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
+
+
+def test_submit_wait_then_best(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: cli-grid\nworkload: mlp-digits\nstrategy: grid\nepochs: 3\n"
+                    "space:\n  lr: {low: 0.001, high: 0.1, num: 3}\n")
+    out = lrsearch("submit", str(spec), "--wait", url=server.url)
+    assert out.returncode == 0, out.stderr
+    assert "completed" in out.stdout and "best: trial" in out.stdout
+    import re
+
+    job_id = int(re.search(r"job (\d+) completed", out.stdout).group(1))
+    assert json.loads(lrsearch("status", str(job_id), url=server.url).stdout)["status"] == "completed"
+    best = lrsearch("best", str(job_id), url=server.url)
+    assert best.returncode == 0 and "lr=0.1" in best.stdout
+    listing = lrsearch("jobs", url=server.url)
+    assert "cli-grid" in listing.stdout and "completed" in listing.stdout
+
+
+def test_submit_json_prints_the_id_and_cancel(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"workload": "mlp-digits", "max_trials": 50, "epochs": 50,
+                                "space": {"lr": {"low": 1e-3, "high": 0.1}}}))
+    out = lrsearch("submit", str(spec), url=server.url)
+    assert out.returncode == 0, out.stderr
+    job_id = int(out.stdout.strip())
+    out = lrsearch("cancel", str(job_id), url=server.url)
+    assert out.returncode == 0 and f"job {job_id}" in out.stdout
+
+
+def test_rejected_spec_shows_the_field_and_exits_4(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("workload: mlp-digits\nspace:\n  lr: {low: 1.0, high: 0.1}\n")
+    out = lrsearch("submit", str(spec), url=server.url)
+    assert out.returncode == 4
+    assert "space.lr.low" in out.stderr
+
+
+def test_unreachable_server_exits_3() -> None:
+    out = lrsearch("jobs", url=f"http://127.0.0.1:{free_port()}")
+    assert out.returncode == 3 and "cannot reach" in out.stderr
+
+
+def test_unknown_job_exits_5(server: ServiceProcess) -> None:
+    out = lrsearch("best", "424242", url=server.url)
+    assert out.returncode == 5 and "not found" in out.stderr

@@ -1,0 +1,85 @@
+"""A real `lrsearch serve` process, stopped and started again on the same database."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServiceProcess
+
+SPEC = {"name": "restart", "workload": "mlp-digits", "strategy": "random", "max_trials": 10,
+        "max_concurrent": 2, "epochs": 12, "seed": 3, "space": {"lr": {"low": 1e-3, "high": 0.3},
+                                                                "optimizer": ["sgd", "adam"]}}
+
+
+def snapshot(url: str, job_id: int) -> dict:
+    """Every trial and metric of a job, as the API answers them."""
+    trials = httpx.get(f"{url}/api/v1/jobs/{job_id}/trials").json()["items"]
+    return {t["number"]: (t, httpx.get(f"{url}/api/v1/jobs/{job_id}/trials/{t['number']}/metrics").json()["items"])
+            for t in trials}
+
+
+def wait_until(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_path: Path, how: str) -> None:
+    log = tmp_path / "serve.log"
+    # A short lease so a job whose owner was killed is taken over quickly.
+    env = {"LRSEARCH_LEASE_SECONDS": "3", "LRSEARCH_POLL_INTERVAL": "0.2"}
+    service = ServiceProcess(db_url, env=env, log_path=log).start()
+    try:
+        done = httpx.post(f"{service.url}/api/v1/jobs", json={**SPEC, "name": "finished-before", "max_trials": 2,
+                                                              "epochs": 2}).json()
+        wait_until(lambda: httpx.get(f"{service.url}/api/v1/jobs/{done['id']}").json()["status"] == "completed",
+                   60, "first job")
+        before_done = snapshot(service.url, done["id"])
+        job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()
+
+        def some_finished() -> bool:
+            c = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}").json()["trial_counts"]
+            return c["completed"] >= 2 and c["running"] >= 1
+
+        wait_until(some_finished, 90, "trials to finish")
+        if how == "sigterm":
+            service.kill(signal.SIGTERM, group=False)
+        else:
+            service.kill(signal.SIGKILL, group=True)
+        assert service.proc is not None and service.proc.poll() is not None
+    finally:
+        service.stop()
+
+    service = ServiceProcess(db_url, env=env, log_path=log).start()
+    try:
+        url = service.url
+        mid = snapshot(url, job["id"])
+        finished_mid = {n: v for n, v in mid.items() if v[0]["status"] == "completed"}
+        assert len(finished_mid) >= 2
+        assert snapshot(url, done["id"]) == before_done  # an ended job is untouched
+
+        wait_until(lambda: httpx.get(f"{url}/api/v1/jobs/{job['id']}").json()["status"] == "completed",
+                   120, "the interrupted job to finish after the restart")
+        after = snapshot(url, job["id"])
+        assert sorted(after) == list(range(10))  # exactly max_trials, numbers never reused
+        for number, (trial, metrics) in after.items():
+            assert trial["status"] == "completed", trial
+            assert [m["epoch"] for m in metrics] == list(range(12))  # every epoch exactly once
+        for number, (trial, metrics) in finished_mid.items():
+            assert after[number] == (trial, metrics)  # finished trials unchanged
+        # The same seed gives the same candidates as an uninterrupted run would.
+        lrs = [after[n][0]["config"]["lr"] for n in range(10)]
+        assert len(set(lrs)) == 10
+        jobs = httpx.get(f"{url}/api/v1/jobs").json()
+        assert jobs["total"] == 2
+    finally:
+        service.stop()

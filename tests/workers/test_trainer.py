@@ -1,0 +1,301 @@
+from __future__ import annotations
+
+import io
+import math
+import statistics
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from search.catalog import OPTIMIZERS, SCHEDULES
+from workers.registry import get_dataset, get_workload
+from workers.schedules import build_multiplier
+from workers.trainer import EpochResult, TrialTrainer, train
+from workers.workloads.digits import MLPDigits
+
+ADAM = {"lr": 3e-3, "optimizer": "adam", "schedule": "cosine", "warmup_fraction": 0.1}
+
+
+class DropoutDigits(MLPDigits):
+    """mlp-digits with dropout: training draws from torch's RNG, so RNG handling shows."""
+
+    name = "dropout-digits"
+
+    def build_model(self, seed: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Dropout(0.3), nn.Linear(64, 10))
+
+
+class NanAfter(MLPDigits):
+    """mlp-digits whose training loss becomes nan at the given batch (0-based, counted over the run)."""
+
+    name = "nan-after"
+
+    def __init__(self, bad_batch: int) -> None:
+        self.bad_batch = bad_batch
+        self.batches = 0
+
+    def loss_fn(self):
+        cross_entropy = nn.CrossEntropyLoss()
+
+        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            value = cross_entropy(output, target)
+            if torch.is_grad_enabled():  # training, not validation
+                self.batches += 1
+                if self.batches > self.bad_batch:
+                    return value * math.nan
+            return value
+
+        return loss
+
+
+def _trainer(workload=None, config=ADAM, epochs: int = 4, seed: int = 0, **kwargs) -> TrialTrainer:
+    workload = workload or get_workload("mlp-digits")
+    return TrialTrainer(workload, get_dataset("mlp-digits", 0), config, epochs, seed, **kwargs)
+
+
+def _dicts(results: list[EpochResult]) -> list[dict]:
+    return [r.to_dict() for r in results]
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+def test_one_result_per_epoch_with_finite_metrics(run_trial) -> None:
+    results = run_trial("mlp-digits", ADAM, epochs=4)
+    assert [r.epoch for r in results] == [0, 1, 2, 3]
+    for r in results:
+        assert math.isfinite(r.train_loss) and math.isfinite(r.val_loss)
+        assert 0.0 <= r.val_accuracy <= 1.0
+        assert not r.diverged and r.reason is None
+    assert results[-1].val_loss < results[0].val_loss
+
+
+def test_lr_is_the_rate_at_each_epochs_first_step() -> None:
+    config = {"lr": 0.02, "optimizer": "sgd", "schedule": "onecycle", "warmup_fraction": 0.2}
+    trainer = _trainer(config=config, epochs=5)
+    multiplier = build_multiplier(config, epochs=5, steps_per_epoch=trainer.steps_per_epoch)
+    rows = [trainer.run_epoch().lr for _ in range(5)]
+    assert rows == [0.02 * multiplier(e * trainer.steps_per_epoch) for e in range(5)]
+
+
+def test_config_is_completed_with_catalog_defaults() -> None:
+    trainer = _trainer(config={"lr": 0.1, "optimizer": "sgd", "schedule": "step"}, epochs=6)
+    assert trainer.config == {
+        "lr": 0.1, "optimizer": "sgd", "schedule": "step", "warmup_fraction": 0.0,
+        "momentum": 0.9, "nesterov": False, "weight_decay": 0.0, "step_size": 2, "gamma": 0.1,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"lr": 0.1, "optimizer": "lamb", "schedule": "constant"}, "unknown optimizer"),
+        ({"lr": 0.1, "optimizer": "sgd", "schedule": "poly"}, "unknown schedule"),
+        ({"lr": -1.0, "optimizer": "sgd", "schedule": "constant"}, "lr must be"),
+        ({"lr": 0.1, "optimizer": "sgd", "schedule": "step", "step_size": 0}, "step_size must be"),
+    ],
+)
+def test_bad_config_is_refused_before_training(config: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _trainer(config=config)
+
+
+def test_to_dict_can_drop_nonfinite_values_for_strict_json() -> None:
+    result = EpochResult(epoch=0, train_loss=math.nan, val_loss=math.inf, val_accuracy=None, lr=0.1, diverged=True, reason="x")
+    assert result.to_dict()["val_loss"] == math.inf
+    assert result.to_dict(nonfinite_as_none=True) == {
+        "epoch": 0, "train_loss": None, "val_loss": None, "val_accuracy": None, "lr": 0.1, "diverged": True, "reason": "x",
+    }  # fmt: skip
+
+
+# --- determinism ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workload", [get_workload("mlp-digits"), DropoutDigits()], ids=["mlp-digits", "dropout"])
+def test_same_seed_same_results_other_seed_other_results(workload) -> None:
+    def run(seed: int) -> list[dict]:
+        trainer = _trainer(workload, epochs=3, seed=seed)
+        return _dicts([trainer.run_epoch() for _ in range(3)])
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_trainers_keep_their_own_rng_stream() -> None:
+    """Interleaved trials, or other code drawing random numbers, do not change a trial's results."""
+    alone = _trainer(DropoutDigits(), epochs=3)
+    expected = _dicts([alone.run_epoch() for _ in range(3)])
+
+    first, second = _trainer(DropoutDigits(), epochs=3), _trainer(DropoutDigits(), epochs=3, seed=7)
+    got = []
+    for _ in range(3):
+        torch.rand(100)
+        outer = torch.get_rng_state()
+        got.append(first.run_epoch().to_dict())
+        assert torch.equal(torch.get_rng_state(), outer)  # the process's RNG is given back
+        second.run_epoch()
+    assert got == expected
+
+
+# --- divergence ----------------------------------------------------------------------------------
+
+
+def test_sgd_at_lr_50_diverges_and_the_run_stops(run_trial) -> None:
+    results = run_trial("mlp-digits", {"lr": 50.0, "optimizer": "sgd", "schedule": "constant"}, epochs=5)
+    last = results[-1]
+    assert last.diverged and last.epoch == len(results) - 1 < 4
+    assert not any(r.diverged for r in results[:-1])
+    assert "nan" in last.reason or "inf" in last.reason or "exploded" in last.reason
+    assert f"epoch {last.epoch}" in last.reason
+
+
+def test_a_nonfinite_batch_loss_stops_the_epoch_there() -> None:
+    workload = NanAfter(bad_batch=3)
+    trainer = _trainer(workload, config={"lr": 0.01, "optimizer": "sgd", "schedule": "constant"})
+    result = trainer.run_epoch()
+    assert workload.batches == 4  # not the epoch's 23
+    assert result.diverged and math.isnan(result.train_loss)
+    assert result.reason == "train loss became nan at step 3 of epoch 0"
+    # No step was taken on the nan loss: the model still evaluates.
+    assert math.isfinite(result.val_loss) and result.val_accuracy is not None
+    assert trainer.finished
+    with pytest.raises(RuntimeError, match="diverged"):
+        trainer.run_epoch()
+
+
+class ScaledValLoss(MLPDigits):
+    """mlp-digits whose validation loss is multiplied by ``scales[k]`` at the k-th evaluation
+    (evaluation 0 is of the untrained model, k >= 1 ends epoch k - 1)."""
+
+    name = "scaled-val-loss"
+
+    def __init__(self, scales: list[float]) -> None:
+        self.scales = scales
+        self.evaluations = 0
+
+    def loss_fn(self):
+        cross_entropy = nn.CrossEntropyLoss()
+
+        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            value = cross_entropy(output, target)
+            if torch.is_grad_enabled():
+                return value
+            self.evaluations += 1
+            return value * self.scales[self.evaluations - 1]
+
+        return loss
+
+
+def test_val_loss_above_10x_the_first_epochs_is_divergence() -> None:
+    trainer = _trainer(ScaledValLoss([1.0, 1.0, 1.0, 100.0]), epochs=4)
+    results = list(train(trainer.workload, get_dataset("mlp-digits", 0), ADAM, 4, 0))
+    assert [r.diverged for r in results] == [False, False, True]
+    first, last = results[0], results[-1]
+    assert math.isfinite(last.val_loss) and last.val_loss > 10 * first.val_loss
+    assert last.reason == (
+        f"val loss {last.val_loss:.4g} exploded above 10x the first epoch's ({first.val_loss:.4g}) at epoch 2"
+    )
+
+
+def test_the_divergence_factor_is_the_callers() -> None:
+    results = list(train(ScaledValLoss([1.0, 1.0, 4.0]), get_dataset("mlp-digits", 0), ADAM, 4, 0, divergence_factor=2.0))
+    assert [r.diverged for r in results] == [False, True]
+    assert "above 2x the first epoch's" in results[-1].reason
+
+
+def test_an_exploding_first_epoch_is_caught() -> None:
+    # sgd at lr 5 ends epoch 0 with a finite val loss of ~1e16: against the untrained model's ~2.3.
+    result = _trainer(config={"lr": 5.0, "optimizer": "sgd", "schedule": "constant"}).run_epoch()
+    assert result.diverged and "exploded" in result.reason and "untrained" in result.reason
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+def test_train_stops_when_asked() -> None:
+    seen: list[EpochResult] = []
+    for result in train(get_workload("synthetic"), get_dataset("synthetic", 0), ADAM, 10, 0, should_stop=lambda: len(seen) >= 2):
+        seen.append(result)
+    assert len(seen) == 2
+
+
+def test_run_epoch_after_the_last_epoch_raises() -> None:
+    trainer = _trainer(epochs=1)
+    trainer.run_epoch()
+    assert trainer.finished and trainer.epochs_done == 1
+    with pytest.raises(RuntimeError, match="all 1 epochs done"):
+        trainer.run_epoch()
+
+
+# --- checkpoints -----------------------------------------------------------------------------------
+
+
+def _through_disk(state: dict) -> dict:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+CHECKPOINT_CASES = [
+    *[{"optimizer": name, "schedule": "onecycle", "warmup_fraction": 0.2} for name in OPTIMIZERS],
+    *[{"optimizer": "sgd", "nesterov": True, "schedule": name, "warmup_fraction": 0.3} for name in SCHEDULES],
+]
+
+
+@pytest.mark.parametrize("config", CHECKPOINT_CASES, ids=lambda c: f"{c['optimizer']}-{c['schedule']}")
+def test_checkpoint_round_trip_continues_exactly(config: dict) -> None:
+    config = {"lr": 0.01, **config}
+    workload = DropoutDigits()  # dropout: the RNG state must travel too
+    uninterrupted = _trainer(workload, config=config, epochs=4)
+    expected = _dicts([uninterrupted.run_epoch() for _ in range(4)])
+
+    before = _trainer(workload, config=config, epochs=4)
+    head = [before.run_epoch() for _ in range(2)]
+    state = _through_disk(before.state_dict())
+    after = _trainer(workload, config=config, epochs=4)
+    after.load_state_dict(state)
+    assert after.epochs_done == 2
+    tail = [after.run_epoch() for _ in range(2)]
+    assert _dicts(head + tail) == expected
+
+
+def test_state_dict_is_a_copy() -> None:
+    trainer = _trainer(epochs=3)
+    trainer.run_epoch()
+    state = trainer.state_dict()
+    weight = state["model"]["0.weight"].clone()
+    trainer.run_epoch()
+    assert torch.equal(state["model"]["0.weight"], weight)
+
+
+def test_checkpoint_of_another_config_is_refused() -> None:
+    state = _trainer().state_dict()
+    other = _trainer(config={**ADAM, "lr": 0.1})
+    with pytest.raises(ValueError, match="checkpoint config"):
+        other.load_state_dict(state)
+
+
+def test_checkpoint_restores_divergence() -> None:
+    trainer = _trainer(config={"lr": 50.0, "optimizer": "sgd", "schedule": "constant"})
+    assert trainer.run_epoch().diverged
+    restored = _trainer(config={"lr": 50.0, "optimizer": "sgd", "schedule": "constant"})
+    restored.load_state_dict(_through_disk(trainer.state_dict()))
+    assert restored.finished
+
+
+# --- speed ---------------------------------------------------------------------------------------
+
+
+def test_an_mlp_digits_epoch_is_fast() -> None:
+    """Trials are short: a regression to DataLoaders or per-batch syncs would show here (target ~10 ms)."""
+    trainer = _trainer(epochs=8)
+    trainer.run_epoch()  # warm-up
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        trainer.run_epoch()
+        times.append(time.perf_counter() - start)
+    assert statistics.median(times) < 0.1

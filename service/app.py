@@ -9,20 +9,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from search import SpecError
 from service import __version__
 from service.api import health, jobs, trials, workloads
 from service.config import Settings
+from service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from service.observability import RequestLatency, ServiceMetrics
 from service.db import make_engine, make_session_factory, upgrade
 from workers.ray_executor import RayExecutor
 
 log = logging.getLogger(__name__)
-
-API_PREFIX = "/api/v1"
-
 
 def _loc_text(loc: Any) -> str:
     return ".".join(str(p) for p in loc if p != "body")
@@ -95,6 +94,7 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
             upgrade(engine)
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
+        app.state.metrics.bind(app.state.sessions)
         app.state.executor = None
         app.state.runner = None
         owned_executor = None
@@ -107,7 +107,8 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
                 owned_executor.start()
                 if settings.prewarm_actors:
                     owned_executor.prewarm(settings.prewarm_actors)
-            runner = JobRunner(app.state.sessions, executor or owned_executor, settings)  # type: ignore[arg-type]
+            runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]
+                               metrics=app.state.metrics)
             runner.start()
             app.state.executor, app.state.runner = executor or owned_executor, runner
         log.info("lrsearch %s serving; database %s", __version__, engine.url.render_as_string())
@@ -124,12 +125,19 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
                   description="Distributed learning-rate search: grid, random, Bayesian and manual jobs "
                               "over the learning rate, optimizer, schedule and warmup.")
     app.state.settings = settings
+    app.state.metrics = ServiceMetrics()
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]
     for module in (health, jobs, trials, workloads):
-        app.include_router(module.router, prefix=API_PREFIX)
+        app.include_router(module.router)
     from service import dashboard
 
     app.include_router(dashboard.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    app.add_middleware(RequestLatency, metrics=app.state.metrics)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -213,6 +213,30 @@ def cancel(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> No
                   + (" (stopping running trials)" if job["status"] == "running" else ""))
 
 
+@app.command("export-optuna")
+def export_optuna(
+    job_id: int,
+    storage: Annotated[str, typer.Option("--storage", help="Optuna storage URL, e.g. sqlite:///study.db")],
+    study_name: Annotated[Optional[str], typer.Option("--study-name", help="default: lrsearch-job-ID")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Write a job as an Optuna study (optuna.load_study and optuna-dashboard can open it)."""
+    from service.export import to_optuna_study
+
+    name = study_name or f"lrsearch-job-{job_id}"
+    try:
+        with _client(url, token) as client:
+            job = client.job(job_id)
+            trials = client.trials(job_id)
+            curves = {t["number"]: [m["val_loss"] for m in client.metrics(job_id, t["number"])] for t in trials}
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+    study = to_optuna_study(job, trials, curves, storage, name)
+    best = f"; best value {study.best_value:.6g}" if any(t.value is not None for t in study.trials) else ""
+    console.print(f"wrote study {name!r} with {len(study.trials)} trials to {storage}{best}")
+
+
 def main() -> None:  # pragma: no cover - console entry for `python -m service.cli`
     app()
 

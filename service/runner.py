@@ -13,6 +13,7 @@ import math
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from search import SpecError, StrategySpec, TrialOutcome, make_strategy
 from service.config import Settings
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
+from service.observability import ServiceMetrics
 from service.schemas import JobSpec
 from service.validation import check_job_spec
 from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
@@ -198,6 +200,7 @@ class JobExecution:
         with self.sessions.begin() as s:
             s.execute(update(Trial).where(Trial.id == item.id).values(
                 status="running", started_at=utcnow(), finished_at=None, error=None))
+        started = time.monotonic()
         status: str | None = "completed"
         error: str | None = None
         curve: list[float | None] = []
@@ -260,6 +263,8 @@ class JobExecution:
         with self.sessions.begin() as s:
             s.execute(update(Trial).where(Trial.id == item.id).values(
                 status=status, error=error, finished_at=utcnow()))
+        self.runner.metrics.trials_finished.labels(status).inc()
+        self.runner.metrics.trial_duration.observe(time.monotonic() - started)
         with self._lock:
             if self.stopper is not None:
                 self.stopper.trial_finished(item.number, status)
@@ -283,6 +288,7 @@ class JobExecution:
                 t.node = str(result["node"])
             if val_loss is not None and (t.val_loss is None or val_loss < t.val_loss):
                 t.val_loss, t.best_epoch = val_loss, epoch
+        self.runner.metrics.epochs_trained.inc()
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self) -> None:
@@ -308,8 +314,10 @@ class JobExecution:
 class JobRunner:
     """Claims jobs from the store and runs them; one per service process."""
 
-    def __init__(self, sessions: sessionmaker[Session], executor: RayExecutor, settings: Settings) -> None:
+    def __init__(self, sessions: sessionmaker[Session], executor: RayExecutor, settings: Settings,
+                 metrics: ServiceMetrics | None = None) -> None:
         self.sessions = sessions
+        self.metrics = metrics or ServiceMetrics()
         self.executor = executor
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

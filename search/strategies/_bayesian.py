@@ -81,11 +81,19 @@ def _optuna() -> Any:
 
     if not getattr(_optuna, "_configured", False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Trial 3 finished ..." lines
-        # TPESampler(group=True) warns at each construction, and we build one per suggestion.
-        warnings.filterwarnings("ignore", message=r"Argument ``group`` is an experimental feature",
-                                category=optuna.exceptions.ExperimentalWarning)
         _optuna._configured = True  # type: ignore[attr-defined]
     return optuna
+
+
+def _quiet_group_warning() -> None:
+    """TPESampler(group=True) warns at each construction, and we build one per suggestion.
+
+    Re-added each time (an equal filter replaces itself): test runners reset the filters.
+    """
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", message=r"Argument ``group`` is an experimental feature",
+                            category=ExperimentalWarning)
 
 
 def derive_seed(seed: int, number: int, attempt: int = 0) -> int:
@@ -285,6 +293,7 @@ class BayesianStrategy(Strategy):
         if self._sampler_name == "gp":
             return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self._n_startup,
                                              warn_independent_sampling=False)
+        _quiet_group_warning()
         # group=True: TPE models the conditional parameters (step_size only under "step", ...)
         # jointly with the dims they co-occur with instead of falling back to independent draws.
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self._n_startup, multivariate=True,

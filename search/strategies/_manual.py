@@ -58,6 +58,8 @@ class ManualStrategy(Strategy):
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)
         self._configs = [validate_manual_config(i, c, spec.epochs) for i, c in enumerate(spec.configs)]
+        if spec.max_trials is not None:
+            self._configs = self._configs[: spec.max_trials]
         self._next = 0
 
     def suggest(self) -> dict | None:

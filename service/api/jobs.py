@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 
 from search import SpecError
+from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from service.crud import best_trial, jobs_public, to_best
-from service.models import Job, utcnow
+from service.crud import best_trial, jobs_public, to_best, to_trial_public
+from service.export import to_csv, trial_rows
+from service.models import Job, Trial, utcnow
 from service.schemas import Best, JobPublic, JobSpec, Page
 from service.validation import check_job_spec
 from workers.registry import workload_names
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
 
 JobId = Annotated[int, Path(ge=1, le=2**63 - 1, description="the job's id")]
 
@@ -78,6 +81,22 @@ def read_best(job_id: JobId, session: SessionDep) -> Best:
     if trial is None:
         raise HTTPException(404, f"job {job_id} has no trial with a validation loss yet")
     return to_best(trial)
+
+
+@router.get("/{job_id}/export", response_model=None)
+def export_job(job_id: JobId, session: SessionDep,
+               format: Annotated[Literal["csv", "json"], Query(description="csv or json")] = "json"
+               ) -> Response:
+    """A row per trial: its number, status, val_loss, epochs and every config value."""
+    job = get_job_or_404(session, job_id)
+    trials = [to_trial_public(t).model_dump(mode="json") for t in
+              session.scalars(select(Trial).where(Trial.job_id == job_id).order_by(Trial.number))]
+    filename = f"lrsearch-job-{job.id}.{format}"
+    headers = {"content-disposition": f'attachment; filename="{filename}"'}
+    if format == "csv":
+        return Response(to_csv(trials), media_type="text/csv; charset=utf-8", headers=headers)
+    header, rows = trial_rows(trials)
+    return JSONResponse({"job": job.id, "columns": header, "rows": rows}, headers=headers)
 
 
 __all__ = ["router", "SpecError", "JobId", "get_job_or_404"]

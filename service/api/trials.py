@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from sqlalchemy import func, select
 
+from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, SessionDep
 from service.api.jobs import JobId, get_job_or_404
 from service.crud import to_metric_public, to_trial_public
 from service.models import Metric, Trial
 from service.schemas import Items, MetricPublic, Page, TrialPublic
 
-router = APIRouter(prefix="/jobs/{job_id}/trials", tags=["trials"])
+router = APIRouter(prefix=f"{API_PREFIX}/jobs/{{job_id}}/trials", tags=["trials"])
 
 TrialStatus = Literal["queued", "running", "completed", "pruned", "diverged", "failed", "cancelled"]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from service.api import API_PREFIX
 from service.schemas import Items, WorkloadPublic
 from workers.registry import describe_workloads
 
-router = APIRouter(prefix="/workloads", tags=["workloads"])
+router = APIRouter(prefix=f"{API_PREFIX}/workloads", tags=["workloads"])
 
 
 @router.get("", response_model=Items[WorkloadPublic])

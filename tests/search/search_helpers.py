@@ -38,6 +38,11 @@ ALL_STRATEGIES = [("grid", {}), ("random", {}), ("manual", {}), ("bayesian", {"s
 ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp"]
 
 
+def is_gp(options: dict | None) -> bool:
+    """GPSampler asks take ~0.1 s alone and ~1 s with trials pending (qLogEI); tests keep them few."""
+    return bool(options) and options.get("sampler") == "gp"  # type: ignore[union-attr]
+
+
 def objective(config: dict) -> float:
     """A cheap stand-in for training: best near lr=1e-2 with adam, schedules matter a little."""
     value = (math.log10(config["lr"]) + 2.0) ** 2 + OPTIMIZER_PENALTY[config["optimizer"]]
@@ -64,8 +69,10 @@ def space_for(name: str) -> SearchSpace | None:
     return parse_space(GRID_SPACE if name == "grid" else SPACE, grid=name == "grid")
 
 
-def make(name: str, options: dict | None = None, *, seed: int = 0, max_trials: int | None = 12,
+def make(name: str, options: dict | None = None, *, seed: int = 0, max_trials: int | None = -1,
          space: SearchSpace | None = None, epochs: int = EPOCHS) -> Strategy:
+    if max_trials == -1:
+        max_trials = 7 if is_gp(options) else 12
     spec = StrategySpec(space=space if space is not None else space_for(name), epochs=epochs, seed=seed,
                         max_trials=max_trials, configs=MANUAL_CONFIGS if name == "manual" else (),
                         options=dict(options or {}))

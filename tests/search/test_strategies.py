@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim, configs_equal, make,
+from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim, configs_equal, is_gp, make,
                             objective, outcome_for, space_for)
 
 from search import STRATEGIES, SpecError, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
@@ -27,14 +27,14 @@ def test_every_registered_strategy_is_tested() -> None:
 
 @every_strategy
 def test_same_seed_and_observations_give_the_same_suggestions(name: str, options: dict) -> None:
-    a = Sim(make(name, options, seed=3)).run()
-    b = Sim(make(name, options, seed=3)).run()
+    a = Sim(make(name, options, seed=3), concurrency=1 if is_gp(options) else 3).run()
+    b = Sim(make(name, options, seed=3), concurrency=1 if is_gp(options) else 3).run()
     assert a.made and configs_equal(a.made, b.made)
 
 
 @every_strategy
 def test_suggestions_lie_in_the_space_and_are_complete(name: str, options: dict) -> None:
-    sim = Sim(make(name, options, seed=1)).run()
+    sim = Sim(make(name, options, seed=1), concurrency=1 if is_gp(options) else 3).run()
     space = space_for(name)
     for config in sim.made:
         # Every suggestion carries exactly the keys its optimizer and schedule need.
@@ -51,18 +51,22 @@ def test_suggestions_lie_in_the_space_and_are_complete(name: str, options: dict)
 @every_strategy
 def test_max_trials_is_respected(name: str, options: dict) -> None:
     strategy = make(name, options, max_trials=5)
-    sim = Sim(strategy, concurrency=2).run()
+    sim = Sim(strategy, concurrency=1 if is_gp(options) else 2).run()
     assert len(sim.made) == 5
     assert strategy.suggest() is None and strategy.suggest() is None
     assert strategy.total() == 5
 
 
-@every_strategy
-@pytest.mark.parametrize("crash_after", [1, 4, 9, 14])
+# Crash points (events into the run): before any result, with trials pending, late. One for GP (slow).
+CRASHES = [(name, options, crash, f"{id_}-after-{crash}")
+           for (name, options), id_ in zip(ALL_STRATEGIES, ALL_IDS)
+           for crash in ([9] if is_gp(options) else [1, 4, 9, 14])]
+
+
+@pytest.mark.parametrize(("name", "options", "crash_after"), [c[:3] for c in CRASHES], ids=[c[3] for c in CRASHES])
 def test_state_round_trips_through_json_and_replay(name: str, options: dict, crash_after: int) -> None:
-    if name == "bayesian" and options["sampler"] == "gp" and crash_after not in (9,):
-        pytest.skip("one crash point is enough for the slow GP sampler")
-    live = Sim(make(name, options, seed=5), concurrency=3).run(max_events=crash_after)
+    """Saved state + replayed outcomes continue exactly as the run that never stopped."""
+    live = Sim(make(name, options, seed=5), concurrency=2 if is_gp(options) else 3).run(max_events=crash_after)
     restored = live.restored(make(name, options, seed=5))
     live.run()
     restored.run()
@@ -72,7 +76,7 @@ def test_state_round_trips_through_json_and_replay(name: str, options: dict, cra
 
 @every_strategy
 def test_suggestions_are_not_repeated(name: str, options: dict) -> None:
-    sim = Sim(make(name, options, seed=2)).run()
+    sim = Sim(make(name, options, seed=2), concurrency=1 if is_gp(options) else 3).run()
     keys = [config_key(c) for c in sim.made]
     assert len(set(keys)) == len(keys)
 
@@ -139,9 +143,9 @@ def test_bayesian_samples_a_schedules_parameters_only_under_that_schedule(sample
     from optuna.trial import TrialState
 
     space = parse_space(CONDITIONAL_SPACE)
-    n = 24 if sampler == "tpe" else 10
+    n = 24 if sampler == "tpe" else 8
     strategy = make("bayesian", {"sampler": sampler, "n_startup_trials": 4}, space=space, max_trials=n)
-    sim = Sim(strategy, concurrency=2).run()
+    sim = Sim(strategy, concurrency=2 if sampler == "tpe" else 1).run()
     assert len(sim.made) == n
     # What the model sees: the parameters each trial actually drew.
     study = strategy.study()
@@ -160,11 +164,12 @@ def test_bayesian_samples_a_schedules_parameters_only_under_that_schedule(sample
 
 
 def test_bayesian_learns_better_than_random() -> None:
+    """30 trials on a cheap synthetic objective: TPE's median best beats random search's."""
     space = parse_space({"lr": {"low": 1e-5, "high": 10.0}, "optimizer": ["sgd", "adam", "rmsprop", "adagrad"],
                          "schedule": ["constant", "step", "cosine"]})
     best: dict[str, list[float]] = {"bayesian": [], "random": []}
     for name in best:
-        for seed in (0, 1, 2):
+        for seed in range(5):
             strategy = make(name, space=space, seed=seed, max_trials=30)
             values = []
             for number in range(30):
@@ -173,7 +178,8 @@ def test_bayesian_learns_better_than_random() -> None:
                 values.append(objective(config))
                 strategy.observe(TrialOutcome(number, config, "completed", values[-1], 3, (values[-1],)))
             best[name].append(min(values))
-    assert statistics.median(best["bayesian"]) < statistics.median(best["random"]), best
+    # Medians of the best value over 5 seeds (0.0016 vs 0.081 when written): not a close call.
+    assert statistics.median(best["bayesian"]) < statistics.median(best["random"]) / 4, best
 
 
 def test_bayesian_uses_pending_trials_to_spread_concurrent_suggestions() -> None:
@@ -209,13 +215,15 @@ def test_bayesian_model_sees_outcomes_as_documented_and_never_a_nan() -> None:
     strategy.observe(TrialOutcome(1, configs[1], "pruned", 0.8, 2, (1.0, 0.8)))
     strategy.observe(TrialOutcome(2, configs[2], "diverged", 2.0, 2, (2.0,)))
     strategy.observe(TrialOutcome(3, configs[3], "failed", None, 0, ()))
-    strategy.observe(TrialOutcome(4, configs[4], "completed", float("nan"), 3, (1.0, float("nan"))))
+    strategy.observe(TrialOutcome(4, configs[4], "completed", float("nan"), 3, ()))
+    strategy.observe(TrialOutcome(5, configs[5], "pruned", 0.9, 2, (0.9, float("inf"))))
     trials = strategy.study().trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.PRUNED,
-                                         TrialState.FAIL, TrialState.PRUNED, TrialState.RUNNING]
+                                         TrialState.FAIL, TrialState.PRUNED, TrialState.PRUNED]
     assert trials[0].value == 0.5
     assert trials[1].intermediate_values == {0: 1.0, 1: 0.8}
     assert trials[2].intermediate_values == {} and trials[4].intermediate_values == {}
+    assert trials[5].intermediate_values == {0: 0.9}
     assert trials[5].params and trials[3].params == {}
     for t in trials:
         assert t.value is None or math.isfinite(t.value)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+import torch
 
 from workers.registry import BUILTIN_WORKLOADS, get_dataset, get_workload
 from workers.trainer import EpochResult, train
@@ -24,3 +25,13 @@ def _run_trial(workload: str, config: Mapping[str, Any], epochs: int, seed: int 
 def run_trial() -> RunTrial:
     """``run_trial(workload, config, epochs, seed=0, **train_kwargs) -> [EpochResult, ...]``."""
     return _run_trial
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Train on one thread, as a one-CPU Ray worker does: for these small models a second
+    thread only spins (twice the CPU time, slower wall time) and oversubscribed cores stall it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -200,7 +200,7 @@ def test_val_loss_above_10x_the_first_epochs_is_divergence() -> None:
 
 
 def test_the_divergence_factor_is_the_callers() -> None:
-    results = list(train(ScaledValLoss([1.0, 1.0, 4.0]), get_dataset("mlp-digits", 0), ADAM, 4, 0, divergence_factor=2.0))
+    results = list(train(ScaledValLoss([1.0, 1.0, 10.0]), get_dataset("mlp-digits", 0), ADAM, 4, 0, divergence_factor=2.0))
     assert [r.diverged for r in results] == [False, True]
     assert "above 2x the first epoch's" in results[-1].reason
 
@@ -290,12 +290,13 @@ def test_checkpoint_restores_divergence() -> None:
 
 
 def test_an_mlp_digits_epoch_is_fast() -> None:
-    """Trials are short: a regression to DataLoaders or per-batch syncs would show here (target ~10 ms)."""
+    """Trials are short: a regression to DataLoaders or per-batch syncs would show here. The target
+    is ~10 ms of CPU; CPU time, not wall time, so that other load on the machine does not fail it."""
     trainer = _trainer(epochs=8)
     trainer.run_epoch()  # warm-up
     times = []
     for _ in range(5):
-        start = time.perf_counter()
+        start = time.process_time()
         trainer.run_epoch()
-        times.append(time.perf_counter() - start)
-    assert statistics.median(times) < 0.1
+        times.append(time.process_time() - start)
+    assert statistics.median(times) < 0.05

@@ -1,0 +1,82 @@
+"""Exports of a job: a table of trials (CSV/JSON) and an Optuna study that Optuna can load."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from search.catalog import COMMON_KEYS
+
+TRIAL_COLUMNS = ("number", "status", "val_loss", "best_epoch", "epochs", "node", "error")
+
+
+def trial_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """One flat row per trial: the trial's columns, then lr, optimizer, schedule, warmup, then parameters."""
+    param_keys: list[str] = []
+    for t in trials:
+        for key in t["config"]:
+            if key not in COMMON_KEYS and key not in param_keys:
+                param_keys.append(key)
+    header = [*TRIAL_COLUMNS, *COMMON_KEYS, *sorted(param_keys)]
+    rows = [{**{c: t.get(c) for c in TRIAL_COLUMNS}, **{k: t["config"].get(k) for k in header[len(TRIAL_COLUMNS):]}}
+            for t in trials]
+    return header, rows
+
+
+def to_csv(trials: Sequence[dict[str, Any]]) -> str:
+    header, rows = trial_rows(trials)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _distributions(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One Optuna distribution per parameter, wide enough for every trial's value."""
+    import optuna
+
+    values: dict[str, list[Any]] = {}
+    for t in trials:
+        for k, v in t["config"].items():
+            values.setdefault(k, []).append(v)
+    out: dict[str, Any] = {}
+    for k, vs in values.items():
+        if all(isinstance(v, bool) for v in vs):
+            out[k] = optuna.distributions.CategoricalDistribution([False, True])
+        elif all(isinstance(v, str) for v in vs):
+            out[k] = optuna.distributions.CategoricalDistribution(sorted(set(vs)))
+        elif all(isinstance(v, int) for v in vs):
+            out[k] = optuna.distributions.IntDistribution(min(vs), max(vs))
+        else:
+            fs = [float(v) for v in vs]
+            out[k] = optuna.distributions.FloatDistribution(min(fs), max(fs), log=k == "lr")
+    return out
+
+
+def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
+                    curves: dict[int, list[float | None]], storage: str, study_name: str) -> Any:
+    """Write the job as an Optuna study (minimize val_loss); curves become intermediate values."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    state = optuna.trial.TrialState
+    states = {"completed": state.COMPLETE, "pruned": state.PRUNED}
+    dists = _distributions(trials)
+    study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize")
+    study.set_user_attr("lrsearch_job", job["id"])
+    study.set_user_attr("workload", job["spec"]["workload"])
+    for t in sorted(trials, key=lambda t: t["number"]):
+        st = states.get(t["status"], state.FAIL)
+        value = t["val_loss"] if st == state.COMPLETE else None
+        if st == state.COMPLETE and value is None:
+            st = state.FAIL
+        curve = {e: v for e, v in enumerate(curves.get(t["number"], [])) if v is not None}
+        study.add_trial(optuna.trial.create_trial(
+            params=t["config"], distributions={k: dists[k] for k in t["config"]}, value=value,
+            intermediate_values=curve, state=st,
+            user_attrs={"lrsearch_number": t["number"], "lrsearch_status": t["status"]}))
+    return study

@@ -1,0 +1,73 @@
+"""Exports: CSV and JSON tables of trials, and an Optuna study Optuna itself loads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.service.conftest import wait_for_job
+
+SPEC = {"workload": "mlp-digits", "strategy": "manual", "epochs": 3,
+        "configs": [{"lr": 0.05, "schedule": "step"}, {"lr": 0.003, "optimizer": "adam"}, {"lr": 0.0005},
+                    {"lr": 80.0}]}
+
+
+@pytest.fixture
+def finished_job(client: TestClient) -> dict:
+    job = wait_for_job(client, client.post("/api/v1/jobs", json=SPEC).json()["id"])
+    assert job["status"] == "completed"
+    return job
+
+
+def test_csv_has_a_header_with_lr_and_a_row_per_trial(client: TestClient, finished_job: dict) -> None:
+    r = client.get(f"/api/v1/jobs/{finished_job['id']}/export", params={"format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert len(rows) == 4
+    assert {"lr", "optimizer", "schedule", "status", "val_loss", "epochs"} <= set(rows[0])
+    assert [float(row["lr"]) for row in rows] == [0.05, 0.003, 0.0005, 80.0]
+    assert rows[3]["status"] == "diverged"
+    assert rows[0]["step_size"] != "" and rows[1]["step_size"] == ""
+
+
+def test_json_export_matches_trials(client: TestClient, finished_job: dict) -> None:
+    body = client.get(f"/api/v1/jobs/{finished_job['id']}/export").json()
+    trials = client.get(f"/api/v1/jobs/{finished_job['id']}/trials").json()["items"]
+    assert [r["val_loss"] for r in body["rows"]] == [t["val_loss"] for t in trials]
+    assert client.get(f"/api/v1/jobs/{finished_job['id']}/export", params={"format": "xml"}).status_code == 422
+
+
+def test_export_optuna_loads_with_the_same_best(tmp_path: Path) -> None:
+    from tests.conftest import REPO, ServiceProcess
+
+    service = ServiceProcess(f"sqlite:///{tmp_path / 'svc.db'}", log_path=tmp_path / "serve.log").start()
+    try:
+        import httpx
+
+        job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()
+        import time
+
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{service.url}/api/v1/jobs/{job['id']}").json()["status"] != "completed":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        best = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/best").json()
+        storage = f"sqlite:///{tmp_path / 'study.db'}"
+        out = subprocess.run([sys.executable, "-m", "service.cli", "export-optuna", str(job["id"]), "--storage",
+                              storage, "--url", service.url], cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+    finally:
+        service.stop()
+    study = optuna.load_study(study_name=f"lrsearch-job-{job['id']}", storage=storage)
+    assert len(study.trials) == 4
+    assert study.best_value == pytest.approx(best["val_loss"])
+    assert study.best_trial.params["lr"] == best["lr"]
+    assert study.trials[3].state == optuna.trial.TrialState.FAIL  # the diverged one
+    assert len(study.trials[0].intermediate_values) == 3

@@ -1,36 +1,247 @@
-"""The web dashboard (HTML), served by the service itself."""
+"""The web dashboard, served by the service itself: no build step, nothing fetched from elsewhere.
+
+- ``GET /``                      the jobs list, with a form that submits a job
+- ``GET /jobs/{id}``             a job's page: live trial table and plots
+- ``GET /static/{name}``         the dashboard's scripts and styles (``service/static/``) and
+                                 ``plotly.min.js``, read from the installed ``plotly`` package
+- ``GET /dashboard-api/jobs/{id}/curves``  every trial's per-epoch metrics in one query (the job
+                                 page's plots; the REST API has one request per trial)
+
+The pages are shells: the scripts fill them from the REST API under ``/api/v1``. What the server
+writes into the HTML (a job's name, the page's settings) goes through :func:`html.escape`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse
+import gzip
+import hashlib
+import html
+import importlib.util
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from service import __version__
+from service.models import Job, Metric, Trial
 
 router = APIRouter(include_in_schema=False)
 
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lrsearch</title>
-<style>body{font-family:system-ui,sans-serif;margin:2rem}table{border-collapse:collapse}
-td,th{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left}</style></head>
-<body><h1>lrsearch</h1><table id="jobs"><thead><tr><th>id</th><th>name</th><th>status</th>
-<th>trials</th><th>best lr</th><th>best val_loss</th></tr></thead><tbody></tbody></table>
-<script>
-async function load(){
-  const r = await fetch('/api/v1/jobs?limit=100'); const data = await r.json();
-  const body = document.querySelector('#jobs tbody'); body.replaceChildren();
-  for (const j of data.items){
-    const tr = document.createElement('tr');
-    const c = j.trial_counts; const done = c.completed + c.pruned + c.diverged + c.failed + c.cancelled;
-    for (const v of [j.id, j.name, j.status, done + '/' + (j.total_trials ?? '?'),
-                     j.best ? j.best.lr.toPrecision(3) : '', j.best ? j.best.val_loss.toFixed(4) : '']){
-      const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
-    }
-    body.appendChild(tr);
-  }
-}
-load(); setInterval(load, 2000);
-</script></body></html>"""
+_HERE = Path(__file__).resolve().parent
+STATIC_DIR = _HERE / "static"
+TEMPLATES_DIR = _HERE / "templates"
+API_PREFIX = "/api/v1"
+
+# Rows one curves answer holds at most, and trials one incremental request may name.
+CURVES_MAX_ROWS = 200_000
+CURVES_MAX_TRIALS = 200
+
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'")
+_PAGE_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
+                 "Referrer-Policy": "same-origin", "Cache-Control": "no-cache"}
+_LONG_CACHE = "public, max-age=31536000, immutable"
+_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+          ".svg": "image/svg+xml", ".png": "image/png", ".ico": "image/x-icon"}
+
+
+# -- static files ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    media_type: str
+    digest: str  # the ?v= of the URLs that reference it: a new file, a new URL
+    gzipped: bytes | None = None
+
+
+def plotly_js_path() -> Path:
+    """``plotly.min.js`` as the installed ``plotly`` Python package bundles it (not imported, only located)."""
+    spec = importlib.util.find_spec("plotly")
+    for base in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(base) / "package_data" / "plotly.min.js"
+        if path.is_file():
+            return path
+    raise FileNotFoundError("plotly.min.js not found: is the `plotly` package installed?")
+
+
+def _asset(body: bytes, media_type: str, compress: bool) -> Asset:
+    digest = hashlib.sha256(body).hexdigest()[:12]
+    gz = gzip.compress(body, 6, mtime=0) if compress and len(body) > 1024 else None
+    return Asset(body, media_type, digest, gz)
+
+
+@lru_cache(maxsize=1)
+def _assets() -> dict[str, Asset]:
+    out = {}
+    for path in sorted(STATIC_DIR.iterdir()) if STATIC_DIR.is_dir() else []:
+        if path.is_file() and not path.name.startswith("."):
+            media = _TYPES.get(path.suffix, "application/octet-stream")
+            out[path.name] = _asset(path.read_bytes(), media, compress=path.suffix in (".js", ".css", ".svg"))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _plotly_asset() -> Asset:
+    return _asset(plotly_js_path().read_bytes(), _TYPES[".js"], compress=True)
+
+
+def _plotly_version() -> str:
+    try:
+        return version("plotly")
+    except PackageNotFoundError:  # pragma: no cover - plotly is a dependency
+        return "unknown"
+
+
+def _static_url(root: str, name: str) -> str:
+    if name == "plotly.min.js":
+        return f"{root}/static/plotly.min.js?v={_plotly_version()}"
+    return f"{root}/static/{name}?v={_assets()[name].digest}"
+
+
+@router.get("/static/{name}")
+def static_file(name: str, request: Request) -> Response:
+    asset = _plotly_asset() if name == "plotly.min.js" else _assets().get(name)
+    if asset is None:  # only the files the directory holds: no paths, no traversal
+        raise HTTPException(404, f"no static file {name!r}")
+    headers = {"Cache-Control": _LONG_CACHE, "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding",
+               "ETag": f'"{asset.digest}"'}
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    if asset.gzipped is not None and "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(asset.gzipped, media_type=asset.media_type, headers={**headers, "Content-Encoding": "gzip"})
+    return Response(asset.body, media_type=asset.media_type, headers=headers)
+
+
+# -- pages -----------------------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+
+
+@lru_cache(maxsize=None)
+def _template(name: str) -> str:
+    return (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+
+
+def render(name: str, **values: Any) -> str:
+    """Fill ``{{ key }}`` in a template; every value is HTML-escaped (quotes too: safe in attributes)."""
+
+    def sub(m: re.Match[str]) -> str:
+        return html.escape(str(values[m.group(1)]), quote=True)
+
+    return _PLACEHOLDER.sub(sub, _template(name))
+
+
+def _page_config(request: Request, **extra: Any) -> str:
+    """What the scripts need from the server, as JSON (escaped into a data- attribute by :func:`render`)."""
+    from search import STRATEGIES
+    from search.catalog import OPTIMIZERS, SCHEDULES
+
+    root = request.scope.get("root_path", "").rstrip("/")
+    return json.dumps({"root": root, "api": root + API_PREFIX, "dashboardApi": root + "/dashboard-api",
+                       "strategies": list(STRATEGIES), "optimizers": list(OPTIMIZERS),
+                       "schedules": list(SCHEDULES), "version": __version__, **extra})
+
+
+def _page(request: Request, template: str, script: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    root = request.scope.get("root_path", "").rstrip("/")
+    body = render(template, root=root, version=__version__,
+                  css=_static_url(root, "dashboard.css"), icon=_static_url(root, "favicon.svg"),
+                  common_js=_static_url(root, "common.js"), plotly_js=_static_url(root, "plotly.min.js"),
+                  page_js=_static_url(root, script), **values)
+    return HTMLResponse(body, status_code=status_code, headers=_PAGE_HEADERS)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
 
 
 @router.get("/", response_class=HTMLResponse)
-def index() -> HTMLResponse:
-    return HTMLResponse(_INDEX)
+def jobs_page(request: Request) -> HTMLResponse:
+    return _page(request, "jobs.html", "jobs.js", config=_page_config(request, page="jobs"))
+
+
+def _job_id(raw: str) -> int | None:
+    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 2**63 - 1 else None
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse:
+    jid = _job_id(job_id)
+    job = session.get(Job, jid) if jid is not None else None
+    if job is None:
+        return _page(request, "message.html", "common.js", status_code=404, title="Job not found",
+                     message=f"There is no job {job_id}.")
+    return _page(request, "job.html", "job.js", job_id=job.id, job_name=job.name, job_status=job.status,
+                 config=_page_config(request, page="job", jobId=job.id))
+
+
+# -- the one dashboard JSON endpoint ---------------------------------------------------------
+def _num(x: Any) -> float | None:
+    """Finite floats at 7 significant digits (plenty for a plot, half the bytes); else None."""
+    if x is None:
+        return None
+    x = float(x)
+    return float(f"{x:.7g}") if math.isfinite(x) else None
+
+
+def _parse_trials(raw: str) -> dict[int, int]:
+    """``"3:5,7:0"`` -> {3: 5, 7: 0}: trial number -> first epoch wanted."""
+    out: dict[int, int] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        number, _, epoch = part.partition(":")
+        if not number.isdigit() or (epoch and not epoch.isdigit()):
+            raise HTTPException(422, f"trials: expected 'number:epoch,...', got {part!r}")
+        out[int(number)] = int(epoch or 0)
+    if len(out) > CURVES_MAX_TRIALS:
+        raise HTTPException(422, f"trials: at most {CURVES_MAX_TRIALS} per request")
+    return out
+
+
+@router.get("/dashboard-api/jobs/{job_id}/curves")
+def curves(
+    job_id: int,
+    session: SessionDep,
+    trials: Annotated[str | None, Query(max_length=4000, description="'number:first_epoch,...'")] = None,
+    start: Annotated[int, Query(ge=0, le=2**31 - 1, description="without trials: from this trial number")] = 0,
+    limit: Annotated[int, Query(ge=1, le=CURVES_MAX_ROWS)] = 50_000,
+) -> JSONResponse:
+    """Per-epoch metrics of many trials in one query, as columns (trial, epoch, train_loss, val_loss, lr, ...).
+
+    With ``trials=3:5,7:0`` only those trials, from those epochs (the incremental form: the page asks
+    for what it lacks). Without it, every trial from number ``start`` on, ordered by trial and epoch,
+    at most ``limit`` rows; ``more`` says whether rows were left off (ask again from the last trial).
+    """
+    if not 1 <= job_id <= 2**63 - 1 or session.get(Job, job_id) is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    query = (select(Trial.number, Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr)
+             .join(Trial, Trial.id == Metric.trial_id).where(Trial.job_id == job_id))
+    if trials is not None:
+        wanted = _parse_trials(trials)
+        if not wanted:
+            return JSONResponse(_columns([], more=False))
+        query = query.where(or_(*(and_(Trial.number == n, Metric.epoch >= e) for n, e in wanted.items())))
+    else:
+        query = query.where(Trial.number >= start)
+    rows = list(session.execute(query.order_by(Trial.number, Metric.epoch).limit(limit + 1)))
+    more = len(rows) > limit
+    return JSONResponse(_columns(rows[:limit], more=more))
+
+
+def _columns(rows: list[Any], more: bool) -> dict[str, Any]:
+    return {"trial": [r[0] for r in rows], "epoch": [r[1] for r in rows],
+            "train_loss": [_num(r[2]) for r in rows], "val_loss": [_num(r[3]) for r in rows],
+            "val_accuracy": [_num(r[4]) for r in rows], "lr": [_num(r[5]) for r in rows], "more": more}

@@ -83,7 +83,7 @@ def ray_executor() -> Iterator[object]:
 
     from workers.ray_executor import RayExecutor
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
     executor = RayExecutor()
     executor.start()
     yield executor
@@ -116,7 +116,7 @@ class ServiceProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
-             "--num-cpus", str(self.num_cpus), "--log-level", "warning"],
+             *([] if "RAY_ADDRESS" in self.env else ["--num-cpus", str(self.num_cpus)]), "--log-level", "warning"],
             cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

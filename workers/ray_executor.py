@@ -40,6 +40,10 @@ class TrialActor:
         # A CPU trial uses its share of the node, no more: trials run side by side.
         torch.set_num_threads(max(1, int(cpu)))
         self._device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
+        from workers.trainer import warm_up
+
+        # One-time import costs (torch._dynamo, scikit-learn) now, not in the first trial.
+        warm_up()
         self._data: dict[str, Any] = {}
         self._stop: set[str] = set()
         self._node = ray.get_runtime_context().get_node_id()
@@ -59,7 +63,7 @@ class TrialActor:
             self._data[workload] = wl.load_data(seed=0)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device)
         try:
-            for _ in range(epochs):
+            while not trainer.finished:
                 if key in self._stop:
                     return
                 result = trainer.run_epoch().to_dict()
@@ -92,7 +96,8 @@ class RayExecutor:
                 log.warning("--num-cpus is ignored when joining a Ray cluster at %s", self.address)
             ray.init(address=self.address, log_to_driver=False)
         else:
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+            # address="local": always a new Ray, never a `ray start` cluster that happens to run here.
+            ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
                      object_store_memory=self.object_store_bytes)
         self._owns_ray = True
 

@@ -92,8 +92,8 @@ class LRMultiplier:
             return self.gamma ** (step / self.steps_per_epoch)
         if self.schedule == "cosine":
             # The scheduler is stepped once more after the last batch; hold eta_min there.
-            t = min(step, self.total_steps)
-            return self.eta_min_ratio + (1 - self.eta_min_ratio) * (1 + math.cos(math.pi * t / self.total_steps)) / 2
+            cosine = (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps)) / 2
+            return self.eta_min_ratio + (1 - self.eta_min_ratio) * cosine
         if self.schedule == "onecycle":
             return self._onecycle(min(step, self.total_steps - 1))
         raise ValueError(f"unknown schedule {self.schedule!r}")

@@ -8,7 +8,7 @@ indexing with a seeded permutation, and nothing runs per batch that a small mode
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -58,7 +58,12 @@ class TrialTrainer:
     parameters; missing ones take the catalog's defaults (``self.config`` is the completed one).
     Same workload, data, config, epochs and seed give the same results on the same device; the
     trainer keeps its own torch RNG stream, so other code in the process does not perturb it.
-    A bad config raises ValueError here, before any training.
+    A bad config raises ValueError here, before any training. ``data`` may live on the CPU and be
+    shared between trainers: it is copied to ``device`` once and never written.
+
+    Divergence ends the trial (``finished``): a non-finite batch loss (the epoch stops at that
+    batch, without a step), a non-finite validation loss, or a validation loss above
+    ``divergence_factor`` times the first epoch's (for epoch 0: the untrained model's).
     """
 
     def __init__(
@@ -183,8 +188,9 @@ class TrialTrainer:
         n = len(x)
         loss_sum = torch.zeros((), device=self.device)
         correct = 0
-        for start in range(0, n, self.workload.eval_batch_size):
-            xb, yb = x[start : start + self.workload.eval_batch_size], y[start : start + self.workload.eval_batch_size]
+        chunk = self.workload.eval_batch_size
+        for start in range(0, n, chunk):
+            xb, yb = x[start : start + chunk], y[start : start + chunk]
             output = self.model(xb)
             loss_sum += self._loss_fn(output, yb).float() * len(xb)  # the loss is a batch mean
             if self._classification:
@@ -263,11 +269,28 @@ def train(
     should_stop: Callable[[], bool] = lambda: False,
     divergence_factor: float = 10.0,
 ) -> Iterator[EpochResult]:
-    """Yield one EpochResult per epoch; stop after a diverged epoch, or before an epoch when
-    ``should_stop()`` is true (cancellation, early stopping)."""
+    """One EpochResult per epoch, as each ends; stops after a diverged epoch, or before an epoch when
+    ``should_stop()`` is true (cancellation, early stopping). A bad config raises ValueError
+    here, at the call, not at the first ``next()``."""
     trainer = TrialTrainer(workload, data, config, epochs, seed, device, divergence_factor)
-    while not trainer.finished and not should_stop():
-        yield trainer.run_epoch()
+
+    def epochs_of(trainer: TrialTrainer) -> Iterator[EpochResult]:
+        while not trainer.finished and not should_stop():
+            yield trainer.run_epoch()
+
+    return epochs_of(trainer)
+
+
+def warm_up(workloads: Iterable[str] = ()) -> None:
+    """Pay a process's one-time import costs before its first trial: torch imports torch._dynamo
+    (~1.5 s) when the first optimizer is built, and the built-ins import scikit-learn (~1.5 s).
+    For a worker's start-up; loads no data."""
+    from workers.registry import get_workload
+
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    build_optimizer([parameter], {"optimizer": "sgd", "lr": 1.0})
+    for name in workloads:
+        get_workload(name)
 
 
 def _cpu_copy(obj: Any) -> Any:

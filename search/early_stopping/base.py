@@ -72,4 +72,5 @@ def int_option(raw: dict[str, Any], key: str, default: int, low: int, high: int 
 
 
 def grace_option(raw: dict[str, Any], epochs: int) -> int:
-    return int_option(raw, "grace_epochs", 1, 1, epochs - 1, f" (at least 1 and fewer than the job's {epochs} epochs)")
+    why = f" (at least 1 and fewer than the job's {epochs} epochs)"
+    return int_option(raw, "grace_epochs", 1, 1, epochs - 1, why)

@@ -47,7 +47,6 @@ GPSampler needs torch at sampling time (Optuna imports it lazily); search/ itsel
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import warnings

@@ -14,7 +14,7 @@ from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim
 
 from search import STRATEGIES, SpecError, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
 from search.catalog import complete_config, relevant_params
-from search.strategies import BayesianStrategy, config_key
+from search.strategies import config_key
 
 every_strategy = pytest.mark.parametrize(("name", "options"), ALL_STRATEGIES, ids=ALL_IDS)
 
@@ -59,7 +59,7 @@ def test_max_trials_is_respected(name: str, options: dict) -> None:
 
 # Crash points (events into the run): before any result, with trials pending, late. One for GP (slow).
 CRASHES = [(name, options, crash, f"{id_}-after-{crash}")
-           for (name, options), id_ in zip(ALL_STRATEGIES, ALL_IDS)
+           for (name, options), id_ in zip(ALL_STRATEGIES, ALL_IDS, strict=True)
            for crash in ([9] if is_gp(options) else [1, 4, 9, 14])]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from search.catalog import OPTIMIZERS, SCHEDULES
 from workers.registry import get_dataset, get_workload
 from workers.schedules import build_multiplier
-from workers.trainer import EpochResult, TrialTrainer, train
+from workers.trainer import EpochResult, TrialTrainer, train, warm_up
 from workers.workloads.digits import MLPDigits
 
 ADAM = {"lr": 3e-3, "optimizer": "adam", "schedule": "cosine", "warmup_fraction": 0.1}
@@ -100,6 +100,8 @@ def test_config_is_completed_with_catalog_defaults() -> None:
 def test_bad_config_is_refused_before_training(config: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _trainer(config=config)
+    with pytest.raises(ValueError, match=message):
+        train(get_workload("synthetic"), get_dataset("synthetic", 0), config, 2, 0)  # at the call, not at next()
 
 
 def test_to_dict_can_drop_nonfinite_values_for_strict_json() -> None:
@@ -286,6 +288,42 @@ def test_checkpoint_restores_divergence() -> None:
     assert restored.finished
 
 
+# --- CUDA (skipped where there is none) -------------------------------------------------------------
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@cuda
+def test_cuda_trial_checkpoints_through_the_cpu_and_continues() -> None:
+    config = {**ADAM, "optimizer": "adamw"}
+    uninterrupted = _trainer(DropoutDigits(), config=config, device="cuda")
+    expected = [uninterrupted.run_epoch() for _ in range(4)]
+    assert uninterrupted.model[0].weight.is_cuda
+
+    before = _trainer(DropoutDigits(), config=config, device="cuda")
+    head = [before.run_epoch() for _ in range(2)]
+    state = _through_disk(before.state_dict())
+    assert all(t.device.type == "cpu" for t in state["model"].values())
+    after = _trainer(DropoutDigits(), config=config, device="cuda")
+    after.load_state_dict(state)
+    got = head + [after.run_epoch() for _ in range(2)]
+    # GPU kernels may reorder float sums between runs: equal to float32 precision, not bit for bit.
+    for a, b in zip(got, expected, strict=True):
+        assert a.lr == b.lr
+        assert a.val_loss == pytest.approx(b.val_loss, rel=1e-4)
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+
+
+@cuda
+def test_a_cpu_checkpoint_resumes_on_cuda() -> None:
+    before = _trainer(epochs=3)
+    before.run_epoch()
+    after = _trainer(epochs=3, device="cuda")
+    after.load_state_dict(_through_disk(before.state_dict()))
+    result = after.run_epoch()
+    assert result.epoch == 1 and math.isfinite(result.val_loss) and not result.diverged
+
+
 # --- speed ---------------------------------------------------------------------------------------
 
 
@@ -300,3 +338,7 @@ def test_an_mlp_digits_epoch_is_fast() -> None:
         trainer.run_epoch()
         times.append(time.process_time() - start)
     assert statistics.median(times) < 0.05
+
+
+def test_warm_up_runs_without_data() -> None:
+    warm_up(["mlp-digits", "synthetic"])

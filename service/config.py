@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     lease_seconds: float = 15.0
     # Actors started with the service so the first job does not wait for torch to import.
     prewarm_actors: int = 2
+    # Service-owned files (trial checkpoints).
+    data_dir: str = "./lrsearch-data"
+    # Checkpoint a running trial every this many epochs (0: never); a lost worker resumes from it.
+    checkpoint_every: int = 1
     # Run the job runner (tests of the bare API can switch it off).
     run_jobs: bool = True
     # Upgrade the database to the newest migration on start.

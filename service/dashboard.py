@@ -23,7 +23,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,6 +32,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from service import __version__
+from service.api import API_PREFIX
 from service.models import Job, Metric, Trial
 
 router = APIRouter(include_in_schema=False)
@@ -40,13 +40,14 @@ router = APIRouter(include_in_schema=False)
 _HERE = Path(__file__).resolve().parent
 STATIC_DIR = _HERE / "static"
 TEMPLATES_DIR = _HERE / "templates"
-API_PREFIX = "/api/v1"
 
 # Rows one curves answer holds at most, and trials one incremental request may name.
 CURVES_MAX_ROWS = 200_000
 CURVES_MAX_TRIALS = 200
 
-_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+# No inline script runs (the scripts are files under /static); 'unsafe-eval' is for Plotly's WebGL
+# traces (regl compiles its draw calls with Function), which the parallel-coordinates plot uses.
+_CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
         "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'")
 _PAGE_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff",
@@ -96,20 +97,12 @@ def _plotly_asset() -> Asset:
     return _asset(plotly_js_path().read_bytes(), _TYPES[".js"], compress=True)
 
 
-def _plotly_version() -> str:
-    try:
-        return version("plotly")
-    except PackageNotFoundError:  # pragma: no cover - plotly is a dependency
-        return "unknown"
-
-
 def _static_url(root: str, name: str) -> str:
-    if name == "plotly.min.js":
-        return f"{root}/static/plotly.min.js?v={_plotly_version()}"
-    return f"{root}/static/{name}?v={_assets()[name].digest}"
+    asset = _plotly_asset() if name == "plotly.min.js" else _assets()[name]
+    return f"{root}/static/{name}?v={asset.digest}"
 
 
-@router.get("/static/{name}")
+@router.api_route("/static/{name}", methods=["GET", "HEAD"])
 def static_file(name: str, request: Request) -> Response:
     asset = _plotly_asset() if name == "plotly.min.js" else _assets().get(name)
     if asset is None:  # only the files the directory holds: no paths, no traversal

@@ -18,12 +18,14 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import SpecError, StrategySpec, TrialOutcome, make_strategy
+from service.checkpoints import CheckpointStore
 from service.config import Settings
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
 from service.observability import ServiceMetrics
@@ -39,6 +41,7 @@ class TrialItem:
     id: int
     number: int
     config: dict[str, Any]
+    resume: bool = False  # it ran before (service restart): continue from its checkpoint
 
 
 def _finite(x: Any) -> float | None:
@@ -137,10 +140,10 @@ class JobExecution:
                         self.stopper.trial_finished(t.number, t.status)
                     self.strategy.observe(self._outcome(t.number, t.config, t.status, curve))
                 else:
-                    # Running when the last owner stopped: run it again from the start, same number.
-                    s.execute(delete(Metric).where(Metric.trial_id == t.id))
-                    t.status, t.val_loss, t.best_epoch, t.epochs, t.error = "queued", None, None, 0, None
-                    self._pending.append(TrialItem(t.id, t.number, dict(t.config)))
+                    # Running when the last owner stopped: same number and config, resumed from its
+                    # checkpoint where there is one (see _restore_point).
+                    t.status = "queued"
+                    self._pending.append(TrialItem(t.id, t.number, dict(t.config), resume=True))
             self._next_number = len(trials)
 
     def _make_stopper(self) -> Any:
@@ -197,13 +200,14 @@ class JobExecution:
     def _run_trial(self, item: TrialItem) -> None:
         spec = self.spec
         resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+        checkpoint_every = self.runner.settings.checkpoint_every
         with self.sessions.begin() as s:
             s.execute(update(Trial).where(Trial.id == item.id).values(
                 status="running", started_at=utcnow(), finished_at=None, error=None))
         started = time.monotonic()
         status: str | None = "completed"
         error: str | None = None
-        curve: list[float | None] = []
+        checkpoint, curve = self._restore_point(item) if item.resume else (None, self._clear_metrics(item))
         retries = 0
         while True:
             key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
@@ -214,11 +218,13 @@ class JobExecution:
                 assert t is not None
                 t.attempts += 1
             try:
-                for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs,
-                                                      spec.seed, resources):
+                for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
+                                                      resources, checkpoint, checkpoint_every):
                     epoch = int(result["epoch"])
                     val_loss = _finite(result.get("val_loss"))
                     self._record_epoch(item.id, result, val_loss)
+                    if result.get("checkpoint") is not None:
+                        self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
                     curve.append(val_loss)
                     if result.get("diverged"):
                         status = "diverged"
@@ -243,12 +249,9 @@ class JobExecution:
                 if retries > spec.max_retries or self.cancelled:
                     status, error = "failed", f"worker lost after {retries} attempt(s): {exc}"
                     break
-                log.warning("job %s trial %s: worker lost (%s); retrying", self.job_id, item.number, exc)
-                with self.sessions.begin() as s:
-                    s.execute(delete(Metric).where(Metric.trial_id == item.id))
-                    s.execute(update(Trial).where(Trial.id == item.id).values(
-                        val_loss=None, best_epoch=None, epochs=0))
-                curve = []
+                log.warning("job %s trial %s: worker lost (%s); retrying from its last checkpoint",
+                            self.job_id, item.number, exc)
+                checkpoint, curve = self._restore_point(item)
             except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
                 status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
                 break
@@ -259,7 +262,8 @@ class JobExecution:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.shutting_down else "cancelled"
         if status is None:
-            return  # the service is stopping: the trial stays running and is re-run on resume
+            return  # the service is stopping: the trial stays running and resumes on restart
+        self.runner.checkpoints.delete(self.job_id, item.number)
         with self.sessions.begin() as s:
             s.execute(update(Trial).where(Trial.id == item.id).values(
                 status=status, error=error, finished_at=utcnow()))
@@ -270,14 +274,48 @@ class JobExecution:
                 self.stopper.trial_finished(item.number, status)
             self.strategy.observe(self._outcome(item.number, item.config, status, curve))
 
+    def _clear_metrics(self, item: TrialItem, from_epoch: int = 0) -> list[float | None]:
+        """Drop the trial's metrics from ``from_epoch`` on; return the validation curve kept."""
+        with self.sessions.begin() as s:
+            s.execute(delete(Metric).where(Metric.trial_id == item.id, Metric.epoch >= from_epoch))
+            kept = list(s.execute(select(Metric.epoch, Metric.val_loss).where(Metric.trial_id == item.id)
+                                  .order_by(Metric.epoch)))
+            finite = [(v, e) for e, v in kept if v is not None]
+            val_loss, best_epoch = min(finite) if finite else (None, None)
+            s.execute(update(Trial).where(Trial.id == item.id).values(
+                epochs=len(kept), val_loss=val_loss, best_epoch=best_epoch))
+        return [v for _, v in kept]
+
+    def _restore_point(self, item: TrialItem) -> tuple[bytes | None, list[float | None]]:
+        """Where a trial that ran before continues: after its last checkpoint (the metrics up to
+        it are kept, later ones dropped, so no epoch is stored twice), or from the start."""
+        saved = self.runner.checkpoints.load(self.job_id, item.number)
+        if saved is None:
+            return None, self._clear_metrics(item)
+        epochs_done, data = saved
+        with self.sessions() as s:
+            stored = s.scalar(select(func.count()).select_from(Metric).where(Metric.trial_id == item.id)) or 0
+        if stored < epochs_done:  # the checkpoint is ahead of the store: cannot trust it
+            return None, self._clear_metrics(item)
+        curve = self._clear_metrics(item, from_epoch=epochs_done)
+        if self.stopper is not None:
+            with self._lock:  # the stopper saw these epochs before; replay gives the same answers
+                for epoch, v in enumerate(curve):
+                    if v is not None:
+                        self.stopper.report(item.number, epoch, v)
+        return data, curve
+
     def _report(self, number: int, epoch: int, val_loss: float) -> str:
         with self._lock:
             return str(self.stopper.report(number, epoch, val_loss))
 
     def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> None:
-        """One transaction per epoch: the metric row and the trial's running best."""
+        """One transaction per epoch: the metric row and the trial's running best. Idempotent: an
+        epoch already stored (a retried report) is not stored again."""
         epoch = int(result["epoch"])
         with self.sessions.begin() as s:
+            if s.scalar(select(Metric.id).where(Metric.trial_id == trial_id, Metric.epoch == epoch)):
+                return
             s.add(Metric(trial_id=trial_id, epoch=epoch, train_loss=_finite(result.get("train_loss")),
                          val_loss=val_loss, val_accuracy=_finite(result.get("val_accuracy")),
                          lr=float(result["lr"])))
@@ -309,6 +347,7 @@ class JobExecution:
                     job.status = "completed"
             job.finished_at = utcnow()
             job.heartbeat_at = None
+        self.runner.checkpoints.delete_job(self.job_id)
 
 
 class JobRunner:
@@ -318,6 +357,7 @@ class JobRunner:
                  metrics: ServiceMetrics | None = None) -> None:
         self.sessions = sessions
         self.metrics = metrics or ServiceMetrics()
+        self.checkpoints = CheckpointStore(Path(settings.data_dir) / "checkpoints")
         self.executor = executor
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

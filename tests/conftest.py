@@ -106,7 +106,9 @@ class ServiceProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.num_cpus = num_cpus
-        self.env = {**os.environ, **(env or {})}
+        import tempfile
+
+        self.env = {"LRSEARCH_DATA_DIR": tempfile.mkdtemp(prefix="lrsearch-data-"), **os.environ, **(env or {})}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
 

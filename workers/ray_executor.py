@@ -54,20 +54,35 @@ class TrialActor:
     def stop(self, key: str) -> None:
         self._stop.add(key)
 
-    def run(self, key: str, workload: str, config: dict, epochs: int, seed: int) -> Iterator[dict]:
+    def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
+            checkpoint: bytes | None = None, checkpoint_every: int = 1) -> Iterator[dict]:
+        """Train (or continue from ``checkpoint``), yielding each epoch's result; every
+        ``checkpoint_every`` epochs the result carries the trainer's state as ``checkpoint`` bytes."""
+        import io
+
+        import torch
+
         from workers.registry import get_workload
         from workers.trainer import TrialTrainer
 
         wl = get_workload(workload)
         if workload not in self._data:
+            # Every trial of every job sees the same split, so trials are ranked on one validation set.
             self._data[workload] = wl.load_data(seed=0)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device)
+        if checkpoint is not None:
+            trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
         try:
             while not trainer.finished:
                 if key in self._stop:
                     return
                 result = trainer.run_epoch().to_dict()
                 result["node"] = self._node
+                if (checkpoint_every and not trainer.finished
+                        and trainer.epochs_done % checkpoint_every == 0):
+                    buf = io.BytesIO()
+                    torch.save(trainer.state_dict(), buf)
+                    result["checkpoint"] = buf.getvalue()
                 yield result
                 if result.get("diverged"):
                     return
@@ -145,13 +160,15 @@ class RayExecutor:
             self._idle.setdefault(resources, []).append(actor)
 
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
-                  resources: TrialResources = TrialResources()) -> Iterator[dict]:
+                  resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
+                  checkpoint_every: int = 0) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(resources)
         with self._lock:
             self._running[key] = actor
         healthy = True
-        stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed)
+        stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
+                                                                   checkpoint, checkpoint_every)
         try:
             for ref in stream:
                 yield ray.get(ref)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,9 +13,9 @@ from service.config import Settings
 
 
 @pytest.fixture
-def client(db_url: str, ray_executor: Any) -> Iterator[TestClient]:
+def client(db_url: str, ray_executor: Any, tmp_path: Path) -> Iterator[TestClient]:
     """The real app (lifespan, migrations, job runner) on a fresh database and the shared local Ray."""
-    settings = Settings(database_url=db_url, poll_interval=0.1)
+    settings = Settings(database_url=db_url, poll_interval=0.1, data_dir=str(tmp_path / "data"))
     with TestClient(create_app(settings, executor=ray_executor)) as c:
         yield c
 

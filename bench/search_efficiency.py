@@ -1,0 +1,603 @@
+"""Sample efficiency: epochs until a trial is within 2% of the best reachable val_loss.
+
+The workload is ``mlp-digits`` over the standard space (lr 1e-5..10 on a log scale; sgd, adam,
+rmsprop, adagrad; constant, step, exponential, cosine; 10 epochs). Per seed:
+
+1. A dense grid (``--grid-points`` log-spaced lrs x 4 optimizers x 4 schedules, 400 configs by
+   default), trained directly with ``workers.trainer`` in a process pool, gives the best
+   reachable val_loss; the target is ``best * 1.02``. The grid is cached in the results JSON
+   (``--reuse-grid`` skips it when the cache matches).
+2. lrsearch's ``random``, ``bayesian`` and ``bayesian`` + ASHA run THROUGH THE SERVICE: the real
+   app (``service.app.create_app``: SQLite in a temporary directory, a local Ray with 2 CPUs)
+   under FastAPI's TestClient; each job is a JobSpec POSTed to ``/api/v1/jobs`` with
+   ``max_concurrent: 2``, and its trials and per-epoch metrics are read back over REST.
+3. A plain Optuna script (multivariate TPE + HyperbandPruner, no lrsearch code besides
+   ``workers.trainer`` and the workload, so model, data, init and batch order are identical)
+   at the same trial budget, sequential (``study.optimize`` with one job).
+
+The JobSpec ``seed`` seeds both the search and the training (every trial of a job trains from
+the same init), so seed s of every variant uses training seed s and its own grid.
+
+Epoch accounting ("epochs to 2%"): every metric row is one trained epoch. Rows of concurrent
+trials are put in the order they were produced by stamping the k-th of a trial's n rows at
+``started_at + k/n * (finished_at - started_at)`` and sorting all rows of the job by stamp;
+the epochs to 2% are the position (1-based) of the first row whose val_loss is within 2% of the
+grid best, so epochs the concurrent trial trained meanwhile are counted. A run that never gets
+there counts as infinitely many epochs (not as its budget) in the medians. The JSON also has the
+coarser "finish order" count: the epochs of all trials that finished before the qualifying one,
+plus the qualifying trial's epochs up to its first qualifying epoch. The plain Optuna script is
+sequential, so its order is exact.
+
+Run: ``python -m bench.search_efficiency`` (``--quick`` for a smoke run of about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+WORKLOAD = "mlp-digits"
+OPTIMIZERS = ["sgd", "adam", "rmsprop", "adagrad"]
+SCHEDULES = ["constant", "step", "exponential", "cosine"]
+LR_LOW, LR_HIGH = 1e-5, 10.0
+EPOCHS = 10
+TOLERANCE = 0.02  # "within 2%": val_loss <= grid best * (1 + TOLERANCE)
+CONCURRENCY = 2
+ASHA = {"kind": "asha", "grace_epochs": 1, "reduction_factor": 3}  # as examples/bayesian-asha.yaml
+OPTUNA = "optuna"  # the plain Optuna script's variant name
+
+# Variant -> how its JobSpec differs (None: the plain Optuna script, not a job).
+VARIANTS: dict[str, dict[str, Any] | None] = {
+    "random": {"strategy": "random", "early_stopping": None},
+    "bayesian": {"strategy": "bayesian", "early_stopping": None},
+    "bayesian+asha": {"strategy": "bayesian", "early_stopping": ASHA},
+    OPTUNA: None,
+}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_efficiency.json"
+
+log = logging.getLogger("bench.search_efficiency")
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def standard_space(epochs: int = EPOCHS) -> dict[str, Any]:
+    return {"lr": {"low": LR_LOW, "high": LR_HIGH}, "optimizer": list(OPTIMIZERS), "schedule": list(SCHEDULES)}
+
+
+# -- training in this process (grid, plain Optuna) ---------------------------------------------------
+_WORKLOAD_CACHE: dict[str, Any] = {}
+
+
+def _workload_and_data() -> tuple[Any, Any]:
+    """The workload and its data exactly as a Ray TrialActor loads them (``load_data(seed=0)``)."""
+    if "wl" not in _WORKLOAD_CACHE:
+        import torch
+
+        from workers.registry import get_workload
+
+        torch.set_num_threads(1)  # as a 1-CPU TrialActor
+        wl = get_workload(WORKLOAD)
+        _WORKLOAD_CACHE["wl"], _WORKLOAD_CACHE["data"] = wl, wl.load_data(seed=0)
+    return _WORKLOAD_CACHE["wl"], _WORKLOAD_CACHE["data"]
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[float | None], bool]:
+    """Every epoch's val_loss (None where not finite) of one full training, and whether it diverged."""
+    from workers.trainer import TrialTrainer
+
+    wl, data = _workload_and_data()
+    trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=seed)
+    curve: list[float | None] = []
+    while not trainer.finished:
+        curve.append(_finite(trainer.run_epoch().val_loss))
+    return curve, trainer.diverged
+
+
+def _grid_job(args: tuple[dict[str, Any], int, int]) -> tuple[list[float | None], bool]:
+    return train_curve(*args)
+
+
+def grid_configs(points: int, epochs: int) -> list[dict[str, Any]]:
+    """The dense grid, built with lrsearch's own space parser: the configs a ``grid`` job would run."""
+    from search.catalog import complete_config
+    from search.space import parse_space
+
+    space = parse_space({"lr": {"low": LR_LOW, "high": LR_HIGH, "num": points},
+                         "optimizer": OPTIMIZERS, "schedule": SCHEDULES}, grid=True)
+    lrs = space.dims["lr"].grid_points()
+    return [complete_config({"lr": lr, "optimizer": o, "schedule": s}, epochs)
+            for lr in lrs for o in OPTIMIZERS for s in SCHEDULES]
+
+
+def run_grid(seed: int, points: int, epochs: int, workers: int) -> dict[str, Any]:
+    configs = grid_configs(points, epochs)
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = list(pool.map(_grid_job, [(c, epochs, seed) for c in configs], chunksize=4))
+    seconds = time.monotonic() - started
+    scored = []
+    for config, (curve, diverged) in zip(configs, results):
+        finite = [v for v in curve if v is not None]
+        if finite:
+            best = min(finite)
+            scored.append((best, curve.index(best), config))
+    scored.sort(key=lambda t: t[0])
+    best, best_epoch, best_config = scored[0]
+    return {
+        "seed": seed,
+        "points": points,
+        "configs": len(configs),
+        "epochs": sum(len(curve) for curve, _ in results),
+        "diverged": sum(1 for _, d in results if d),
+        "best_val_loss": best,
+        "best_epoch": best_epoch,
+        "best_config": _short_config(best_config),
+        "top5": [{"val_loss": round(v, 5), **_short_config(c)} for v, _, c in scored[:5]],
+        "within_2pct": sum(1 for v, _, _ in scored if v <= best * (1 + TOLERANCE)),
+        "seconds": round(seconds, 1),
+    }
+
+
+def _short_config(config: dict[str, Any]) -> dict[str, Any]:
+    return {"lr": float(f"{config['lr']:.6g}"), "optimizer": config["optimizer"], "schedule": config["schedule"]}
+
+
+# -- the plain Optuna script ------------------------------------------------------------------------
+def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
+    """What a user writes with Optuna alone: multivariate TPE + HyperbandPruner, sequential."""
+    import warnings
+
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    from workers.trainer import TrialTrainer
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
+    wl, data = _workload_and_data()
+    trials: list[dict[str, Any]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        config = {
+            "optimizer": trial.suggest_categorical("optimizer", OPTIMIZERS),
+            "schedule": trial.suggest_categorical("schedule", SCHEDULES),
+            "lr": trial.suggest_float("lr", LR_LOW, LR_HIGH, log=True),
+        }
+        trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=seed)
+        record: dict[str, Any] = {"number": trial.number, "config": _short_config(trainer.config),
+                                  "curve": [], "status": "completed"}
+        trials.append(record)
+        best = math.inf
+        while not trainer.finished:
+            result = trainer.run_epoch()
+            value = _finite(result.val_loss)
+            record["curve"].append(value)
+            if value is not None:
+                best = min(best, value)
+                trial.report(value, result.epoch + 1)  # step = epochs trained, as ASHA's rungs
+            if result.diverged:
+                record["status"] = "diverged"
+                raise optuna.TrialPruned()
+            if not trainer.finished and trial.should_prune():
+                record["status"] = "pruned"
+                raise optuna.TrialPruned()
+        return best
+
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(multivariate=True, seed=seed),
+        pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
+    )
+    started = time.monotonic()
+    study.optimize(objective, n_trials=budget)
+    seconds = time.monotonic() - started
+    # Sequential: rows are produced trial after trial, epoch after epoch.
+    rows = [(t["number"], e, v) for t in trials for e, v in enumerate(t["curve"])]
+    return {"trials": trials, "rows": rows, "finish_order": [t["number"] for t in trials], "seconds": seconds}
+
+
+# -- lrsearch through the service -----------------------------------------------------------------
+class Service:
+    """The real app on a SQLite file in a temporary directory, a local Ray with 2 CPUs, over REST."""
+
+    def __init__(self, num_cpus: int = 2) -> None:
+        self.num_cpus = num_cpus
+
+    def __enter__(self) -> Service:
+        from fastapi.testclient import TestClient
+
+        from service.app import create_app
+        from service.config import Settings
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="lrsearch-bench-")
+        db = Path(self._tmp.name) / "bench.db"
+        settings = Settings(database_url=f"sqlite:///{db}", num_cpus=self.num_cpus, poll_interval=0.05)
+        self.client = TestClient(create_app(settings))
+        self.client.__enter__()
+        health = self.client.get("/api/v1/healthz")
+        health.raise_for_status()
+        say(f"service up: {health.json()}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.client.__exit__(*exc)
+        self._tmp.cleanup()
+
+    def run_job(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+        c = self.client
+        started = time.monotonic()
+        r = c.post("/api/v1/jobs", json=spec)
+        if r.status_code != 201:
+            raise RuntimeError(f"job rejected ({r.status_code}): {r.text}")
+        job_id = r.json()["id"]
+        deadline = started + timeout
+        while True:
+            job = c.get(f"/api/v1/jobs/{job_id}").json()
+            if job["status"] in ("completed", "cancelled", "failed"):
+                break
+            if time.monotonic() > deadline:
+                c.post(f"/api/v1/jobs/{job_id}/cancel")
+                raise TimeoutError(f"job {job_id} ({spec['name']}) not finished after {timeout} s: {job}")
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        if job["status"] != "completed":
+            raise RuntimeError(f"job {job_id} ({spec['name']}) ended {job['status']}: {job.get('error')}")
+        trials = c.get(f"/api/v1/jobs/{job_id}/trials", params={"limit": 10000}).json()["items"]
+        for t in trials:
+            metrics = c.get(f"/api/v1/jobs/{job_id}/trials/{t['number']}/metrics").json()["items"]
+            t["curve"] = [m["val_loss"] for m in metrics]  # null where not finite
+        return {"job": job, "trials": trials, "seconds": seconds}
+
+
+def job_spec(variant: str, seed: int, budget: int, epochs: int) -> dict[str, Any]:
+    how = VARIANTS[variant]
+    assert how is not None
+    return {
+        "name": f"bench-{variant}-seed{seed}-{budget}x{epochs}",
+        "workload": WORKLOAD,
+        "strategy": how["strategy"],
+        "max_trials": budget,
+        "max_concurrent": CONCURRENCY,
+        "epochs": epochs,
+        "seed": seed,
+        "space": standard_space(epochs),
+        "early_stopping": how["early_stopping"],
+    }
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def service_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, int, float | None]], list[int]]:
+    """The job's metric rows (trial, epoch, val_loss) in estimated production order, and the
+    trial numbers in finish order. See the module docstring for the rule."""
+    stamped = []
+    for t in trials:
+        curve, start, end = t["curve"], _ts(t["started_at"]), _ts(t["finished_at"])
+        n = len(curve)
+        for k, v in enumerate(curve, start=1):
+            stamp = start + k / n * (end - start) if start is not None and end is not None else math.inf
+            stamped.append((stamp, t["number"], k - 1, v))
+    stamped.sort(key=lambda r: (r[0], r[1], r[2]))
+    finish_order = [t["number"] for t in sorted(trials, key=lambda t: (_ts(t["finished_at"]) or math.inf,
+                                                                       t["number"]))]
+    return [(n, e, v) for _, n, e, v in stamped], finish_order
+
+
+def account(rows: Sequence[tuple[int, int, float | None]], finish_order: Sequence[int],
+            trials: dict[int, dict[str, Any]], target: float) -> dict[str, Any]:
+    """Epochs to the target under the row-order rule and the finish-order rule, and totals."""
+    epochs_to = trial_at = None
+    for i, (number, _epoch, v) in enumerate(rows, start=1):
+        if v is not None and v <= target:
+            epochs_to, trial_at = i, number
+            break
+    finish_to = None
+    consumed = 0
+    for number in finish_order:
+        curve = trials[number]["curve"]
+        hit = next((e for e, v in enumerate(curve) if v is not None and v <= target), None)
+        if hit is not None:
+            finish_to = consumed + hit + 1
+            break
+        consumed += len(curve)
+    finite = [v for _, _, v in rows if v is not None]
+    best = min(finite) if finite else None
+    best_trial = next((t for t in trials.values() if best is not None and best in t["curve"]), None)
+    statuses: dict[str, int] = {}
+    for t in trials.values():
+        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+    return {
+        "target": target,
+        "epochs_to_2pct": epochs_to,
+        "trial_at_2pct": trial_at,
+        "epochs_to_2pct_finish_order": finish_to,
+        "epochs_total": len(rows),
+        "trials": len(trials),
+        "statuses": dict(sorted(statuses.items())),
+        "best_val_loss": best,
+        "best_config": best_trial["config"] if best_trial else None,
+    }
+
+
+def _trial_detail(t: dict[str, Any]) -> dict[str, Any]:
+    curve = t["curve"]
+    finite = [v for v in curve if v is not None]
+    return {"number": t["number"], **_short_config(t["config"]), "status": t["status"], "epochs": len(curve),
+            "best": round(min(finite), 5) if finite else None,
+            "started_at": t.get("started_at"), "finished_at": t.get("finished_at")}
+
+
+def measure(variant: str, seed: int, budget: int, epochs: int, target: float, service: Service | None,
+            job_timeout: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run of one variant: its summary, and per-trial details."""
+    if variant == OPTUNA:
+        out = run_plain_optuna(seed, budget, epochs)
+        trials = {t["number"]: {**t, "config": t["config"]} for t in out["trials"]}
+        rows, finish_order = out["rows"], out["finish_order"]
+        details = [{"number": t["number"], **t["config"], "status": t["status"], "epochs": len(t["curve"]),
+                    "best": (round(min(v for v in t["curve"] if v is not None), 5)
+                             if any(v is not None for v in t["curve"]) else None)} for t in out["trials"]]
+    else:
+        assert service is not None
+        out = service.run_job(job_spec(variant, seed, budget, epochs), job_timeout)
+        trials = {t["number"]: t for t in out["trials"]}
+        rows, finish_order = service_rows(out["trials"])
+        details = [_trial_detail(t) for t in out["trials"]]
+    summary = {"variant": variant, "seed": seed, "budget": budget,
+               **account(rows, finish_order, trials, target), "seconds": round(out["seconds"], 1)}
+    if summary["best_config"] is not None:
+        summary["best_config"] = _short_config(summary["best_config"])
+    return summary, details
+
+
+# -- summaries --------------------------------------------------------------------------------------
+def _median(values: Iterable[float | None]) -> float | None:
+    """Median with None (never reached) as +inf; None when the median itself is unreached."""
+    vals = [math.inf if v is None else float(v) for v in values]
+    if not vals:
+        return None
+    m = statistics.median(vals)
+    return None if math.isinf(m) else m
+
+
+def summarize(runs: list[dict[str, Any]], variants: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        rs = sorted((r for r in runs if r["variant"] == v), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        out[v] = {
+            "seeds": [r["seed"] for r in rs],
+            "epochs_to_2pct": [r["epochs_to_2pct"] for r in rs],
+            "reached": sum(r["epochs_to_2pct"] is not None for r in rs),
+            "median_epochs_to_2pct": _median(r["epochs_to_2pct"] for r in rs),
+            "median_epochs_to_2pct_finish_order": _median(r["epochs_to_2pct_finish_order"] for r in rs),
+            "median_epochs_total": statistics.median(r["epochs_total"] for r in rs),
+            "median_best_val_loss": statistics.median(r["best_val_loss"] for r in rs),
+            "median_seconds": statistics.median(r["seconds"] for r in rs),
+        }
+    ref = out.get(OPTUNA, {}).get("median_epochs_to_2pct")
+    for s in out.values():
+        m = s["median_epochs_to_2pct"]
+        s["ratio_to_optuna"] = (m / ref) if (m is not None and ref) else None
+    return out
+
+
+def _fmt(x: float | None, spec: str = ".0f", none: str = "not reached", unit: str = "") -> str:
+    return none if x is None else format(x, spec) + unit
+
+
+def render(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = []
+    lines.append(f"Dense grid ({cfg['grid_points']} lrs x 4 optimizers x 4 schedules, {cfg['epochs']} epochs), "
+                 f"best val_loss per seed (target = best x {1 + TOLERANCE:g}):")
+    lines.append("")
+    lines.append("| seed | grid best val_loss | best config | configs within 2% |")
+    lines.append("| ---: | ---: | --- | ---: |")
+    for g in sorted(result["grid"].values(), key=lambda g: g["seed"]):
+        if g["seed"] not in cfg["seeds"]:
+            continue
+        c = g["best_config"]
+        lines.append(f"| {g['seed']} | {g['best_val_loss']:.4f} | {c['optimizer']}, {c['schedule']}, "
+                     f"lr {c['lr']:.3g} | {g['within_2pct']} |")
+    lines.append("")
+    lines.append(f"Epochs until a trial is within 2% of the grid best: {len(cfg['seeds'])} seeds, "
+                 f"{cfg['budget']} trials x {cfg['epochs']} epochs, lrsearch through the service at "
+                 f"concurrency {CONCURRENCY}; plain Optuna sequential:")
+    lines.append("")
+    lines.append("| variant | reached | epochs to 2% per seed | median | vs plain Optuna "
+                 "| epochs consumed (median) | best val_loss (median) | wall s (median) |")
+    lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    for v, s in result["summary"].items():
+        per_seed = ", ".join("-" if e is None else str(e) for e in s["epochs_to_2pct"])
+        name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else f"lrsearch {v}"
+        lines.append(f"| {name} | {s['reached']}/{len(s['seeds'])} | {per_seed} | "
+                     f"{_fmt(s['median_epochs_to_2pct'])} | {_fmt(s['ratio_to_optuna'], '.2f', 'n/a', 'x')} | "
+                     f"{s['median_epochs_total']:.0f} | {s['median_best_val_loss']:.4f} | "
+                     f"{s['median_seconds']:.0f} |")
+    dw = result.get("done_when")
+    if dw:
+        lines.append("")
+        lines.append(f"Done-when check: {dw['budget']} trials x {cfg['epochs']} epochs x {len(dw['seeds'])} seeds:")
+        lines.append("")
+        lines.append("| variant | best val_loss per seed | median best | epochs consumed per seed | median epochs |")
+        lines.append("| --- | --- | ---: | --- | ---: |")
+        for v, s in dw["summary"].items():
+            runs = sorted((r for r in dw["runs"] if r["variant"] == v), key=lambda r: r["seed"])
+            bests = ", ".join(format(r["best_val_loss"], ".4f") for r in runs)
+            consumed = ", ".join(str(r["epochs_total"]) for r in runs)
+            lines.append(f"| lrsearch {v} | {bests} | {s['median_best_val_loss']:.4f} | {consumed} | "
+                         f"{s['median_epochs_total']:.0f} |")
+        lines.append("")
+        lines.append(f"bayesian+asha median best / random's: {dw['best_ratio']:.3f} (<= 1.02: "
+                     f"{'met' if dw['best_met'] else 'NOT met'}); epochs / random's: {dw['epochs_ratio']:.2f} "
+                     f"(<= 0.5: {'met' if dw['epochs_met'] else 'NOT met'})")
+    t = result.get("target")
+    if t:
+        lines.append("")
+        lines.append(f"Target (bayesian+asha within 2% in every seed, <= 0.7x plain Optuna's median epochs): "
+                     f"reached in every seed: {'met' if t['every_seed'] else 'NOT met'}; "
+                     f"ratio {_fmt(t['ratio'], '.2f', 'n/a', 'x')}: {'met' if t['ratio_met'] else 'NOT met'}.")
+    return "\n".join(lines)
+
+
+# -- main ---------------------------------------------------------------------------------------------
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write(path: Path, result: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.search_efficiency", description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per variant (default 5)")
+    p.add_argument("--budget", type=int, default=100, help="trials per run (default 100)")
+    p.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per trial (default 10)")
+    p.add_argument("--grid-points", type=int, default=25, help="log-spaced lrs in the dense grid (default 25)")
+    p.add_argument("--grid-workers", type=int, default=2, help="processes training the grid (default 2)")
+    p.add_argument("--done-when-seeds", type=int, default=3, help="seeds of the done-when check (default 3)")
+    p.add_argument("--done-when-budget", type=int, default=30, help="trials of the done-when check (default 30)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run: 1 seed, 8 trials, a 4-point grid")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default bench/results/...)")
+    p.add_argument("--details", type=Path, default=None, help="also write every trial of every run here (JSON)")
+    p.add_argument("--reuse-grid", action="store_true", help="take the grid from --out when it matches")
+    p.add_argument("--job-timeout", type=float, default=1800.0, help="seconds one lrsearch job may take")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.grid_points = 1, 8, 4
+        args.done_when_seeds, args.done_when_budget = 1, 6
+        if args.out == DEFAULT_OUT:  # a smoke run never overwrites the real results
+            args.out = Path(tempfile.gettempdir()) / "lrsearch-search-efficiency-quick.json"
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in VARIANTS:
+            p.error(f"unknown variant {v!r}; known: {list(VARIANTS)}")
+    logging.basicConfig(level=logging.WARNING)
+    seeds = list(range(args.seeds))
+    dw_seeds = list(range(args.done_when_seeds)) if args.done_when_seeds > 0 else []
+    epochs = args.epochs
+    t0 = time.monotonic()
+
+    # 1. The dense grid per training seed, cached in the results file.
+    previous = _load(args.out) if args.reuse_grid else {}
+    grid: dict[str, dict[str, Any]] = {}
+    prev_cfg = previous.get("config", {})
+    if prev_cfg.get("grid_points") == args.grid_points and prev_cfg.get("epochs") == epochs:
+        grid = {k: g for k, g in previous.get("grid", {}).items()}
+    for seed in sorted(set(seeds) | set(dw_seeds)):
+        if str(seed) in grid:
+            say(f"grid seed {seed}: reused, best {grid[str(seed)]['best_val_loss']:.4f}")
+            continue
+        say(f"grid seed {seed}: {args.grid_points * 16} configs x {epochs} epochs on {args.grid_workers} processes")
+        grid[str(seed)] = run_grid(seed, args.grid_points, epochs, args.grid_workers)
+        g = grid[str(seed)]
+        say(f"grid seed {seed}: best {g['best_val_loss']:.4f} {g['best_config']} in {g['seconds']} s")
+    grid_seconds = sum(g["seconds"] for g in grid.values())
+
+    result: dict[str, Any] = {
+        "benchmark": "search_efficiency",
+        "date": time.strftime("%Y-%m-%d"),
+        "config": {"workload": WORKLOAD, "space": standard_space(epochs), "epochs": epochs, "seeds": seeds,
+                   "budget": args.budget, "grid_points": args.grid_points, "tolerance": TOLERANCE,
+                   "concurrency": CONCURRENCY, "asha": ASHA, "variants": variants, "quick": args.quick,
+                   "plain_optuna": "TPESampler(multivariate=True, seed=seed) + HyperbandPruner(min_resource=1, "
+                                   "max_resource=epochs, reduction_factor=3), sequential",
+                   "epoch_order": "rows stamped at started_at + k/n*(finished_at-started_at), sorted"},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "grid": grid,
+        "runs": [],
+    }
+    details: list[dict[str, Any]] = []
+
+    def target_of(seed: int) -> float:
+        return grid[str(seed)]["best_val_loss"] * (1 + TOLERANCE)
+
+    def record(summary: dict[str, Any], trials: list[dict[str, Any]], bucket: list[dict[str, Any]]) -> None:
+        bucket.append(summary)
+        details.append({"variant": summary["variant"], "seed": summary["seed"], "budget": summary["budget"],
+                        "trials": trials})
+        say(f"{summary['variant']} seed {summary['seed']} ({summary['budget']} trials): "
+            f"to 2% {summary['epochs_to_2pct']} epochs (trial {summary['trial_at_2pct']}), "
+            f"{summary['epochs_total']} epochs in all, best {summary['best_val_loss']:.4f}, "
+            f"{summary['statuses']}, {summary['seconds']} s")
+
+    # 2. The plain Optuna script (in this process, before Ray starts).
+    if OPTUNA in variants:
+        for seed in seeds:
+            s, d = measure(OPTUNA, seed, args.budget, epochs, target_of(seed), None, args.job_timeout)
+            record(s, d, result["runs"])
+    # 3. lrsearch through the service, one job at a time.
+    service_variants = [v for v in variants if v != OPTUNA]
+    dw_runs: list[dict[str, Any]] = []
+    dw_variants = [v for v in ("random", "bayesian+asha") if v in variants] if dw_seeds else []
+    if service_variants:
+        with Service(num_cpus=2) as service:
+            for v in service_variants:
+                for seed in seeds:
+                    s, d = measure(v, seed, args.budget, epochs, target_of(seed), service, args.job_timeout)
+                    record(s, d, result["runs"])
+            for v in dw_variants:
+                for seed in dw_seeds:
+                    s, d = measure(v, seed, args.done_when_budget, epochs, target_of(seed), service,
+                                   args.job_timeout)
+                    record(s, d, dw_runs)
+
+    result["summary"] = summarize(result["runs"], [v for v in VARIANTS if v in variants])
+    asha = result["summary"].get("bayesian+asha")
+    if asha is not None and OPTUNA in result["summary"]:
+        ratio = asha["ratio_to_optuna"]
+        result["target"] = {"every_seed": asha["reached"] == len(seeds), "ratio": ratio,
+                            "ratio_met": ratio is not None and ratio <= 0.7}
+    if len(dw_variants) == 2:
+        dws = summarize(dw_runs, dw_variants)
+        rnd, ash = dws["random"], dws["bayesian+asha"]
+        best_ratio = ash["median_best_val_loss"] / rnd["median_best_val_loss"]
+        epochs_ratio = ash["median_epochs_total"] / rnd["median_epochs_total"]
+        result["done_when"] = {"budget": args.done_when_budget, "seeds": dw_seeds, "runs": dw_runs, "summary": dws,
+                               "best_ratio": best_ratio, "best_met": best_ratio <= 1 + TOLERANCE,
+                               "epochs_ratio": epochs_ratio, "epochs_met": epochs_ratio <= 0.5}
+    result["seconds"] = {"total": round(time.monotonic() - t0, 1), "grid": round(grid_seconds, 1)}
+    result["table"] = render(result)
+    _write(args.out, result)
+    if args.details:
+        _write(args.details, {"runs": details})
+    print(result["table"])
+    say(f"done in {result['seconds']['total']:.0f} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

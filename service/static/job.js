@@ -1,0 +1,585 @@
+/* lrsearch dashboard: one job's page. Polls the REST API about once a second while the job is not
+ * finished, updates table rows in place and redraws plots with Plotly.react (no flicker, zoom kept).
+ * Metrics come from one dashboard endpoint, and only for the trials whose epoch count moved. */
+"use strict";
+
+(() => {
+  const { el, setText, api, config, isNum } = LR;
+  const jobId = config.jobId;
+  const $ = (id) => document.getElementById(id);
+
+  const MAX_TRIAL_TRACES = 120; // above this many trials, curves are drawn as one trace per lr band
+  const LR_BANDS = 12;
+  const CURVES_TRIALS_PER_REQUEST = 200;
+  const OPT_COLORS = { sgd: "#2563eb", adam: "#ea580c", adamw: "#16a34a", rmsprop: "#9333ea", adagrad: "#a16207" };
+  const SCHED_COLORS = { constant: "#0891b2", step: "#db2777", exponential: "#65a30d", cosine: "#7c3aed", onecycle: "#d97706" };
+  const EXTRA_COLORS = ["#0f766e", "#be123c", "#4338ca", "#854d0e", "#374151"];
+  const STATUS_SYMBOL = { completed: "circle", running: "circle-open", queued: "circle-open", pruned: "diamond",
+                          diverged: "x", failed: "square", cancelled: "circle-open" };
+  const STATUS_COLOR = { completed: "#15803d", running: "#1d4ed8", queued: "#9ca3af", pruned: "#d97706",
+                         diverged: "#dc2626", failed: "#a21caf", cancelled: "#9ca3af" };
+  // Plasma without its pale yellow end: readable on white.
+  const LR_SCALE = [[0, "#0d0887"], [0.25, "#6a00a8"], [0.5, "#b12a90"], [0.75, "#e16462"], [1, "#f2844b"]];
+  const FONT = { family: 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif', size: 12, color: "#1f2430" };
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
+
+  const state = {
+    job: null,
+    trials: [],              // as the API answers them, ordered by number
+    byNumber: new Map(),
+    curves: new Map(),       // number -> {n, epoch[], train[], val[], lr[]} (arrays indexed by epoch)
+    best: null, bestKey: null,
+    dataVersion: 0, plottedVersion: -1, plotsDirty: true,
+    lastPlotAt: 0, plotCost: 0,
+    colorBy: "optimizer", lrAxis: "log",
+    sort: { key: "number", dir: 1 }, filter: "",
+  };
+
+  // -- formatting ----------------------------------------------------------------------------
+  const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  function describe(t) {
+    const c = t.config || {};
+    const parts = [`#${t.number}`, `lr ${LR.fmtLr(c.lr)}`, c.optimizer, c.schedule];
+    if (isNum(c.warmup_fraction) && c.warmup_fraction > 0) parts.push(`warmup ${c.warmup_fraction}`);
+    return esc(parts.filter(Boolean).join(" \u00b7 ") + (t.status === "completed" ? "" : ` (${t.status})`));
+  }
+  function groupColor(kind, name, names) {
+    const table = kind === "optimizer" ? OPT_COLORS : SCHED_COLORS;
+    return table[name] || EXTRA_COLORS[Math.max(0, names.indexOf(name)) % EXTRA_COLORS.length];
+  }
+  function hexToRgb(h) { const n = parseInt(h.slice(1), 16); return [n >> 16, (n >> 8) & 255, n & 255]; }
+  function scaleColor(t) {
+    t = Math.max(0, Math.min(1, isNum(t) ? t : 0.5));
+    for (let i = 1; i < LR_SCALE.length; i++) {
+      const [t1, c1] = LR_SCALE[i];
+      if (t <= t1) {
+        const [t0, c0] = LR_SCALE[i - 1];
+        const f = (t - t0) / (t1 - t0 || 1);
+        const a = hexToRgb(c0), b = hexToRgb(c1);
+        return `rgb(${a.map((v, k) => Math.round(v + (b[k] - v) * f)).join(",")})`;
+      }
+    }
+    return LR_SCALE[LR_SCALE.length - 1][1];
+  }
+
+  // -- data ----------------------------------------------------------------------------------
+  function sameTrial(a, b) {
+    return a && a.status === b.status && a.val_loss === b.val_loss && a.epochs === b.epochs &&
+      a.best_epoch === b.best_epoch && a.finished_at === b.finished_at && a.started_at === b.started_at &&
+      a.error === b.error;
+  }
+
+  function takeTrials(items) {
+    let changed = items.length !== state.trials.length;
+    for (const t of items) if (!sameTrial(state.byNumber.get(t.number), t)) { changed = true; break; }
+    state.trials = items;
+    state.byNumber = new Map(items.map((t) => [t.number, t]));
+    if (changed) state.dataVersion++;
+  }
+
+  function curveOf(number) {
+    let c = state.curves.get(number);
+    if (!c) { c = { n: 0, epoch: [], train: [], val: [], lr: [] }; state.curves.set(number, c); }
+    return c;
+  }
+
+  function mergeColumns(cols) {
+    const touched = new Set();
+    for (let i = 0; i < cols.trial.length; i++) {
+      const c = curveOf(cols.trial[i]);
+      const e = cols.epoch[i];
+      c.epoch[e] = e; c.train[e] = cols.train_loss[i]; c.val[e] = cols.val_loss[i]; c.lr[e] = cols.lr[i];
+      touched.add(c);
+    }
+    for (const c of touched) { let n = 0; while (c.epoch[n] !== undefined) n++; c.n = n; }
+    if (cols.trial.length) state.dataVersion++;
+  }
+
+  /** Fetch the metrics the page lacks: for each trial, the epochs after those it holds. */
+  async function syncCurves() {
+    const need = [];
+    for (const t of state.trials) {
+      const c = state.curves.get(t.number);
+      const held = c ? c.n : 0;
+      if (c && t.epochs < held) { // the trial was reset (re-run after a restart): forget its old epochs
+        for (const key of ["epoch", "train", "val", "lr"]) c[key].length = t.epochs;
+        c.n = t.epochs; state.dataVersion++;
+      } else if (t.epochs > held) {
+        need.push([t.number, held]);
+      }
+    }
+    if (!need.length) return;
+    const base = `/dashboard-api/jobs/${jobId}/curves`;
+    if (need.length > CURVES_TRIALS_PER_REQUEST) { // a first load of a big job: page through all of it
+      let start = need[0][0];
+      for (;;) {
+        const res = await api(`${base}?start=${start}`);
+        if (!res.ok) throw new Error(LR.errorText(res));
+        mergeColumns(res.data);
+        if (!res.data.more || !res.data.trial.length) break;
+        start = res.data.trial[res.data.trial.length - 1];
+      }
+      return;
+    }
+    const res = await api(`${base}?trials=${need.map(([n, e]) => `${n}:${e}`).join(",")}`);
+    if (!res.ok) throw new Error(LR.errorText(res));
+    mergeColumns(res.data);
+  }
+
+  async function syncBest(job) {
+    const key = job.best ? `${job.best.trial}:${job.best.val_loss}` : null;
+    if (key === state.bestKey) return;
+    if (key === null) { state.best = null; state.bestKey = null; return; }
+    const res = await api(`/jobs/${jobId}/best`);
+    if (res.ok) { state.best = res.data; state.bestKey = key; } else if (res.status === 404) { state.best = null; }
+  }
+
+  async function tick() {
+    const [jobRes, trialsRes] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/trials?limit=10000`)]);
+    if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
+    if (!trialsRes.ok) throw new Error(LR.errorText(trialsRes));
+    state.job = jobRes.data;
+    takeTrials(trialsRes.data.items);
+    await Promise.all([syncCurves(), syncBest(state.job)]);
+    renderHeader();
+    renderBest();
+    renderTable();
+    renderPlots(false);
+    const complete = state.trials.every((t) => (state.curves.get(t.number)?.n || 0) >= t.epochs);
+    const done = LR.TERMINAL_JOB.includes(state.job.status) && complete;
+    if (done) renderPlots(true);
+    return done;
+  }
+
+  // -- header --------------------------------------------------------------------------------
+  function renderHeader() {
+    const job = state.job;
+    setText($("job-name"), job.name);
+    document.title = `${job.name} \u00b7 lrsearch`;
+    LR.setBadge($("job-status"), job.status);
+    const done = LR.finishedCount(job.trial_counts);
+    LR.setBar($("job-bar"), job.total_trials ? done / job.total_trials : job.status === "completed" ? 1 : 0);
+    setText($("job-progress"), `${done} / ${job.total_trials ?? "?"} trials finished`);
+    const counts = $("job-counts");
+    const entries = Object.entries(job.trial_counts).filter(([, n]) => n > 0);
+    const sig = entries.map(([k, n]) => `${k}${n}`).join();
+    if (counts.dataset.sig !== sig) {
+      counts.dataset.sig = sig;
+      counts.replaceChildren(...entries.map(([k, n]) => { const b = LR.badge(k); b.textContent = `${k} ${n}`; return b; }));
+    }
+    const spec = job.spec || {};
+    const meta = $("job-meta");
+    const items = [["workload", spec.workload], ["strategy", spec.strategy], ["epochs", spec.epochs],
+      ["concurrent", spec.max_concurrent], ["created", LR.fmtTime(job.created_at)]];
+    if (job.started_at) items.push(["ran", LR.fmtDuration(LR.seconds(job.started_at, job.finished_at))]);
+    const msig = JSON.stringify(items);
+    if (meta.dataset.sig !== msig) {
+      meta.dataset.sig = msig;
+      meta.replaceChildren(...items.flatMap(([k, v], i) => [i ? " \u00b7 " : "", `${k} `, el("b", { text: v ?? "" })]));
+    }
+    const err = $("job-error");
+    err.hidden = !job.error;
+    setText(err, job.error || "");
+    $("cancel").hidden = LR.TERMINAL_JOB.includes(job.status);
+  }
+
+  function setupCancel() {
+    const button = $("cancel");
+    let armed = false, timer = null;
+    button.addEventListener("click", async () => {
+      if (!armed) {
+        armed = true; button.textContent = "Click again to cancel";
+        timer = setTimeout(() => { armed = false; button.textContent = "Cancel job"; }, 3000);
+        return;
+      }
+      clearTimeout(timer); armed = false;
+      button.disabled = true; button.textContent = "Cancelling\u2026";
+      const res = await api(`/jobs/${jobId}/cancel`, { method: "POST" });
+      if (!res.ok) LR.banner("Cancel failed: " + LR.errorText(res));
+      kick();
+    });
+  }
+
+  // -- best configuration --------------------------------------------------------------------
+  function rerunSpec() {
+    const b = state.best, spec = state.job.spec || {};
+    return { name: `rerun of ${state.job.name} #${b.trial}`.slice(0, 200), workload: spec.workload,
+             strategy: "manual", epochs: spec.epochs, seed: spec.seed ?? 0, configs: [b.config] };
+  }
+  function curlSnippet() {
+    const body = JSON.stringify(rerunSpec()).replace(/'/g, "'\\''");
+    const url = `${location.origin}${config.api}/jobs`.replace(/'/g, "'\\''");
+    return `curl -X POST '${url}' \\\n  -H 'Content-Type: application/json' \\\n  -d '${body}'`;
+  }
+  function yamlScalar(v) { return typeof v === "string" ? JSON.stringify(v) : v === null || v === undefined ? "null" : String(v); }
+  function yamlSnippet() {
+    const s = rerunSpec();
+    const lines = ["# lrsearch submit best.yaml --wait"];
+    for (const key of ["name", "workload", "strategy", "epochs", "seed"]) lines.push(`${key}: ${yamlScalar(s[key])}`);
+    lines.push("configs:");
+    Object.entries(s.configs[0]).forEach(([k, v], i) => lines.push(`${i ? "    " : "  - "}${k}: ${yamlScalar(v)}`));
+    return lines.join("\n") + "\n";
+  }
+  function renderBest() {
+    const b = state.best;
+    $("best-empty").hidden = !!b;
+    $("best-body").hidden = !b;
+    if (!b) return;
+    const lr = $("best-lr");
+    setText(lr, LR.fmtLr(b.lr));
+    lr.dataset.lr = String(b.lr);
+    lr.title = String(b.lr);
+    const c = b.config || {};
+    const warm = isNum(c.warmup_fraction) && c.warmup_fraction > 0 ? ` \u00b7 warmup ${c.warmup_fraction}` : "";
+    setText($("best-sub"), `val_loss ${LR.fmtLoss(b.val_loss)}${b.epoch !== null && b.epoch !== undefined ? ` at epoch ${b.epoch}` : ""}` +
+      ` \u00b7 trial #${b.trial} \u00b7 ${c.optimizer} \u00b7 ${c.schedule}${warm}`);
+    setText($("best-json"), JSON.stringify(b.config, null, 2));
+    setText($("best-curl"), curlSnippet());
+    setText($("best-yaml"), yamlSnippet());
+  }
+
+  // -- trial table ---------------------------------------------------------------------------
+  const rows = new Map(); // number -> {tr, cells}
+  const COLS = ["number", "status", "lr", "optimizer", "schedule", "warmup", "val_loss", "best_epoch", "epochs", "duration", "note"];
+  const SORT_KEYS = {
+    number: (t) => t.number, status: (t) => t.status, lr: (t) => t.config?.lr, optimizer: (t) => t.config?.optimizer,
+    schedule: (t) => t.config?.schedule, warmup: (t) => t.config?.warmup_fraction, val_loss: (t) => t.val_loss,
+    best_epoch: (t) => t.best_epoch, epochs: (t) => t.epochs, duration: (t) => LR.seconds(t.started_at, t.finished_at),
+  };
+
+  function note(t) {
+    const total = state.job?.spec?.epochs;
+    if (t.status === "failed") return t.error || "failed";
+    if (t.status === "diverged") return t.error || `diverged at epoch ${Math.max(0, t.epochs - 1)}`;
+    if (t.status === "pruned") return `stopped early after ${t.epochs}${total ? ` of ${total}` : ""} epochs`;
+    if (t.status === "cancelled") return "cancelled";
+    return t.attempts > 1 ? `attempt ${t.attempts}` : t.error || "";
+  }
+
+  function makeRow(t) {
+    const cells = {};
+    for (const col of COLS) {
+      cells[col] = el("td", { className: ["number", "lr", "warmup", "val_loss", "best_epoch", "epochs", "duration"].includes(col) ? "num" : col === "note" ? "note" : "" });
+    }
+    cells.badge = el("span");
+    cells.status.append(cells.badge);
+    const tr = el("tr", { dataset: { trial: String(t.number) } }, COLS.map((c) => cells[c]));
+    return { tr, cells };
+  }
+
+  function updateRow(r, t, bestNumber) {
+    const c = t.config || {}, x = r.cells;
+    const cls = `t-${t.status}` + (t.number === bestNumber ? " is-best" : "");
+    if (r.tr.className !== cls) r.tr.className = cls;
+    setText(x.number, t.number === bestNumber ? `${t.number} \u2605` : t.number);
+    LR.setBadge(x.badge, t.status);
+    setText(x.lr, LR.fmtLr(c.lr));
+    x.lr.title = isNum(c.lr) ? String(c.lr) : "";
+    setText(x.optimizer, c.optimizer);
+    setText(x.schedule, c.schedule);
+    setText(x.warmup, LR.fmtNum(c.warmup_fraction));
+    setText(x.val_loss, LR.fmtLoss(t.val_loss));
+    setText(x.best_epoch, t.best_epoch ?? "");
+    const total = state.job?.spec?.epochs;
+    setText(x.epochs, total ? `${t.epochs} / ${total}` : t.epochs);
+    setText(x.duration, LR.fmtDuration(LR.seconds(t.started_at, t.finished_at)));
+    const n = note(t);
+    setText(x.note, n);
+    if (x.note.title !== n) x.note.title = n;
+  }
+
+  function compare(a, b) {
+    const get = SORT_KEYS[state.sort.key];
+    const va = get(a), vb = get(b);
+    const na = va === null || va === undefined, nb = vb === null || vb === undefined;
+    if (na || nb) return na && nb ? a.number - b.number : na ? 1 : -1; // missing values last, either way
+    if (va < vb) return -state.sort.dir;
+    if (va > vb) return state.sort.dir;
+    return a.number - b.number;
+  }
+
+  function renderTable() {
+    const tbody = document.querySelector("#trials tbody");
+    const bestNumber = state.best ? state.best.trial : state.job?.best?.trial;
+    const sorted = [...state.trials].sort(compare);
+    const counts = {};
+    let shown = 0;
+    sorted.forEach((t, i) => {
+      let r = rows.get(t.number);
+      if (!r) { r = makeRow(t); rows.set(t.number, r); }
+      updateRow(r, t, bestNumber);
+      counts[t.status] = (counts[t.status] || 0) + 1;
+      const visible = !state.filter || t.status === state.filter;
+      if (r.tr.hidden === visible) r.tr.hidden = !visible;
+      if (visible) shown++;
+      if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
+    });
+    for (const [n, r] of rows) if (!state.byNumber.has(n)) { r.tr.remove(); rows.delete(n); }
+    $("trials-empty").hidden = state.trials.length > 0;
+    setText($("trials-shown"), state.filter ? `${shown} of ${state.trials.length} shown` : `${state.trials.length} trials`);
+    const select = $("status-filter");
+    for (const status of ["queued", "running", "completed", "pruned", "diverged", "failed", "cancelled"]) {
+      let opt = select.querySelector(`option[value="${status}"]`);
+      if (!opt) { opt = el("option", { value: status }); select.append(opt); }
+      setText(opt, `${status} (${counts[status] || 0})`);
+    }
+  }
+
+  function setupTable() {
+    for (const th of document.querySelectorAll("#trials th.sortable")) {
+      th.addEventListener("click", () => {
+        const key = th.dataset.sort;
+        state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
+        for (const other of document.querySelectorAll("#trials th.sortable")) other.classList.remove("sorted-asc", "sorted-desc");
+        th.classList.add(state.sort.dir > 0 ? "sorted-asc" : "sorted-desc");
+        th.setAttribute("aria-sort", state.sort.dir > 0 ? "ascending" : "descending");
+        if (state.job) renderTable();
+      });
+    }
+    document.querySelector('#trials th[data-sort="number"]').classList.add("sorted-asc");
+    $("status-filter").addEventListener("change", (ev) => { state.filter = ev.target.value; if (state.job) renderTable(); });
+  }
+
+  // -- plots ---------------------------------------------------------------------------------
+  function layout(extra) {
+    return Object.assign({
+      font: FONT, margin: { l: 56, r: 16, t: 8, b: 44 }, paper_bgcolor: "#fff", plot_bgcolor: "#fff",
+      hovermode: "closest", uirevision: "keep", showlegend: false,
+      hoverlabel: { font: { family: FONT.family, size: 12 } },
+      legend: { orientation: "h", y: 1.02, yanchor: "bottom", x: 1, xanchor: "right" },
+    }, extra);
+  }
+  const axis = (title, extra) => Object.assign({ title: { text: title, standoff: 6 }, gridcolor: "#eef0f3", zeroline: false, automargin: true }, extra);
+  function minMax(values) { // no Math.min(...values): 100k arguments overflow the stack
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) if (isNum(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return [lo, hi];
+  }
+  /** A log axis where the values are positive and span more than half a decade, else linear. */
+  function valueAxis(title, values, mode) {
+    const [lo, hi] = minMax(values);
+    const span = lo > 0 ? Math.log10(hi / lo) : 0;
+    const log = mode === "log" ? lo > 0 : mode === "linear" ? false : lo > 0 && span > 0.5;
+    if (!log) return axis(title, { type: "linear", tickformat: "~g" });
+    return axis(title, { type: "log", tickformat: "~g", dtick: span > 2.5 ? 1 : span > 0.6 ? "D2" : undefined });
+  }
+  function epochAxis() {
+    const epochs = state.job?.spec?.epochs || 0;
+    return axis("epoch", { rangemode: "tozero", dtick: epochs && epochs <= 12 ? 1 : undefined, tick0: 0 });
+  }
+
+  function placeholder(div, text) {
+    if (div.dataset.placeholder === text) return;
+    if (div.classList.contains("js-plotly-plot")) Plotly.purge(div);
+    div.replaceChildren(el("div", { className: "placeholder", text }));
+    div.dataset.placeholder = text;
+  }
+  function draw(div, traces, lay) {
+    if (div.dataset.placeholder) { div.replaceChildren(); delete div.dataset.placeholder; }
+    Plotly.react(div, traces, lay, PLOT_CONFIG);
+  }
+
+  function lrRange() {
+    const logs = state.trials.map((t) => t.config?.lr).filter((x) => isNum(x) && x > 0).map(Math.log10);
+    if (!logs.length) return [0, 1];
+    let [lo, hi] = minMax(logs);
+    if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
+    return [lo, hi];
+  }
+
+  /** Per-epoch curves of `key` ("val", "train", "lr"): one trace per trial, or per lr band for big jobs. */
+  function curveTraces(key, yName, withEnds) {
+    const [lo, hi] = lrRange();
+    const pos = (t) => (Math.log10(t.config?.lr) - lo) / (hi - lo);
+    const withData = state.trials.filter((t) => (state.curves.get(t.number)?.n || 0) > 0);
+    const groups = new Map();
+    const perTrial = withData.length <= MAX_TRIAL_TRACES;
+    for (const t of withData) {
+      const g = perTrial ? t.number : Math.min(LR_BANDS - 1, Math.floor(pos(t) * LR_BANDS));
+      if (!groups.has(g)) groups.set(g, []);
+      groups.get(g).push(t);
+    }
+    const traces = [];
+    const ends = { diverged: { x: [], y: [], text: [] }, pruned: { x: [], y: [], text: [] } };
+    const values = [], steady = []; // steady: the values of trials that did not diverge
+    // Short runs: show the points too (3 epochs read better as dots on segments than as bare kinks).
+    const markers = (state.job?.spec?.epochs || 99) <= 12 && withData.length <= MAX_TRIAL_TRACES;
+    for (const [g, trials] of groups) {
+      const x = [], y = [], text = [];
+      for (const t of trials) {
+        const c = state.curves.get(t.number), label = describe(t);
+        if (x.length) { x.push(null); y.push(null); text.push(""); }
+        let last = -1;
+        for (let e = 0; e < c.n; e++) {
+          x.push(e); y.push(c[key][e]); text.push(label);
+          if (isNum(c[key][e])) { values.push(c[key][e]); if (t.status !== "diverged") steady.push(c[key][e]); last = e; }
+        }
+        if (withEnds && ends[t.status] && last >= 0) { ends[t.status].x.push(last); ends[t.status].y.push(c[key][last]); ends[t.status].text.push(label); }
+      }
+      const color = scaleColor(perTrial ? pos(trials[0]) : (g + 0.5) / LR_BANDS);
+      traces.push({ type: "scatter", mode: markers ? "lines+markers" : "lines", x, y, text, line: { color, width: 1.6 },
+                    marker: { size: 4, color }, connectgaps: false,
+                    hovertemplate: `%{text}<br>epoch %{x}<br>${yName} %{y:.5g}<extra></extra>`, showlegend: false,
+                    name: perTrial ? `#${trials[0].number}` : `lr band ${g}` });
+    }
+    traces.push({ type: "scatter", mode: "markers", x: ends.diverged.x, y: ends.diverged.y, text: ends.diverged.text,
+                  name: "diverged", showlegend: true, cliponaxis: false, marker: { symbol: "x", size: 9, color: STATUS_COLOR.diverged },
+                  hovertemplate: "%{text}<br>last finite value at epoch %{x}<extra>diverged</extra>" });
+    traces.push({ type: "scatter", mode: "markers", x: ends.pruned.x, y: ends.pruned.y, text: ends.pruned.text,
+                  name: "pruned", showlegend: true, marker: { symbol: "diamond", size: 8, color: STATUS_COLOR.pruned },
+                  hovertemplate: "%{text}<br>stopped at epoch %{x}<extra>pruned</extra>" });
+    // The color scale, as a colorbar (an invisible point carries it).
+    traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
+                  marker: { color: [lo], cmin: lo, cmax: hi, colorscale: LR_SCALE, showscale: true,
+                            colorbar: { title: { text: "log10 lr", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0 } } });
+    return { traces, values, steady, ends, legend: ends.diverged.x.length + ends.pruned.x.length > 0 };
+  }
+
+  function plotCurves(divId, key, yName, yLog) {
+    const div = $(divId);
+    const losses = key !== "lr";
+    const { traces, values, steady, ends, legend } = curveTraces(key, yName, losses);
+    if (!values.length) { placeholder(div, "No epochs yet."); return; }
+    const yaxis = valueAxis(yName, values, yLog);
+    if (losses && steady.length) {
+      // Diverged runs reach huge losses: frame the trials that did not diverge, and pin the diverged
+      // trials' end markers to the top edge (their hover still tells the real value).
+      const [lo, hi] = minMax(steady), [, top] = minMax(values);
+      if (top > hi * 1.5) {
+        if (yaxis.type === "log") {
+          yaxis.range = [Math.log10(lo) - 0.05 * Math.log10(hi / lo || 10), Math.log10(hi) + 0.1 * Math.log10(hi / lo || 10)];
+          const edge = 10 ** yaxis.range[1];
+          ends.diverged.y = ends.diverged.y.map((v) => Math.min(v, edge));
+        } else {
+          yaxis.range = [lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo || 1)];
+          ends.diverged.y = ends.diverged.y.map((v) => Math.min(v, yaxis.range[1]));
+        }
+        const span = yaxis.type === "log" ? Math.log10(hi / lo) : 0;
+        if (yaxis.type === "log") yaxis.dtick = span > 2.5 ? 1 : span > 0.6 ? "D2" : undefined;
+        ends.diverged.text = ends.diverged.text.map((t) => t + " \u2014 beyond the top of the plot");
+      }
+    }
+    draw(div, traces, layout({ showlegend: legend, xaxis: epochAxis(), yaxis }));
+  }
+
+  function plotLrLoss() {
+    const div = $("plot-lr-loss");
+    const kind = state.colorBy;
+    const pts = state.trials.filter((t) => isNum(t.config?.lr));
+    const withLoss = pts.filter((t) => isNum(t.val_loss));
+    const lost = pts.filter((t) => !isNum(t.val_loss) && ["diverged", "failed"].includes(t.status));
+    if (!withLoss.length && !lost.length) { placeholder(div, "No trial has a validation loss yet."); return; }
+    const names = [...new Set(pts.map((t) => t.config[kind]))];
+    const traces = names.map((name) => {
+      const ts = withLoss.filter((t) => t.config[kind] === name);
+      return { type: "scatter", mode: "markers", name: String(name), x: ts.map((t) => t.config.lr), y: ts.map((t) => t.val_loss),
+               text: ts.map(describe), hovertemplate: "%{text}<br>lr %{x:.4g}<br>best val_loss %{y:.5g}<extra></extra>",
+               marker: { size: 10, color: groupColor(kind, name, names), opacity: 0.85, line: { width: 1, color: "#fff" },
+                         symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } };
+    });
+    traces.push({ type: "scatter", mode: "markers", name: "diverged / failed, no val_loss", yaxis: "y2",
+                  x: lost.map((t) => t.config.lr), y: lost.map(() => 0.96), text: lost.map(describe),
+                  hovertemplate: "%{text}<br>lr %{x:.4g}<br>no finite val_loss<extra></extra>",
+                  marker: { symbol: "x", size: 10, color: STATUS_COLOR.diverged } });
+    draw(div, traces, layout({
+      showlegend: true, margin: { l: 56, r: 16, t: 30, b: 44 },
+      xaxis: valueAxis("learning rate (log scale)", pts.map((t) => t.config.lr), "log"),
+      yaxis: valueAxis("best val_loss", withLoss.map((t) => t.val_loss)),
+      yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
+    }));
+  }
+
+  function plotBestSoFar() {
+    const div = $("plot-best-so-far");
+    const ts = state.trials.filter((t) => isNum(t.val_loss)).sort((a, b) => a.number - b.number);
+    if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
+    const x = [], y = [];
+    let best = Infinity;
+    for (const t of ts) { best = Math.min(best, t.val_loss); x.push(t.number); y.push(best); }
+    const traces = [
+      { type: "scatter", mode: "markers", name: "trial", x: ts.map((t) => t.number), y: ts.map((t) => t.val_loss),
+        text: ts.map(describe), hovertemplate: "%{text}<br>val_loss %{y:.5g}<extra></extra>",
+        marker: { size: 7, color: ts.map((t) => STATUS_COLOR[t.status] || "#9ca3af"), opacity: 0.7,
+                  symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } },
+      { type: "scatter", mode: "lines", name: "best so far", x, y, line: { shape: "hv", color: "#4f46e5", width: 2.5 },
+        hovertemplate: "best so far after trial %{x}: %{y:.5g}<extra></extra>" },
+    ];
+    draw(div, traces, layout({ showlegend: true, xaxis: axis("trial number", { rangemode: "tozero" }),
+                               yaxis: valueAxis("val_loss", ts.map((t) => t.val_loss)) }));
+  }
+
+  function plotParcoords() {
+    const div = $("plot-parcoords");
+    // Diverged trials are left out: their loss says where training broke, not how good the config is.
+    const ts = state.trials.filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
+    if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
+    const cat = (label, key) => {
+      const names = [...new Set(ts.map((t) => String(t.config[key])))].sort();
+      return { label, values: ts.map((t) => names.indexOf(String(t.config[key]))), tickvals: names.map((_, i) => i),
+               ticktext: names, range: [-0.25, Math.max(names.length - 1, 0) + 0.25] };
+    };
+    const num = (label, values) => {
+      let [lo, hi] = minMax(values);
+      if (hi - lo < 1e-12) { lo -= 0.5; hi += 0.5; }
+      return { label, values, range: [lo, hi] };
+    };
+    const [lmin, lmax] = minMax(ts.map((t) => t.val_loss));
+    const logLoss = lmin > 0 && lmax / lmin > 10;
+    const losses = ts.map((t) => (logLoss ? Math.log10(t.val_loss) : t.val_loss));
+    const dims = [
+      num("log10 lr", ts.map((t) => Math.log10(t.config.lr))),
+      cat("optimizer", "optimizer"),
+      cat("schedule", "schedule"),
+      num("warmup", ts.map((t) => (isNum(t.config.warmup_fraction) ? t.config.warmup_fraction : 0))),
+      num(logLoss ? "log10 val_loss" : "val_loss", losses),
+    ];
+    const reversed = LR_SCALE.map(([p, c]) => [1 - p, c]).reverse();
+    draw(div, [{ type: "parcoords", dimensions: dims,
+                 line: { color: losses, colorscale: reversed, showscale: true, cmin: minMax(losses)[0], cmax: minMax(losses)[1],
+                         colorbar: { title: { text: logLoss ? "log10 val_loss" : "val_loss", side: "right" }, thickness: 10, outlinewidth: 0 } },
+                 labelfont: { size: 12 }, tickfont: { size: 11 } }],
+         layout({ margin: { l: 60, r: 40, t: 40, b: 24 } }));
+  }
+
+  /** Redraw the plots when their data changed; big jobs redraw less often than small ones. */
+  function renderPlots(force) {
+    if (typeof Plotly === "undefined") return;
+    const changed = state.plotsDirty || state.dataVersion !== state.plottedVersion;
+    if (!changed) return;
+    const now = performance.now();
+    if (!force && !state.plotsDirty && now - state.lastPlotAt < state.plotCost * 4) return; // stay responsive
+    state.plottedVersion = state.dataVersion;
+    state.plotsDirty = false;
+    const t0 = performance.now();
+    plotLrLoss();
+    plotCurves("plot-val", "val", "val_loss");
+    plotCurves("plot-train", "train", "train_loss");
+    plotCurves("plot-lr-traj", "lr", "lr", state.lrAxis);
+    plotBestSoFar();
+    plotParcoords();
+    state.lastPlotAt = performance.now();
+    state.plotCost = state.lastPlotAt - t0;
+  }
+
+  function setupToggles() {
+    const seg = (attr, apply) => {
+      const buttons = document.querySelectorAll(`[${attr}]`);
+      for (const b of buttons) {
+        b.addEventListener("click", () => {
+          for (const o of buttons) { o.classList.toggle("on", o === b); o.setAttribute("aria-pressed", String(o === b)); }
+          apply(b.getAttribute(attr));
+          state.plotsDirty = true;
+          if (state.job) renderPlots(true);
+        });
+      }
+    };
+    seg("data-color-by", (v) => { state.colorBy = v; });
+    seg("data-lr-axis", (v) => { state.lrAxis = v; });
+  }
+
+  // -- start ---------------------------------------------------------------------------------
+  setupCancel();
+  setupTable();
+  setupToggles();
+  const kick = LR.poll(tick, (done) => (done ? null : 1000));
+})();

@@ -1,0 +1,163 @@
+"""A real ``lrsearch serve`` (SQLite file) and a real headless Chromium driven by Playwright.
+
+Chromium is Debian's package (``apt-get install chromium``; .ci/run installs it). Outside CI a
+machine without it skips these tests with a printed reason; with CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ServiceProcess
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+TERMINAL = ("completed", "cancelled", "failed")
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("LRSEARCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    path = chromium_path()
+    reason = None
+    if path is None:
+        reason = "chromium is not installed (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError as exc:
+            reason = f"playwright is not importable: {exc}"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the dashboard's browser tests need Chromium in CI: {reason}")
+        print(f"skipping the dashboard's browser tests: {reason}")
+        pytest.skip(reason)
+    assert path is not None
+    return path
+
+
+def wait_until(pred: Any, timeout: float, what: str, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(what)
+
+
+class Api:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=f"{url}/api/v1", timeout=30)
+
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        r = self.http.post("/jobs", json=spec)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.http.get(f"/jobs/{job_id}").json()
+
+    def wait(self, job_id: int, timeout: float = 90.0) -> dict[str, Any]:
+        return wait_until(lambda: (j := self.job(job_id))["status"] in TERMINAL and j, timeout,
+                          f"job {job_id} to finish")
+
+
+FINISHED_SPEC = {"name": "dash-finished", "workload": "mlp-digits", "strategy": "grid", "epochs": 3,
+                 "max_concurrent": 2, "seed": 0,
+                 "space": {"lr": {"low": 0.001, "high": 0.1, "num": 3}, "schedule": ["constant", "cosine"]}}
+# Long enough to run through the whole module; cancelled at teardown.
+RUNNING_SPEC = {"name": "dash-running", "workload": "mlp-digits", "strategy": "random", "max_trials": 200,
+                "epochs": 200, "max_concurrent": 1, "seed": 1,
+                "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"],
+                          "schedule": ["cosine", "onecycle"], "warmup_fraction": {"values": [0.0, 0.1]}}}
+SCRIPT_NAME = "<script>alert(1)</script>"
+IMG_NAME = '<img src=x onerror="alert(2)">'
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The service with a finished 6-trial job, a long running job and two jobs with hostile names."""
+    tmp = tmp_path_factory.mktemp("dashboard")
+    svc = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log",
+                         env={"LRSEARCH_POLL_INTERVAL": "0.2"}).start()
+    api = Api(svc.url)
+    running = None
+    try:
+        finished = api.submit(FINISHED_SPEC)
+        api.wait(finished["id"])
+        running = api.submit(RUNNING_SPEC)
+        tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
+                "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
+        hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
+        yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "running": running,
+               "hostile": hostile, "log": tmp / "serve.log"}
+    finally:
+        if running is not None:
+            try:
+                api.http.post(f"/jobs/{running['id']}/cancel")
+            except httpx.HTTPError:
+                pass
+        api.http.close()
+        svc.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class PageWatch:
+    """What a page did that it must not: uncaught errors, dialogs, requests that leave the service."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.external: list[str] = []
+
+    def attach(self, page: Any) -> None:
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+        def on_dialog(dialog: Any) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("request", lambda req: None if req.url.startswith((self.origin, "data:", "blob:"))
+                else self.external.append(req.url))
+
+
+@pytest.fixture
+def page(browser: Any, service: dict[str, Any]) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=service["url"])
+    pg = context.new_page()
+    pg.set_default_timeout(20_000)
+    watch = PageWatch(service["url"])
+    watch.attach(pg)
+    pg.watch = watch  # type: ignore[attr-defined]
+    yield pg
+    context.close()
+    assert watch.errors == [], f"uncaught errors in the page: {watch.errors}"
+    assert watch.external == [], f"the page fetched from elsewhere: {watch.external}"
+    assert watch.dialogs == [], f"the page opened dialogs: {watch.dialogs}"

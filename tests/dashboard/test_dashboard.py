@@ -1,0 +1,266 @@
+"""The dashboard in a real headless Chromium against a real ``lrsearch serve``; and its HTTP surface."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from typing import Any
+
+import httpx
+
+from service.dashboard import plotly_js_path
+from tests.dashboard.conftest import IMG_NAME, SCRIPT_NAME, wait_until
+
+PLOT_IDS = ["plot-lr-loss", "plot-val", "plot-train", "plot-lr-traj", "plot-best-so-far", "plot-parcoords"]
+# Points a Plotly graph div holds: non-null x values of its traces, or a parcoords trace's lines.
+POINTS_JS = """(id) => {
+  const d = document.getElementById(id);
+  if (!d || !Array.isArray(d.data)) return 0;
+  return d.data.reduce((n, t) => n + (t.type === 'parcoords'
+    ? ((t.dimensions && t.dimensions[0] && t.dimensions[0].values) || []).length
+    : (t.x || []).filter((v) => v !== null && v !== undefined).length), 0);
+}"""
+
+
+def points(page: Any, plot_id: str) -> int:
+    return page.evaluate(f"({POINTS_JS})({json.dumps(plot_id)})")
+
+
+def visible_rows(page: Any) -> list[str]:
+    return page.evaluate("() => [...document.querySelectorAll('#trials tbody tr')].filter(r => !r.hidden)"
+                         ".map(r => r.dataset.trial)")
+
+
+# -- in the browser --------------------------------------------------------------------------
+def test_jobs_list_shows_the_jobs(page: Any, service: dict[str, Any]) -> None:
+    job = service["finished"]
+    page.goto(service["url"] + "/")
+    row = page.locator(f'#jobs tbody tr[data-job-id="{job["id"]}"]')
+    row.locator("td.name a", has_text="dash-finished").wait_for()
+    assert row.locator(".badge").inner_text().strip().endswith("completed")
+    assert row.locator(".progress-text").inner_text() == "6 / 6"
+    assert row.locator("td").nth(4).inner_text() == format_lr(job["best"]["lr"])
+    # The running job offers a cancel button; the finished one does not.
+    assert page.locator(f'#jobs tbody tr[data-job-id="{service["running"]["id"]}"] button').is_visible()
+    assert not row.locator("button").is_visible()
+
+
+def format_lr(x: float) -> str:
+    return f"{x:.4g}"  # the grid's lrs (0.001, 0.01, 0.1) print alike in Python and JavaScript
+
+
+def test_finished_job_page_has_plots_rows_and_best(page: Any, service: dict[str, Any]) -> None:
+    job = service["finished"]
+    best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 6")
+    page.wait_for_function(f"() => {json.dumps(PLOT_IDS)}.filter((id) => ({POINTS_JS})(id) > 0).length >= 6")
+    counts = {pid: points(page, pid) for pid in PLOT_IDS}
+    assert sum(1 for n in counts.values() if n > 0) >= 3, counts
+    assert counts["plot-val"] == 6 * 3 and counts["plot-train"] == 6 * 3 and counts["plot-lr-traj"] == 6 * 3, counts
+    assert counts["plot-lr-loss"] == 6 and counts["plot-parcoords"] == 6, counts
+    # The x axis of val_loss against lr is logarithmic; hovering a curve names its trial's config.
+    assert page.evaluate("() => document.getElementById('plot-lr-loss').layout.xaxis.type") == "log"
+    hover = page.evaluate("() => document.getElementById('plot-val').data[0].text[0]")
+    assert "lr" in hover and "sgd" in hover and re.search(r"constant|cosine", hover)
+
+    # A row per trial, every one completed (text and color class).
+    assert sorted(visible_rows(page), key=int) == [str(n) for n in range(6)]
+    assert page.locator("#trials tbody tr.t-completed").count() == 6
+    # The best learning rate, as text.
+    lr = page.locator("#best-lr")
+    assert lr.inner_text() == format_lr(best["lr"])
+    assert float(lr.get_attribute("data-lr")) == best["lr"]
+    assert page.locator(f'#trials tbody tr.is-best[data-trial="{best["trial"]}"]').count() == 1
+
+    # Sort by val_loss: the best trial comes first; again: last.
+    page.click('#trials th[data-sort="val_loss"]')
+    assert visible_rows(page)[0] == str(best["trial"])
+    page.click('#trials th[data-sort="val_loss"]')
+    assert visible_rows(page)[-1] == str(best["trial"])
+    # Filter by status.
+    page.select_option("#status-filter", "diverged")
+    assert visible_rows(page) == []
+    page.select_option("#status-filter", "completed")
+    assert len(visible_rows(page)) == 6
+
+    # Copy the best configuration as JSON, and as a curl snippet that re-runs it.
+    page.click("#copy-json")
+    page.wait_for_function("() => document.getElementById('copy-json').textContent.startsWith('Copied')")
+    assert json.loads(page.evaluate("() => navigator.clipboard.readText()")) == best["config"]
+    page.click("#copy-curl")
+    page.wait_for_function("() => document.getElementById('copy-curl').textContent.startsWith('Copied')")
+    curl = page.evaluate("() => navigator.clipboard.readText()")
+    assert curl.startswith("curl -X POST") and f"{service['url']}/api/v1/jobs" in curl
+    body = json.loads(curl.split("-d '", 1)[1].rstrip("'"))
+    assert body["strategy"] == "manual" and body["configs"] == [best["config"]]
+    # ... which the service accepts.
+    r = service["api"].http.post("/jobs", json={**body, "epochs": 1})
+    assert r.status_code == 201, r.text
+    service["api"].http.post(f"/jobs/{r.json()['id']}/cancel")
+    assert "configs:" in page.locator("#best-yaml").text_content()
+
+    # Toggle color by schedule: one trace per schedule.
+    page.click('button[data-color-by="schedule"]')
+    names = page.evaluate("() => document.getElementById('plot-lr-loss').data.map((t) => t.name)")
+    assert {"constant", "cosine"} <= set(names)
+
+
+def test_running_job_updates_without_reload(page: Any, service: dict[str, Any]) -> None:
+    job = service["running"]
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url))
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function(f"() => ({POINTS_JS})('plot-val') > 0", timeout=30_000)
+    page.evaluate("() => { window.__sameDocument = true; }")
+    before_points = points(page, "plot-val")
+    before_epochs = page.locator("#trials tbody tr").first.locator("td").nth(8).inner_text()
+    page.wait_for_function(f"(n) => ({POINTS_JS})('plot-val') > n", arg=before_points, timeout=20_000)
+    assert page.evaluate("() => window.__sameDocument") is True  # updated in place, not reloaded
+    assert page.locator("#trials tbody tr .badge.s-running").count() >= 1
+    wait_until(lambda: page.locator("#trials tbody tr").first.locator("td").nth(8).inner_text() != before_epochs,
+               10, "the epochs cell to move")
+    assert page.locator("#live").inner_text() == "live"
+    # No request per trial: metrics come from the one curves endpoint, asking only for what moved.
+    assert not [u for u in requests if re.search(r"/trials/\d+/metrics", u)]
+    curves = [u for u in requests if "/dashboard-api/" in u]
+    assert curves and all("trials=" in u for u in curves[1:]), curves
+
+
+def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, service: dict[str, Any]) -> None:
+    api = service["api"]
+    page.goto(service["url"] + "/")
+    page.wait_for_selector('#f-workload option[value="mlp-digits"]', state="attached")
+    page.fill("#f-name", "dash-form")
+    page.select_option("#f-strategy", "grid")
+    page.fill("#f-lr_low", "0.01")
+    page.fill("#f-lr_high", "0.1")
+    page.fill("#f-lr_num", "2")
+    page.fill("#f-max_trials", "")
+    page.fill("#f-max_concurrent", "1")
+    page.fill("#f-epochs", "1")
+    page.fill("#f-warmup", "0")
+    page.uncheck('#f-optimizers input[value="adam"]')
+    page.uncheck('#f-schedules input[value="cosine"]')
+    page.click("#submit")
+    page.locator("#form-ok a", has_text="dash-form").wait_for()
+    page.locator("#jobs tbody td.name a", has_text="dash-form").wait_for()
+    created = [j for j in api.http.get("/jobs").json()["items"] if j["name"] == "dash-form"]
+    assert len(created) == 1
+    spec = created[0]["spec"]
+    assert spec["strategy"] == "grid" and spec["epochs"] == 1 and created[0]["total_trials"] == 2
+    assert spec["space"]["lr"] == {"low": 0.01, "high": 0.1, "num": 2}
+    assert spec["space"]["optimizer"] == ["sgd"] and spec["space"]["schedule"] == ["constant"]
+
+    # A bad learning rate: the server's 422 message appears next to the lr field, and nothing is written.
+    total = api.http.get("/jobs").json()["total"]
+    page.fill("#f-name", "dash-form-bad")
+    page.fill("#f-lr_low", "-1")
+    page.click("#submit")
+    error = page.locator("#err-lr_low")
+    error.wait_for(state="visible")
+    assert "> 0" in error.inner_text()
+    assert page.locator("#f-lr_low").get_attribute("aria-invalid") == "true"
+    assert page.locator("#err-form").is_hidden() and page.locator("#err-lr_high").is_hidden()
+    assert api.http.get("/jobs").json()["total"] == total
+
+    # Fixing it clears the message; a field-level type error lands on its own field.
+    page.fill("#f-lr_low", "0.01")
+    page.fill("#f-epochs", "many")
+    page.click("#submit")
+    page.locator("#err-epochs").wait_for(state="visible")
+    assert page.locator("#err-lr_low").is_hidden()
+
+    # The raw JSON spec: its 422s are shown under it.
+    page.click("#advanced summary")
+    page.fill("#f-raw", json.dumps({"workload": "mlp-digits", "space": {"lr": {"low": 1, "high": 0.1}}}))
+    page.click("#raw-submit")
+    page.locator("#err-raw").wait_for(state="visible")
+    assert "space.lr.low" in page.locator("#err-raw").inner_text()
+    page.fill("#f-raw", "{not json")
+    page.click("#raw-submit")
+    assert "not valid JSON" in page.locator("#err-raw").inner_text()
+    assert api.http.get("/jobs").json()["total"] == total
+
+
+def test_hostile_job_names_are_shown_as_text(page: Any, service: dict[str, Any]) -> None:
+    jobs = {j["id"]: j["name"] for j in service["hostile"]}
+    assert sorted(jobs.values()) == sorted([SCRIPT_NAME, IMG_NAME])
+    page.goto(service["url"] + "/")
+    for job_id, name in jobs.items():
+        link = page.locator(f'#jobs tbody tr[data-job-id="{job_id}"] td.name a')
+        link.wait_for()
+        assert link.text_content() == name
+    for job_id, name in jobs.items():
+        page.goto(f"{service['url']}/jobs/{job_id}")
+        page.wait_for_function("() => document.getElementById('live').textContent !== 'live' || "
+                               "document.querySelector('#job-meta b')")
+        assert page.locator("#job-name").text_content() == name
+        assert page.title().startswith(name)
+        page.wait_for_timeout(300)
+    # Nothing the names hold became markup: no image, no inline script (and the fixture asserts no dialog).
+    assert page.evaluate("() => document.querySelectorAll('img').length") == 0
+    assert page.evaluate("() => [...document.scripts].every((s) => s.src && !s.textContent.trim())")
+    assert page.watch.dialogs == []  # type: ignore[attr-defined]
+
+
+# -- over HTTP -------------------------------------------------------------------------------
+def test_pages_are_html_with_a_strict_policy_and_escaped_names(service: dict[str, Any]) -> None:
+    url = service["url"]
+    r = httpx.get(url + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    srcs = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', r.text)
+    assert srcs and all(s.startswith("/static/") for s in srcs), srcs
+    for job in service["hostile"]:
+        page = httpx.get(f"{url}/jobs/{job['id']}").text
+        assert "alert(" in page  # the name is there ...
+        assert "<script>alert" not in page and "<img" not in page  # ... escaped
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in httpx.get(f"{url}/jobs/{service['hostile'][0]['id']}").text
+    for bad in ("999999", "0", "abc", "-1"):
+        r = httpx.get(f"{url}/jobs/{bad}")
+        assert r.status_code == 404 and "Job not found" in r.text
+
+
+def test_static_files_and_plotly_come_from_the_service(service: dict[str, Any]) -> None:
+    url = service["url"]
+    html = httpx.get(url + "/jobs/1").text
+    plotly_src = re.search(r'src="(/static/plotly\.min\.js\?v=\w+)"', html).group(1)
+    r = httpx.get(url + plotly_src, headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert "max-age=31536000" in r.headers["cache-control"]
+    assert r.headers.get("content-encoding") == "gzip"
+    assert r.content == plotly_js_path().read_bytes()  # httpx decoded the gzip
+    raw = httpx.get(url + plotly_src, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in raw.headers and raw.content == r.content
+    assert gzip.decompress(gzip.compress(raw.content)) == raw.content
+    etag = r.headers["etag"]
+    assert httpx.get(url + plotly_src, headers={"If-None-Match": etag}).status_code == 304
+    for name in ("common.js", "job.js", "jobs.js", "dashboard.css", "favicon.svg"):
+        assert httpx.get(f"{url}/static/{name}").status_code == 200, name
+    for bad in ("nope.js", "..%2Fdashboard.py", "%2E%2E%2Fapp.py", ".hidden"):
+        assert httpx.get(f"{url}/static/{bad}").status_code == 404, bad
+    assert httpx.get(f"{url}/static/../app.py").status_code == 404
+
+
+def test_curves_endpoint_answers_all_trials_in_one_query(service: dict[str, Any]) -> None:
+    url, job = service["url"], service["finished"]
+    base = f"{url}/dashboard-api/jobs/{job['id']}/curves"
+    full = httpx.get(base).json()
+    assert full["more"] is False and len(full["trial"]) == 18
+    assert list(zip(full["trial"], full["epoch"]))[:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
+    api_metrics = service["api"].http.get(f"/jobs/{job['id']}/trials/2/metrics").json()["items"]
+    mine = [i for i, t in enumerate(full["trial"]) if t == 2]
+    assert [full["lr"][i] for i in mine] == [float(f"{m['lr']:.7g}") for m in api_metrics]
+    assert [full["val_loss"][i] for i in mine] == [float(f"{m['val_loss']:.7g}") for m in api_metrics]
+    # Only what the page lacks: trial 0 from epoch 1, trial 3 from epoch 0.
+    part = httpx.get(base, params={"trials": "0:1,3:0"}).json()
+    assert list(zip(part["trial"], part["epoch"])) == [(0, 1), (0, 2), (3, 0), (3, 1), (3, 2)]
+    assert httpx.get(base, params={"trials": ""}).json()["trial"] == []
+    # Paging for big jobs.
+    page = httpx.get(base, params={"start": 4, "limit": 4}).json()
+    assert page["more"] is True and page["trial"] == [4, 4, 4, 5]
+    assert httpx.get(base, params={"trials": "x"}).status_code == 422
+    assert httpx.get(base, params={"trials": ",".join(f"{n}:0" for n in range(201))}).status_code == 422
+    assert httpx.get(f"{url}/dashboard-api/jobs/999999/curves").status_code == 404

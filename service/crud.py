@@ -75,7 +75,7 @@ def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic
     return JobPublic(
         id=job.id, name=job.name, status=job.status, spec=job.spec,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        trial_counts=counts, total_trials=job.total_trials, best=best, error=job.error,
+        trial_counts=counts, total_trials=job.total_trials, best=best, error=job.error, owner=job.claimed_by,
     )
 
 

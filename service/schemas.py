@@ -67,6 +67,7 @@ class JobPublic(BaseModel):
     total_trials: int | None = Field(description="trials the job will run, when known")
     best: Best | None
     error: str | None = None
+    owner: str | None = Field(default=None, description="the service process driving the job")
 
 
 class TrialPublic(BaseModel):

@@ -6,6 +6,7 @@ when no server answers on 127.0.0.1:5432.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -158,3 +159,62 @@ class ServiceProcess:
                 os.killpg(self.proc.pid, 9)  # leftovers of the process group, if any
             except ProcessLookupError:
                 pass
+
+
+class RayNode:
+    """`ray start --block` in its own process group: stopping it stops that node's processes only."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--block",
+                                      "--disable-usage-stats", *args], env=env,
+                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _alive_nodes(address: str, env: dict[str, str]) -> int:
+    out = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='%s', log_to_driver=False); "
+                          "print(len([n for n in ray.nodes() if n['Alive']]))" % address],
+                         env=env, capture_output=True, text=True, timeout=60)
+    return int(out.stdout.strip() or 0) if out.returncode == 0 else 0
+
+
+@contextlib.contextmanager
+def ray_cluster(tmp_path: Path, node_cpus: list[int]) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real Ray cluster started with `ray start` (a head and more nodes on this machine), with
+    Ray's token authentication on, as in production. Yields (address, env for its clients)."""
+    import secrets
+
+    token = tmp_path / "ray_token"
+    token.write_text(secrets.token_hex(32))
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    nodes = [RayNode(["--head", f"--port={port}", f"--num-cpus={node_cpus[0]}", "--include-dashboard=false",
+                      "--node-ip-address=127.0.0.1"], env, tmp_path / "ray-head.log")]
+    try:
+        deadline = time.monotonic() + 90
+        while _alive_nodes(address, env) < 1:
+            assert time.monotonic() < deadline, (tmp_path / "ray-head.log").read_text()[-2000:]
+            time.sleep(0.5)
+        for i, cpus in enumerate(node_cpus[1:]):
+            nodes.append(RayNode([f"--address={address}", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1"],
+                                 env, tmp_path / f"ray-node-{i}.log"))
+        while _alive_nodes(address, env) < len(node_cpus):
+            assert time.monotonic() < deadline, "the Ray nodes did not join"
+            time.sleep(0.5)
+        yield address, env
+    finally:
+        for node in reversed(nodes):
+            node.stop()

@@ -579,7 +579,11 @@
 
   // -- start ---------------------------------------------------------------------------------
   setupCancel();
+  LR.copyButton($("copy-json"), () => JSON.stringify(state.best ? state.best.config : {}, null, 2));
+  LR.copyButton($("copy-curl"), curlSnippet);
+  LR.copyButton($("copy-yaml"), yamlSnippet);
   setupTable();
   setupToggles();
   const kick = LR.poll(tick, (done) => (done ? null : 1000));
+  window.lrsearchJob = state; // for debugging in the browser console (and the tests)
 })();

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,70 +9,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServiceProcess, free_port
-
-
-class RayNode:
-    """`ray start --block` in its own process group: stopping it stops that node's processes only."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        ray_bin = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "ray"
-        exe = str(ray_bin) if ray_bin.exists() else str(Path(__import__("sys").executable).parent / "ray")
-        self.proc = subprocess.Popen([exe, "start", "--block", "--disable-usage-stats", *args], env=env,
-                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+from tests.conftest import ServiceProcess, ray_cluster
 
 
 @pytest.fixture
 def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    token = tmp_path / "ray_token"
-    token.write_text(secrets.token_hex(32))
-    # Ray's token authentication on, as in production: only holders of the token may connect.
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
-    port = free_port()
-    address = f"127.0.0.1:{port}"
-    head = RayNode(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-                    "--node-ip-address=127.0.0.1"], env, tmp_path / "head.log")
-    nodes = [head]
-    try:
-        import ray
-
-        # Wait for the head, then add a worker node.
-        deadline = time.monotonic() + 60
-        while subprocess.run([str(Path(__import__("sys").executable).parent / "ray"), "status",
-                              f"--address={address}"], env=env, capture_output=True).returncode != 0:
-            assert time.monotonic() < deadline, (tmp_path / "head.log").read_text()[-2000:]
-            time.sleep(0.5)
-        nodes.append(RayNode([f"--address={address}", "--num-cpus=1", "--node-ip-address=127.0.0.1"], env,
-                             tmp_path / "worker.log"))
-        deadline = time.monotonic() + 60
-        while "2 node" not in _nodes_line(address, env):
-            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-2000:]
-            time.sleep(0.5)
-        del ray
-        yield address, env
-    finally:
-        for node in reversed(nodes):
-            node.stop()
-
-
-def _nodes_line(address: str, env: dict[str, str]) -> str:
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='%s', log_to_driver=False); "
-                          "print(len([n for n in ray.nodes() if n['Alive']]), 'node')" % address],
-                         env=env, capture_output=True, text=True, timeout=60)
-    return out.stdout
+    with ray_cluster(tmp_path, [1, 1]) as cluster:
+        yield cluster
 
 
 def test_trials_run_on_both_nodes(db_url: str, two_node_cluster: tuple[str, dict[str, str]],

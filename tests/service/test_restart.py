@@ -32,8 +32,14 @@ def wait_until(pred, timeout: float, what: str) -> None:  # type: ignore[no-unty
     raise TimeoutError(what)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
-def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_path: Path, how: str) -> None:
+BAYES = {**SPEC, "strategy": "bayesian", "early_stopping": {"kind": "asha", "grace_epochs": 2, "reduction_factor": 2}}
+
+
+@pytest.mark.parametrize(("strategy", "how"), [("random", "sigterm"), ("random", "sigkill"),
+                                               ("bayesian", "sigkill")])
+def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_path: Path, strategy: str,
+                                                               how: str) -> None:
+    spec = BAYES if strategy == "bayesian" else SPEC
     log = tmp_path / "serve.log"
     # A short lease so a job whose owner was killed is taken over quickly.
     env = {"LRSEARCH_LEASE_SECONDS": "3", "LRSEARCH_POLL_INTERVAL": "0.2"}
@@ -44,11 +50,11 @@ def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_
         wait_until(lambda: httpx.get(f"{service.url}/api/v1/jobs/{done['id']}").json()["status"] == "completed",
                    60, "first job")
         before_done = snapshot(service.url, done["id"])
-        job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()
+        job = httpx.post(f"{service.url}/api/v1/jobs", json=spec).json()
 
         def some_finished() -> bool:
             c = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}").json()["trial_counts"]
-            return c["completed"] >= 2 and c["running"] >= 1
+            return c["completed"] + c["pruned"] >= 2 and c["running"] >= 1
 
         wait_until(some_finished, 90, "trials to finish")
         if how == "sigterm":
@@ -63,7 +69,7 @@ def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_
     try:
         url = service.url
         mid = snapshot(url, job["id"])
-        finished_mid = {n: v for n, v in mid.items() if v[0]["status"] == "completed"}
+        finished_mid = {n: v for n, v in mid.items() if v[0]["status"] in ("completed", "pruned")}
         assert len(finished_mid) >= 2
         assert snapshot(url, done["id"]) == before_done  # an ended job is untouched
 
@@ -72,8 +78,9 @@ def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_
         after = snapshot(url, job["id"])
         assert sorted(after) == list(range(10))  # exactly max_trials, numbers never reused
         for number, (trial, metrics) in after.items():
-            assert trial["status"] == "completed", trial
-            assert [m["epoch"] for m in metrics] == list(range(12))  # every epoch exactly once
+            assert trial["status"] in (("completed", "pruned") if strategy == "bayesian" else ("completed",))
+            assert [m["epoch"] for m in metrics] == list(range(trial["epochs"]))  # every epoch exactly once
+            assert trial["epochs"] == 12 or trial["status"] == "pruned"
         for number, (trial, metrics) in finished_mid.items():
             assert after[number] == (trial, metrics)  # finished trials unchanged
         # The same seed gives the same candidates as an uninterrupted run would.

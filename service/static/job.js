@@ -10,6 +10,7 @@
 
   const MAX_TRIAL_TRACES = 120; // above this many trials, curves are drawn as one trace per lr band
   const LR_BANDS = 12;
+  const PC_BANDS = 10;
   const CURVES_TRIALS_PER_REQUEST = 200;
   const OPT_COLORS = { sgd: "#2563eb", adam: "#ea580c", adamw: "#16a34a", rmsprop: "#9333ea", adagrad: "#a16207" };
   const SCHED_COLORS = { constant: "#0891b2", step: "#db2777", exponential: "#65a30d", cosine: "#7c3aed", onecycle: "#d97706" };
@@ -20,6 +21,8 @@
                          diverged: "#dc2626", failed: "#a21caf", cancelled: "#9ca3af" };
   // Plasma without its pale yellow end: readable on white.
   const LR_SCALE = [[0, "#0d0887"], [0.25, "#6a00a8"], [0.5, "#b12a90"], [0.75, "#e16462"], [1, "#f2844b"]];
+  // val_loss: green (low, good) to red (high).
+  const LOSS_SCALE = [[0, "#047857"], [0.5, "#d97706"], [1, "#b91c1c"]];
   const FONT = { family: 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif', size: 12, color: "#1f2430" };
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
@@ -48,19 +51,21 @@
     return table[name] || EXTRA_COLORS[Math.max(0, names.indexOf(name)) % EXTRA_COLORS.length];
   }
   function hexToRgb(h) { const n = parseInt(h.slice(1), 16); return [n >> 16, (n >> 8) & 255, n & 255]; }
-  function scaleColor(t) {
+  function scaleColor(t, scale) {
+    scale = scale || LR_SCALE;
     t = Math.max(0, Math.min(1, isNum(t) ? t : 0.5));
-    for (let i = 1; i < LR_SCALE.length; i++) {
-      const [t1, c1] = LR_SCALE[i];
+    for (let i = 1; i < scale.length; i++) {
+      const [t1, c1] = scale[i];
       if (t <= t1) {
-        const [t0, c0] = LR_SCALE[i - 1];
+        const [t0, c0] = scale[i - 1];
         const f = (t - t0) / (t1 - t0 || 1);
         const a = hexToRgb(c0), b = hexToRgb(c1);
         return `rgb(${a.map((v, k) => Math.round(v + (b[k] - v) * f)).join(",")})`;
       }
     }
-    return LR_SCALE[LR_SCALE.length - 1][1];
+    return scale[scale.length - 1][1];
   }
+  const lossColor = (t) => scaleColor(t, LOSS_SCALE);
 
   // -- data ----------------------------------------------------------------------------------
   function sameTrial(a, b) {
@@ -355,6 +360,18 @@
     for (const v of values) if (isNum(v)) { if (v < lo) lo = v; if (v > hi) hi = v; }
     return [lo, hi];
   }
+  /** Tick positions (log10 units) between lo and hi: decades, or 1-2-5 steps when the span is short. */
+  function logTicks(lo, hi) {
+    const out = [];
+    for (const steps of [[1], [1, 2, 5], [1, 1.5, 2, 3, 5, 7]]) {
+      out.length = 0;
+      for (let k = Math.floor(lo) - 1; k <= Math.ceil(hi); k++) {
+        for (const m of steps) { const v = k + Math.log10(m); if (v >= lo - 1e-9 && v <= hi + 1e-9) out.push(v); }
+      }
+      if (out.length >= 3) return out.slice();
+    }
+    return out.length >= 2 ? out : [lo, hi];
+  }
   /** A log axis where the values are positive and span more than half a decade, else linear. */
   function valueAxis(title, values, mode) {
     const [lo, hi] = minMax(values);
@@ -431,7 +448,8 @@
     // The color scale, as a colorbar (an invisible point carries it).
     traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
                   marker: { color: [lo], cmin: lo, cmax: hi, colorscale: LR_SCALE, showscale: true,
-                            colorbar: { title: { text: "log10 lr", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0 } } });
+                            colorbar: { title: { text: "lr", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0,
+                                        tickvals: logTicks(lo, hi), ticktext: logTicks(lo, hi).map((v) => LR.fmtLr(10 ** v)) } } });
     return { traces, values, steady, ends, legend: ends.diverged.x.length + ends.pruned.x.length > 0 };
   }
 
@@ -508,37 +526,78 @@
                                yaxis: valueAxis("val_loss", ts.map((t) => t.val_loss)) }));
   }
 
+  /** Parallel coordinates, config -> val_loss, drawn in SVG (no WebGL: fast and available everywhere). One
+   *  polyline per trial through normalized axes; colored by val_loss in bands; the best trial on top. */
   function plotParcoords() {
     const div = $("plot-parcoords");
     // Diverged trials are left out: their loss says where training broke, not how good the config is.
     const ts = state.trials.filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
     if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
-    const cat = (label, key) => {
-      const names = [...new Set(ts.map((t) => String(t.config[key])))].sort();
-      return { label, values: ts.map((t) => names.indexOf(String(t.config[key]))), tickvals: names.map((_, i) => i),
-               ticktext: names, range: [-0.25, Math.max(names.length - 1, 0) + 0.25] };
-    };
-    const num = (label, values) => {
-      let [lo, hi] = minMax(values);
-      if (hi - lo < 1e-12) { lo -= 0.5; hi += 0.5; }
-      return { label, values, range: [lo, hi] };
-    };
     const [lmin, lmax] = minMax(ts.map((t) => t.val_loss));
     const logLoss = lmin > 0 && lmax / lmin > 10;
-    const losses = ts.map((t) => (logLoss ? Math.log10(t.val_loss) : t.val_loss));
-    const dims = [
-      num("log10 lr", ts.map((t) => Math.log10(t.config.lr))),
-      cat("optimizer", "optimizer"),
-      cat("schedule", "schedule"),
-      num("warmup", ts.map((t) => (isNum(t.config.warmup_fraction) ? t.config.warmup_fraction : 0))),
-      num(logLoss ? "log10 val_loss" : "val_loss", losses),
+    const numeric = (label, get, fmt, log) => {
+      const vals = ts.map(get);
+      let [lo, hi] = minMax(vals);
+      if (hi - lo < 1e-12) { lo -= log ? 0.25 : 0.5; hi += log ? 0.25 : 0.5; }
+      const ticks = log ? logTicks(lo, hi) : [0, 0.25, 0.5, 0.75, 1].map((f) => lo + f * (hi - lo));
+      return { label, get, lo, hi, ticks: ticks.map((v) => [v, fmt(log ? 10 ** v : v)]) };
+    };
+    const categorical = (label, key) => {
+      const names = [...new Set(ts.map((t) => String(t.config[key])))].sort();
+      return { label, get: (t) => names.indexOf(String(t.config[key])), lo: -0.5, hi: names.length - 0.5,
+               ticks: names.map((n, i) => [i, n]) };
+    };
+    const axes = [
+      numeric("lr (log)", (t) => Math.log10(t.config.lr), LR.fmtLr, true),
+      categorical("optimizer", "optimizer"),
+      categorical("schedule", "schedule"),
+      numeric("warmup", (t) => (isNum(t.config.warmup_fraction) ? t.config.warmup_fraction : 0), LR.fmtNum, false),
+      numeric(logLoss ? "val_loss (log)" : "val_loss", (t) => (logLoss ? Math.log10(t.val_loss) : t.val_loss), LR.fmtLoss, logLoss),
     ];
-    const reversed = LR_SCALE.map(([p, c]) => [1 - p, c]).reverse();
-    draw(div, [{ type: "parcoords", dimensions: dims,
-                 line: { color: losses, colorscale: reversed, showscale: true, cmin: minMax(losses)[0], cmax: minMax(losses)[1],
-                         colorbar: { title: { text: logLoss ? "log10 val_loss" : "val_loss", side: "right" }, thickness: 10, outlinewidth: 0 } },
-                 labelfont: { size: 12 }, tickfont: { size: 11 } }],
-         layout({ margin: { l: 60, r: 40, t: 40, b: 24 } }));
+    const norm = (a, v) => (v - a.lo) / (a.hi - a.lo);
+    const lossAxis = axes[axes.length - 1];
+    const bandOf = (t) => Math.min(PC_BANDS - 1, Math.floor(norm(lossAxis, lossAxis.get(t)) * PC_BANDS));
+    const bestNumber = state.best ? state.best.trial : null;
+    const bands = new Map();
+    for (const t of ts) {
+      const key = t.number === bestNumber ? "best" : bandOf(t);
+      if (!bands.has(key)) bands.set(key, []);
+      bands.get(key).push(t);
+    }
+    const order = [...bands.keys()].sort((a, b) => (a === "best" ? 1 : b === "best" ? -1 : b - a)); // worst first
+    const traces = order.map((key) => {
+      const x = [], y = [], text = [];
+      for (const t of bands.get(key)) {
+        if (x.length) { x.push(null); y.push(null); text.push(""); }
+        const label = `${describe(t)}<br>val_loss ${LR.fmtLoss(t.val_loss)}`;
+        axes.forEach((a, i) => { x.push(i); y.push(norm(a, a.get(t))); text.push(label); });
+      }
+      const best = key === "best";
+      const color = best ? "#111827" : lossColor((key + 0.5) / PC_BANDS);
+      return { type: "scatter", mode: "lines+markers", x, y, text, name: best ? "best" : `band ${key}`, showlegend: best,
+               line: { color, width: best ? 3 : 1.4 }, marker: { size: best ? 6 : 4, color }, opacity: best ? 1 : 0.75,
+               hovertemplate: "%{text}<extra></extra>" };
+    });
+    const [cmin, cmax] = [lossAxis.lo, lossAxis.hi];
+    traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
+                  marker: { color: [cmin], cmin, cmax, colorscale: LOSS_SCALE, showscale: true,
+                            colorbar: { title: { text: "val_loss", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0,
+                                        tickvals: lossAxis.ticks.map(([v]) => v), ticktext: lossAxis.ticks.map(([, l]) => l) } } });
+    const shapes = axes.map((_, i) => ({ type: "line", x0: i, x1: i, y0: 0, y1: 1, line: { color: "#9ca3af", width: 1 }, layer: "below" }));
+    const annotations = [];
+    axes.forEach((a, i) => {
+      annotations.push({ x: i, y: 1.03, text: `<b>${esc(a.label)}</b>`, showarrow: false, yanchor: "bottom", font: { size: 12 } });
+      for (const [v, label] of a.ticks) {
+        annotations.push({ x: i, y: norm(a, v), text: esc(label), showarrow: false, xanchor: "right", xshift: -5,
+                           font: { size: 10, color: "#4b5563" }, bgcolor: "rgba(255,255,255,0.7)" });
+      }
+    });
+    draw(div, traces, layout({
+      showlegend: true, margin: { l: 70, r: 20, t: 24, b: 10 }, shapes, annotations,
+      xaxis: { visible: false, range: [-0.45, axes.length - 0.85], fixedrange: true },
+      yaxis: { visible: false, range: [-0.04, 1.1], fixedrange: true },
+      legend: { orientation: "h", x: 1, xanchor: "right", y: -0.02, yanchor: "top" },
+    }));
   }
 
   /** Redraw the plots when their data changed; big jobs redraw less often than small ones. */
@@ -547,18 +606,23 @@
     const changed = state.plotsDirty || state.dataVersion !== state.plottedVersion;
     if (!changed) return;
     const now = performance.now();
-    if (!force && !state.plotsDirty && now - state.lastPlotAt < state.plotCost * 4) return; // stay responsive
+    // Stay responsive: redraws take at most about a third of the time (big jobs redraw less often).
+    if (!force && !state.plotsDirty && now - state.lastPlotAt < state.plotCost * 2) return;
     state.plottedVersion = state.dataVersion;
     state.plotsDirty = false;
     const t0 = performance.now();
-    plotLrLoss();
-    plotCurves("plot-val", "val", "val_loss");
-    plotCurves("plot-train", "train", "train_loss");
-    plotCurves("plot-lr-traj", "lr", "lr", state.lrAxis);
-    plotBestSoFar();
-    plotParcoords();
+    state.plotCosts = {};
+    const timed = (name, fn) => { const t = performance.now(); fn(); state.plotCosts[name] = Math.round(performance.now() - t); };
+    timed("lr-loss", plotLrLoss);
+    timed("val", () => plotCurves("plot-val", "val", "val_loss"));
+    timed("train", () => plotCurves("plot-train", "train", "train_loss"));
+    timed("lr-traj", () => plotCurves("plot-lr-traj", "lr", "lr", state.lrAxis));
+    timed("best-so-far", plotBestSoFar);
+    timed("parcoords", plotParcoords);
     state.lastPlotAt = performance.now();
-    state.plotCost = state.lastPlotAt - t0;
+    const cost = state.lastPlotAt - t0;
+    // A moving average; the first draw (Plotly setting itself up) counts for little.
+    state.plotCost = state.plotCost ? 0.7 * state.plotCost + 0.3 * cost : cost / 4;
   }
 
   function setupToggles() {

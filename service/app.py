@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from search import SpecError
 from service import __version__
-from service.api import health, jobs, trials, workloads
+from service.api import health, jobs, keys, trials, workloads
+from service.auth import AuthMiddleware, KeyVerifier, SubmitRateLimit
 from service.config import Settings
 from service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from service.observability import RequestLatency, ServiceMetrics
@@ -95,6 +96,7 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
         app.state.engine = engine
         app.state.sessions = make_session_factory(engine)
         app.state.metrics.bind(app.state.sessions)
+        app.state.verifier = KeyVerifier(app.state.sessions)
         app.state.executor = None
         app.state.runner = None
         owned_executor = None
@@ -128,16 +130,20 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
     app.state.metrics = ServiceMetrics()
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]
-    for module in (health, jobs, trials, workloads):
+    for module in (health, jobs, trials, workloads, keys):
         app.include_router(module.router)
-    from service import dashboard
+    from service import dashboard, login
 
     app.include_router(dashboard.router)
+    app.include_router(login.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus_metrics() -> Response:
         return Response(app.state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     app.add_middleware(RequestLatency, metrics=app.state.metrics)
+    if settings.auth:
+        app.add_middleware(AuthMiddleware, verifier=lambda: app.state.verifier,
+                           rate_limit=SubmitRateLimit(settings.submit_rate_per_minute, settings.submit_burst))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -17,6 +17,9 @@ app = typer.Typer(help="lrsearch: distributed learning-rate search.", no_args_is
                   add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="API keys for `lrsearch serve --auth` (written straight to the database).",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 console = Console()
 err = Console(stderr=True)
 
@@ -38,9 +41,12 @@ def serve(
                                                        "(env RAY_ADDRESS); default: start a local Ray")] = None,
     num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", help="CPUs of the local Ray "
                                                     "(default: all)")] = None,
+    auth: Annotated[bool, typer.Option("--auth", help="require an API key (Authorization: Bearer KEY) "
+                                       "on every route; see `lrsearch keys create`")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the API and the dashboard, and run jobs."""
+    import ipaddress
     import logging
 
     import uvicorn
@@ -48,7 +54,16 @@ def serve(
     from service.app import create_app
     from service.config import Settings
 
-    overrides: dict[str, Any] = {"host": host, "port": port}
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not auth:
+        err.print(f"[red]refusing to serve on {host} without --auth[/red]: anyone who can reach it could run "
+                  "jobs on your cluster. Create a key with `lrsearch keys create --scope admin` and add "
+                  "--auth, or serve on 127.0.0.1.")
+        raise typer.Exit(2)
+    overrides: dict[str, Any] = {"host": host, "port": port, "auth": auth}
     if db:
         overrides["database_url"] = db
     if ray_address:
@@ -71,6 +86,62 @@ def db_upgrade(db: DbOpt = None, revision: str = "head") -> None:
     upgrade(engine, revision)
     console.print(f"database at revision {current_revision(engine)}")
     engine.dispose()
+
+
+def _keys_session(db: str | None):  # type: ignore[no-untyped-def]
+    from service.config import Settings
+    from service.db import make_engine, make_session_factory, upgrade
+
+    engine = make_engine(Settings(**({"database_url": db} if db else {})).database_url)
+    upgrade(engine)
+    return make_session_factory(engine).begin()
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[str, typer.Option("--scope", help="read, submit or admin")],
+    name: Annotated[str, typer.Option("--name", help="a label")] = "",
+    db: DbOpt = None,
+) -> None:
+    """Create a key; prints it once (its last word). Only its hash is stored."""
+    from service.auth import SCOPES, create_key
+
+    if scope not in SCOPES:
+        err.print(f"[red]unknown scope {scope!r}[/red]; allowed: {', '.join(SCOPES)}")
+        raise typer.Exit(EXIT_ERROR)
+    with _keys_session(db) as session:
+        row, key = create_key(session, scope, name)
+        key_id = row.key_id
+    print(f"created key {key_id} with scope {scope}: {key}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its id")], db: DbOpt = None) -> None:
+    """Revoke a key (takes effect within seconds)."""
+    from service.auth import revoke_key
+
+    with _keys_session(db) as session:
+        row = revoke_key(session, key)
+        if row is None:
+            err.print("[red]no such key[/red]")
+            raise typer.Exit(EXIT_NOT_FOUND)
+        key_id = row.key_id
+    console.print(f"revoked key {key_id}")
+
+
+@keys_app.command("list")
+def keys_list(db: DbOpt = None) -> None:
+    """List keys (ids, scopes, names; never the keys)."""
+    from sqlalchemy import select
+
+    from service.models import ApiKey
+
+    table = Table("id", "scope", "name", "created", "revoked")
+    with _keys_session(db) as session:
+        for row in session.scalars(select(ApiKey).order_by(ApiKey.id)):
+            table.add_row(row.key_id, row.scope, row.name, str(row.created_at)[:19],
+                          str(row.revoked_at)[:19] if row.revoked_at else "")
+    console.print(table)
 
 
 def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]

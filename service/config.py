@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     data_dir: str = "./lrsearch-data"
     # Checkpoint a running trial every this many epochs (0: never); a lost worker resumes from it.
     checkpoint_every: int = 1
+    # Require an API key on every route (lrsearch serve --auth).
+    auth: bool = False
+    # Job submissions per API key: sustained per minute, and the burst allowed.
+    submit_rate_per_minute: float = 60.0
+    submit_burst: int = 20
     # Run the job runner (tests of the bare API can switch it off).
     run_jobs: bool = True
     # Upgrade the database to the newest migration on start.

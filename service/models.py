@@ -118,3 +118,17 @@ class Metric(Base):
     lr: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (UniqueConstraint("trial_id", "epoch", name="uq_metrics_trial_epoch"),)
+
+
+class ApiKey(Base):
+    """An API key: only its SHA-256 is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)  # the public lookup part of the key
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -102,7 +102,9 @@ class ServiceProcess:
     """A real ``lrsearch serve`` in its own process group (so its local Ray dies with it)."""
 
     def __init__(self, db_url: str, port: int | None = None, num_cpus: int = 2,
-                 env: dict[str, str] | None = None, log_path: Path | None = None) -> None:
+                 env: dict[str, str] | None = None, log_path: Path | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        self.extra_args = extra_args or []
         self.db_url = db_url
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -119,14 +121,15 @@ class ServiceProcess:
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
-             *([] if "RAY_ADDRESS" in self.env else ["--num-cpus", str(self.num_cpus)]), "--log-level", "warning"],
+             *([] if "RAY_ADDRESS" in self.env else ["--num-cpus", str(self.num_cpus)]), "--log-level", "warning", *self.extra_args],
             cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"lrsearch serve exited with {self.proc.returncode}; see {self.log_path}")
             try:
-                if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code == 200:
+                # Under --auth an answer of 401 also says the service is up.
+                if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code in (200, 401):
                     return self
             except httpx.TransportError:
                 pass

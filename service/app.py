@@ -52,25 +52,38 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length = None
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else None
+        if length is not None:
+            if length > self.max_bytes:
                 await self._reject(send)
                 return
-        received = 0
-
-        async def limited_receive() -> Any:
-            nonlocal received
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read up to the cap before the app sees a byte, then replay.
+        messages, received = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await self._reject(send)
+        async def replay_receive() -> Any:
+            try:
+                return next(replay)
+            except StopIteration:
+                return await receive()
+
+        await self.app(scope, replay_receive, send)
 
     async def _reject(self, send: Send) -> None:
         body = f'{{"detail": "request body over {self.max_bytes} bytes"}}'.encode()
@@ -78,10 +91,6 @@ class BodySizeLimit:
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def create_app(settings: Settings | None = None, executor: RayExecutor | None = None) -> FastAPI:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
 
 
 def make_engine(url: str) -> Engine:
@@ -28,7 +35,9 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800)
+    connect_args = {"application_name": "lrsearch"} if parsed.get_backend_name() == "postgresql" else {}
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_recycle=1800,
+                         connect_args=connect_args)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -58,3 +67,28 @@ def current_revision(engine: Engine) -> str | None:
 
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+T = TypeVar("T")
+
+# Errors after which the same transaction may simply be tried again: a dropped or restarted
+# connection (PostgreSQL), a busy database (SQLite). Integrity errors are not among them.
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+def run_tx(sessions: sessionmaker[Session], fn: Callable[[Session], T], attempts: int = 8,
+           first_delay: float = 0.05) -> T:
+    """Run ``fn`` in a transaction, retrying it on a lost connection. ``fn`` must be safe to
+    repeat (every writer in the runner checks what is already there)."""
+    delay = first_delay
+    for attempt in range(attempts):
+        try:
+            with sessions.begin() as session:
+                return fn(session)
+        except _TRANSIENT as exc:
+            if attempt == attempts - 1:
+                raise
+            log.warning("database error (%s); retrying in %.2f s", type(exc).__name__, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")

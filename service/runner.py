@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from search import SpecError, StrategySpec, TrialOutcome, make_strategy
 from service.checkpoints import CheckpointStore
 from service.config import Settings
+from service.db import run_tx
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
 from service.observability import ServiceMetrics
 from service.schemas import JobSpec
@@ -65,6 +67,7 @@ class JobExecution:
         self._exhausted = False
         self.cancelled = False
         self.shutting_down = False
+        self._slot_error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -97,8 +100,15 @@ class JobExecution:
                 t.start()
             for t in slots:
                 t.join()
+            if self._slot_error is not None:
+                raise self._slot_error
             if not self.shutting_down:
                 self._finish()
+        except (OperationalError, InterfaceError):
+            # The database went away for longer than run_tx waits: hand the job back (its lease
+            # lapses) instead of failing it; this or another replica resumes it.
+            log.exception("job %s: database unavailable; releasing the job", self.job_id)
+            self.shutdown()
         except Exception as exc:  # an error of the system, not of a trial: the job fails, visibly
             log.exception("job %s failed", self.job_id)
             with self.sessions.begin() as s:
@@ -177,33 +187,37 @@ class JobExecution:
             self._next_number += 1
             # The trial row and the strategy's state are written together: a crash never
             # leaves a suggestion the store does not know about.
-            with self.sessions.begin() as s:
+            state = self.strategy.state_dict()
+
+            def insert(s: Session) -> int:
+                # Safe to repeat: a retry after a commit whose answer was lost finds the row.
+                existing = s.scalar(select(Trial.id).where(Trial.job_id == self.job_id, Trial.number == number))
+                if existing is not None:
+                    return existing
                 trial = Trial(job_id=self.job_id, number=number, status="queued", config=config)
                 s.add(trial)
-                s.execute(update(Job).where(Job.id == self.job_id)
-                          .values(strategy_state=self.strategy.state_dict()))
+                s.execute(update(Job).where(Job.id == self.job_id).values(strategy_state=state))
                 s.flush()
-                return TrialItem(trial.id, number, config)
+                return trial.id
+
+            return TrialItem(run_tx(self.sessions, insert), number, config)
 
     def _slot(self) -> None:
-        while True:
-            item = self._next()
-            if item is None:
-                return
-            try:
+        try:
+            while (item := self._next()) is not None:
                 self._run_trial(item)
-            except Exception:  # noqa: BLE001 - the store could not be written; the job fails
-                log.exception("job %s trial %s", self.job_id, item.number)
-                raise
+        except Exception as exc:  # noqa: BLE001 - the store could not be written: stop the job's other slots
+            self._slot_error = exc
+            self.shutdown()
 
     # -- one trial ---------------------------------------------------------------------------
     def _run_trial(self, item: TrialItem) -> None:
         spec = self.spec
         resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
         checkpoint_every = self.runner.settings.checkpoint_every
-        with self.sessions.begin() as s:
-            s.execute(update(Trial).where(Trial.id == item.id).values(
-                status="running", started_at=utcnow(), finished_at=None, error=None))
+        now = utcnow()
+        run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
+            status="running", started_at=now, finished_at=None, error=None)))
         started = time.monotonic()
         status: str | None = "completed"
         error: str | None = None
@@ -213,10 +227,8 @@ class JobExecution:
             key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
             with self._lock:
                 self._running_keys.add(key)
-            with self.sessions.begin() as s:
-                t = s.get(Trial, item.id)
-                assert t is not None
-                t.attempts += 1
+            run_tx(self.sessions, lambda s: s.execute(
+                update(Trial).where(Trial.id == item.id).values(attempts=Trial.attempts + 1)))
             try:
                 for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
                                                       resources, checkpoint, checkpoint_every):
@@ -264,9 +276,9 @@ class JobExecution:
         if status is None:
             return  # the service is stopping: the trial stays running and resumes on restart
         self.runner.checkpoints.delete(self.job_id, item.number)
-        with self.sessions.begin() as s:
-            s.execute(update(Trial).where(Trial.id == item.id).values(
-                status=status, error=error, finished_at=utcnow()))
+        finished = utcnow()
+        run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
+            status=status, error=error, finished_at=finished)))
         self.runner.metrics.trials_finished.labels(status).inc()
         self.runner.metrics.trial_duration.observe(time.monotonic() - started)
         with self._lock:
@@ -276,7 +288,7 @@ class JobExecution:
 
     def _clear_metrics(self, item: TrialItem, from_epoch: int = 0) -> list[float | None]:
         """Drop the trial's metrics from ``from_epoch`` on; return the validation curve kept."""
-        with self.sessions.begin() as s:
+        def clear(s: Session) -> list[Any]:
             s.execute(delete(Metric).where(Metric.trial_id == item.id, Metric.epoch >= from_epoch))
             kept = list(s.execute(select(Metric.epoch, Metric.val_loss).where(Metric.trial_id == item.id)
                                   .order_by(Metric.epoch)))
@@ -284,7 +296,9 @@ class JobExecution:
             val_loss, best_epoch = min(finite) if finite else (None, None)
             s.execute(update(Trial).where(Trial.id == item.id).values(
                 epochs=len(kept), val_loss=val_loss, best_epoch=best_epoch))
-        return [v for _, v in kept]
+            return kept
+
+        return [v for _, v in run_tx(self.sessions, clear)]
 
     def _restore_point(self, item: TrialItem) -> tuple[bytes | None, list[float | None]]:
         """Where a trial that ran before continues: after its last checkpoint (the metrics up to
@@ -293,8 +307,8 @@ class JobExecution:
         if saved is None:
             return None, self._clear_metrics(item)
         epochs_done, data = saved
-        with self.sessions() as s:
-            stored = s.scalar(select(func.count()).select_from(Metric).where(Metric.trial_id == item.id)) or 0
+        stored = run_tx(self.sessions, lambda s: s.scalar(
+            select(func.count()).select_from(Metric).where(Metric.trial_id == item.id))) or 0
         if stored < epochs_done:  # the checkpoint is ahead of the store: cannot trust it
             return None, self._clear_metrics(item)
         curve = self._clear_metrics(item, from_epoch=epochs_done)
@@ -313,9 +327,10 @@ class JobExecution:
         """One transaction per epoch: the metric row and the trial's running best. Idempotent: an
         epoch already stored (a retried report) is not stored again."""
         epoch = int(result["epoch"])
-        with self.sessions.begin() as s:
+
+        def record(s: Session) -> bool:
             if s.scalar(select(Metric.id).where(Metric.trial_id == trial_id, Metric.epoch == epoch)):
-                return
+                return False
             s.add(Metric(trial_id=trial_id, epoch=epoch, train_loss=_finite(result.get("train_loss")),
                          val_loss=val_loss, val_accuracy=_finite(result.get("val_accuracy")),
                          lr=float(result["lr"])))
@@ -326,15 +341,17 @@ class JobExecution:
                 t.node = str(result["node"])
             if val_loss is not None and (t.val_loss is None or val_loss < t.val_loss):
                 t.val_loss, t.best_epoch = val_loss, epoch
-        self.runner.metrics.epochs_trained.inc()
+            return True
+
+        if run_tx(self.sessions, record):
+            self.runner.metrics.epochs_trained.inc()
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self) -> None:
-        with self.sessions.begin() as s:
+        def finish(s: Session) -> None:
             job = s.get(Job, self.job_id)
             assert job is not None
-            cancelled = self.cancelled or job.cancel_requested
-            if cancelled:
+            if self.cancelled or job.cancel_requested:
                 s.execute(update(Trial).where(Trial.job_id == self.job_id, Trial.status.in_(("queued", "running")))
                           .values(status="cancelled", finished_at=utcnow()))
                 job.status = "cancelled"
@@ -347,6 +364,8 @@ class JobExecution:
                     job.status = "completed"
             job.finished_at = utcnow()
             job.heartbeat_at = None
+
+        run_tx(self.sessions, finish)
         self.runner.checkpoints.delete_job(self.job_id)
 
 
@@ -406,17 +425,19 @@ class JobRunner:
 
     def _tick(self) -> None:
         now = utcnow()
+        for job_id, execution in list(self._executions.items()):
+            if not execution.is_alive():
+                del self._executions[job_id]
         with self.sessions.begin() as s:
-            # Renew our leases, and see which of our jobs were asked to stop.
-            s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running")
+            # Renew the leases of the jobs we are driving (only those: a job whose execution ended
+            # without finishing lets its lease lapse, so it is resumed), and see which were cancelled.
+            s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running",
+                                        Job.id.in_(list(self._executions)))
                       .values(heartbeat_at=now))
             cancel_ids = list(s.scalars(select(Job.id).where(
                 Job.claimed_by == self.owner, Job.status == "running", Job.cancel_requested.is_(True))))
         for job_id in cancel_ids:
             self.cancel(job_id)
-        for job_id, execution in list(self._executions.items()):
-            if not execution.is_alive():
-                del self._executions[job_id]
         free = self.settings.max_running_jobs - len(self._executions)
         if free <= 0 or self._stop.is_set():
             return

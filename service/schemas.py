@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     cpu: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
     gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per trial (fractions allowed)")
@@ -20,7 +20,8 @@ class Resources(BaseModel):
 class JobSpec(BaseModel):
     """A learning-rate search. Shapes are checked here; names, ranges and caps in service/validation.py."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: no silent coercion (true is not 1, "10" is not 10, 2.5 is not an integer).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str | None = Field(default=None, description="a label; defaults to '<strategy>-<workload>'")
     workload: str = Field(description="a registered workload, see GET /workloads")

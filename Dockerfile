@@ -7,6 +7,6 @@ COPY service ./service
 COPY workers ./workers
 COPY search ./search
 COPY migrations ./migrations
-RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -e . "ray[default]"
+RUN pip install -e . "ray[default]"
 EXPOSE 8000
 CMD ["lrsearch", "serve", "--host", "0.0.0.0", "--port", "8000"]

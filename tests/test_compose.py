@@ -21,6 +21,12 @@ COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
 
 
+def test_ray_is_private_and_authenticated() -> None:
+    for name in ("ray-head", "ray-worker", "api"):
+        env = SERVICES[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")
+
+
 def test_services_and_scaling() -> None:
     assert {"postgres", "ray-head", "ray-worker", "api"} <= set(SERVICES)
     worker = SERVICES["ray-worker"]
@@ -38,6 +44,7 @@ def test_api_command_parses_with_the_real_cli() -> None:
     serve = group.get_command(None, "serve")  # type: ignore[arg-type]
     ctx = serve.make_context("serve", list(command[2:]))
     assert ctx.params["port"] == 8000
+    assert ctx.params["host"] == "0.0.0.0" and ctx.params["auth"] is True  # public, so behind keys
     db = ctx.params["db"]
     env = SERVICES["api"]["environment"]
     assert db == env["LRSEARCH_DATABASE_URL"] and ctx.params["ray_address"] == env["RAY_ADDRESS"]
@@ -87,8 +94,7 @@ def test_the_stack_starts_natively(tmp_path: Path) -> None:
                              + ["--num-cpus=2", "--node-ip-address=127.0.0.1"], env, tmp_path / "worker.log"))
         wait_for_nodes(f"127.0.0.1:{port}", env, 2)
         api_cmd = SERVICES["api"]["command"]
-        ctx_args = dict(zip(api_cmd[2::2], api_cmd[3::2]))
-        assert ctx_args["--ray-address"] == "ray-head:6379"
+        assert api_cmd[api_cmd.index("--ray-address") + 1] == "ray-head:6379"
         service = ServiceProcess(f"sqlite:///{tmp_path / 'api.db'}", env={**env, "RAY_ADDRESS": f"127.0.0.1:{port}"},
                                  log_path=tmp_path / "api.log").start()
         try:

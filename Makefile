@@ -33,7 +33,7 @@ test: install-test
 
 bench: install
 	$(PIP) install --quiet -e '.[bench]'
-	$(PY) -m bench
+	$(PY) -m bench.perf
 
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'

@@ -205,6 +205,9 @@ def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
         return best
 
     study = optuna.create_study(
+        # A fixed name: HyperbandPruner assigns brackets from a hash of the study name and the
+        # trial number, so an auto-generated (random) name would make runs irreproducible.
+        study_name=f"plain-optuna-seed{seed}",
         direction="minimize",
         sampler=optuna.samplers.TPESampler(multivariate=True, seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from fastapi import Response
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.models import Job, Metric, Trial
@@ -90,6 +93,34 @@ def to_trial_public(t: Trial) -> TrialPublic:
     return TrialPublic(number=t.number, status=t.status, config=t.config, val_loss=t.val_loss,
                        best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
                        finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node)
+
+
+# The config is selected as its stored JSON text and spliced into the answer unparsed.
+TRIAL_COLUMNS = (Trial.number, Trial.status, cast(Trial.config, Text).label("config_json"), Trial.val_loss,
+                 Trial.best_epoch, Trial.epochs, Trial.started_at, Trial.finished_at, Trial.error, Trial.attempts,
+                 Trial.node)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """As pydantic writes an aware UTC datetime."""
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def trial_json(row: Any) -> str:
+    """A TrialPublic as JSON text, from a row of TRIAL_COLUMNS."""
+    (number, status, config_json, val_loss, best_epoch, epochs, started, finished, error, attempts, node) = row
+    rest = json.dumps({"status": status, "val_loss": val_loss, "best_epoch": best_epoch, "epochs": epochs,
+                       "started_at": iso(started), "finished_at": iso(finished), "error": error,
+                       "attempts": attempts, "node": node}, separators=(",", ":"))
+    return f'{{"number":{int(number)},"config":{config_json},{rest[1:]}'
+
+
+def trials_page_response(items_json: list[str], total: int) -> Response:
+    return Response(f'{{"items":[{",".join(items_json)}],"total":{int(total)}}}', media_type="application/json")
+
+
+def json_response(body: Any) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 def to_metric_public(m: Metric) -> MetricPublic:

@@ -29,6 +29,7 @@ from search import SpecError, StrategySpec, TrialOutcome, make_strategy
 from service.checkpoints import CheckpointStore
 from service.config import Settings
 from service.db import run_tx
+from service.ingest import MetricWriter, epoch_row
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
 from service.observability import ServiceMetrics
 from service.schemas import JobSpec
@@ -324,26 +325,9 @@ class JobExecution:
             return str(self.stopper.report(number, epoch, val_loss))
 
     def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> None:
-        """One transaction per epoch: the metric row and the trial's running best. Idempotent: an
-        epoch already stored (a retried report) is not stored again."""
-        epoch = int(result["epoch"])
-
-        def record(s: Session) -> bool:
-            if s.scalar(select(Metric.id).where(Metric.trial_id == trial_id, Metric.epoch == epoch)):
-                return False
-            s.add(Metric(trial_id=trial_id, epoch=epoch, train_loss=_finite(result.get("train_loss")),
-                         val_loss=val_loss, val_accuracy=_finite(result.get("val_accuracy")),
-                         lr=float(result["lr"])))
-            t = s.get(Trial, trial_id)
-            assert t is not None
-            t.epochs = epoch + 1
-            if result.get("node"):
-                t.node = str(result["node"])
-            if val_loss is not None and (t.val_loss is None or val_loss < t.val_loss):
-                t.val_loss, t.best_epoch = val_loss, epoch
-            return True
-
-        if run_tx(self.sessions, record):
+        """The metric row and the trial's running best, committed before this returns (group
+        commit with other trials' epochs). Idempotent: an epoch already stored is not stored again."""
+        if self.runner.writer.write(epoch_row(trial_id, result, val_loss, _finite)):
             self.runner.metrics.epochs_trained.inc()
 
     # -- the end -----------------------------------------------------------------------------
@@ -377,6 +361,7 @@ class JobRunner:
         self.sessions = sessions
         self.metrics = metrics or ServiceMetrics()
         self.checkpoints = CheckpointStore(Path(settings.data_dir) / "checkpoints")
+        self.writer = MetricWriter(sessions)
         self.executor = executor
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -410,6 +395,7 @@ class JobRunner:
         for execution in list(self._executions.values()):
             execution.thread.join(timeout)
         self._thread.join(timeout)
+        self.writer.stop()
         with self.sessions.begin() as s:
             s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running")
                       .values(claimed_by=None, heartbeat_at=None))

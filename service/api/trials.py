@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sqlalchemy import func, select
 
 from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, SessionDep
 from service.api.jobs import JobId, get_job_or_404
-from service.crud import to_metric_public, to_trial_public
+from service.crud import TRIAL_COLUMNS, json_response, trial_json, trials_page_response
 from service.models import Metric, Trial
 from service.schemas import Items, MetricPublic, Page, TrialPublic
 
@@ -22,22 +22,24 @@ TrialStatus = Literal["queued", "running", "completed", "pruned", "diverged", "f
 @router.get("", response_model=Page[TrialPublic])
 def list_trials(job_id: JobId, session: SessionDep, limit: LimitQuery = 1000, offset: OffsetQuery = 0,
                 status: Annotated[TrialStatus | None, Query(description="only trials in this status")] = None
-                ) -> Page[TrialPublic]:
+                ) -> Response:
     get_job_or_404(session, job_id)
     where = [Trial.job_id == job_id]
     if status is not None:
         where.append(Trial.status == status)
     total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
-    trials = session.scalars(select(Trial).where(*where).order_by(Trial.number).limit(limit).offset(offset))
-    return Page[TrialPublic](items=[to_trial_public(t) for t in trials], total=total)
+    cols = select(*TRIAL_COLUMNS).where(*where).order_by(Trial.number).limit(limit).offset(offset)
+    # Plain rows straight to JSON: a page of 1,000 trials must not pay for 1,000 model objects.
+    return trials_page_response([trial_json(row) for row in session.execute(cols)], total)
 
 
 @router.get("/{number}/metrics", response_model=Items[MetricPublic])
 def list_metrics(job_id: JobId, number: Annotated[int, Path(ge=0, le=2**31 - 1)],
-                 session: SessionDep) -> Items[MetricPublic]:
+                 session: SessionDep) -> Response:
     get_job_or_404(session, job_id)
     trial_id = session.scalar(select(Trial.id).where(Trial.job_id == job_id, Trial.number == number))
     if trial_id is None:
         raise HTTPException(404, f"job {job_id} has no trial {number}")
-    metrics = session.scalars(select(Metric).where(Metric.trial_id == trial_id).order_by(Metric.epoch))
-    return Items[MetricPublic](items=[to_metric_public(m) for m in metrics])
+    rows = session.execute(select(Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr)
+                           .where(Metric.trial_id == trial_id).order_by(Metric.epoch))
+    return json_response({"items": [row._asdict() for row in rows]})

@@ -102,6 +102,12 @@ const LR = (() => {
     if (Number.isNaN(d.getTime())) return "";
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
+  /** Today: the time; else the date and the minute. */
+  function fmtWhen(iso) {
+    const full = fmtTime(iso);
+    if (!full) return "";
+    return full.slice(0, 10) === fmtTime(new Date().toISOString()).slice(0, 10) ? full.slice(11) : full.slice(0, 16);
+  }
   function fmtAgo(iso) {
     if (!iso) return "";
     const s = (Date.now() - new Date(iso).getTime()) / 1000;
@@ -207,7 +213,7 @@ const LR = (() => {
   }
 
   return {
-    config, el, setText, api, errorText, isNum, fmtLr, fmtLoss, fmtNum, fmtTime, fmtAgo, seconds, fmtDuration,
+    config, el, setText, api, errorText, isNum, fmtLr, fmtLoss, fmtNum, fmtTime, fmtWhen, fmtAgo, seconds, fmtDuration,
     finishedCount, setBadge, badge, setBar, setLive, copyText, copyButton, poll, banner, FINISHED, TERMINAL_JOB,
   };
 })();

@@ -309,6 +309,7 @@
     const sorted = [...state.trials].sort(compare);
     const counts = {};
     let shown = 0;
+    let inOrder = tbody.children.length === sorted.length;
     sorted.forEach((t, i) => {
       let r = rows.get(t.number);
       if (!r) { r = makeRow(t); rows.set(t.number, r); }
@@ -317,9 +318,14 @@
       const visible = !state.filter || t.status === state.filter;
       if (r.tr.hidden === visible) r.tr.hidden = !visible;
       if (visible) shown++;
-      if (tbody.children[i] !== r.tr) tbody.insertBefore(r.tr, tbody.children[i] || null);
+      if (inOrder && tbody.children[i] !== r.tr) inOrder = false;
     });
     for (const [n, r] of rows) if (!state.byNumber.has(n)) { r.tr.remove(); rows.delete(n); }
+    if (!inOrder) { // one move of all rows (a fragment), not one per row
+      const frag = document.createDocumentFragment();
+      for (const t of sorted) frag.append(rows.get(t.number).tr);
+      tbody.append(frag);
+    }
     $("trials-empty").hidden = state.trials.length > 0;
     setText($("trials-shown"), state.filter ? `${shown} of ${state.trials.length} shown` : `${state.trials.length} trials`);
     const select = $("status-filter");
@@ -453,6 +459,13 @@
     return { traces, values, steady, ends, legend: ends.diverged.x.length + ends.pruned.x.length > 0 };
   }
 
+  /** Markers above the top edge sit on it (the arrays are the trace's own: changed in place). */
+  function pinAbove(points, edge) {
+    points.y.forEach((v, i) => {
+      if (v > edge) { points.y[i] = edge; points.text[i] += ` \u2014 ${LR.fmtLoss(v)}, above the plot`; }
+    });
+  }
+
   function plotCurves(divId, key, yName, yLog) {
     const div = $(divId);
     const losses = key !== "lr";
@@ -467,14 +480,13 @@
         if (yaxis.type === "log") {
           yaxis.range = [Math.log10(lo) - 0.05 * Math.log10(hi / lo || 10), Math.log10(hi) + 0.1 * Math.log10(hi / lo || 10)];
           const edge = 10 ** yaxis.range[1];
-          ends.diverged.y = ends.diverged.y.map((v) => Math.min(v, edge));
+          pinAbove(ends.diverged, edge);
         } else {
           yaxis.range = [lo - 0.05 * (hi - lo), hi + 0.1 * (hi - lo || 1)];
-          ends.diverged.y = ends.diverged.y.map((v) => Math.min(v, yaxis.range[1]));
+          pinAbove(ends.diverged, yaxis.range[1]);
         }
         const span = yaxis.type === "log" ? Math.log10(hi / lo) : 0;
         if (yaxis.type === "log") yaxis.dtick = span > 2.5 ? 1 : span > 0.6 ? "D2" : undefined;
-        ends.diverged.text = ends.diverged.text.map((t) => t + " \u2014 beyond the top of the plot");
       }
     }
     draw(div, traces, layout({ showlegend: legend, xaxis: epochAxis(), yaxis }));

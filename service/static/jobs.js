@@ -57,8 +57,8 @@
     r.progressText.title = Object.entries(job.trial_counts).filter(([, n]) => n).map(([k, n]) => `${k}: ${n}`).join(", ");
     setText(r.bestLr, job.best ? LR.fmtLr(job.best.lr) : "");
     setText(r.bestLoss, job.best ? LR.fmtLoss(job.best.val_loss) : "");
-    setText(r.created, LR.fmtTime(job.created_at));
-    r.created.title = LR.fmtAgo(job.created_at);
+    setText(r.created, LR.fmtWhen(job.created_at));
+    r.created.title = `${LR.fmtTime(job.created_at)} (${LR.fmtAgo(job.created_at)})`;
     const active = !LR.TERMINAL_JOB.includes(job.status);
     r.cancel.hidden = !active;
   }

@@ -1,0 +1,124 @@
+"""Group commit of per-epoch results: many trials' epochs go into one transaction.
+
+Every caller still waits until its own row is committed (durability is unchanged: a result is
+acknowledged only once it is in the store), but under load one commit carries many rows, so the
+store ingests far more rows per second than one commit per row allows.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db import run_tx
+from service.models import Metric, Trial
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+
+
+@dataclass
+class EpochRow:
+    trial_id: int
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    node: str | None
+    done: Future[bool] = field(default_factory=Future)  # True if stored now, False if already there
+
+
+class MetricWriter:
+    """One writer thread per service process; ``write`` blocks until the row is committed."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self._queue: queue.Queue[EpochRow | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def write(self, row: EpochRow) -> bool:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="metric-writer", daemon=True)
+                self._thread.start()
+        self._queue.put(row)
+        return row.done.result()
+
+    def stop(self) -> None:
+        with self._lock:
+            thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(30)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:  # everything that queued up while the last commit ran
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            try:
+                stored = run_tx(self.sessions, lambda s: self._store(s, batch))
+                for row, ok in zip(batch, stored):
+                    row.done.set_result(ok)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
+                log.exception("storing %d metric rows failed", len(batch))
+                for row in batch:
+                    if not row.done.done():
+                        row.done.set_exception(exc)
+            if stop:
+                return
+
+    @staticmethod
+    def _store(s: Session, batch: list[EpochRow]) -> list[bool]:
+        """Insert the rows not stored yet and update each trial's running best; safe to repeat."""
+        pairs = {(r.trial_id, r.epoch) for r in batch}
+        existing = set(s.execute(select(Metric.trial_id, Metric.epoch)
+                                 .where(tuple_(Metric.trial_id, Metric.epoch).in_(list(pairs)))).all())
+        fresh: dict[tuple[int, int], EpochRow] = {}
+        for r in batch:
+            if (r.trial_id, r.epoch) not in existing and (r.trial_id, r.epoch) not in fresh:
+                fresh[(r.trial_id, r.epoch)] = r
+        if fresh:
+            s.execute(Metric.__table__.insert(), [
+                {"trial_id": r.trial_id, "epoch": r.epoch, "train_loss": r.train_loss, "val_loss": r.val_loss,
+                 "val_accuracy": r.val_accuracy, "lr": r.lr} for r in fresh.values()])
+            trial_ids = {r.trial_id for r in fresh.values()}
+            current = {tid: (vl, be, ep, node) for tid, vl, be, ep, node in s.execute(
+                select(Trial.id, Trial.val_loss, Trial.best_epoch, Trial.epochs, Trial.node)
+                .where(Trial.id.in_(trial_ids)))}
+            for r in sorted(fresh.values(), key=lambda r: r.epoch):
+                vl, be, ep, node = current[r.trial_id]
+                if r.val_loss is not None and (vl is None or r.val_loss < vl):
+                    vl, be = r.val_loss, r.epoch
+                current[r.trial_id] = (vl, be, max(ep, r.epoch + 1), r.node or node)
+            s.execute(update(Trial), [{"id": tid, "val_loss": vl, "best_epoch": be, "epochs": ep, "node": node}
+                                      for tid, (vl, be, ep, node) in current.items()])
+        return [(r.trial_id, r.epoch) in fresh and fresh[(r.trial_id, r.epoch)] is r for r in batch]
+
+
+def epoch_row(trial_id: int, result: dict[str, Any], val_loss: float | None,
+              finite: Any) -> EpochRow:
+    return EpochRow(trial_id=trial_id, epoch=int(result["epoch"]), train_loss=finite(result.get("train_loss")),
+                    val_loss=val_loss, val_accuracy=finite(result.get("val_accuracy")), lr=float(result["lr"]),
+                    node=str(result["node"]) if result.get("node") else None)

@@ -26,7 +26,7 @@ def lr_interval(
     tolerance: float | None = None,
 ) -> dict[str, Any]:
     """The learning rates whose validation loss is indistinguishable from the best:
-    ``{"low", "high", "method", "tolerance", "fit_points"}`` plus, for a fit, ``"vertex_lr"``.
+    ``{"low", "high", "method", "tolerance", "points_used"}`` plus, for a fit, ``"vertex_lr"``.
 
     ``points`` are ``(lr, val_loss)`` of trials (those of the best's optimizer, or all);
     non-finite losses and non-positive rates are ignored. ``tolerance`` is in loss units;
@@ -88,7 +88,7 @@ def _contain(
         "high": max(high, best_lr),
         "method": method,
         "tolerance": tol,
-        "fit_points": n,
+        "points_used": n,
     }
     if vertex is not None:
         out["vertex_lr"] = vertex

@@ -13,7 +13,16 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from service.models import Job, Metric, Trial
-from service.schemas import Best, JobPublic, MetricPublic, TrialCounts, TrialPublic
+from service.schemas import (
+    Best,
+    BestDetail,
+    JobPublic,
+    LrInterval,
+    MetricPublic,
+    OptimizerBest,
+    TrialCounts,
+    TrialPublic,
+)
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -126,3 +135,35 @@ def json_response(body: Any) -> Response:
 def to_metric_public(m: Metric) -> MetricPublic:
     return MetricPublic(epoch=m.epoch, train_loss=m.train_loss, val_loss=m.val_loss,
                         val_accuracy=m.val_accuracy, lr=m.lr)
+
+
+_detail_cache: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, Any]]] = {}
+
+
+def best_detail(session: Session, job_id: int, best: Best) -> BestDetail:
+    """The best with its lr_interval and the best per optimizer, cached until the job's trials change."""
+    from search.analysis import lr_interval, per_optimizer_best
+
+    stamp = tuple(session.execute(
+        select(func.count(Trial.val_loss), func.sum(Trial.epochs), func.max(Trial.finished_at))
+        .where(Trial.job_id == job_id)).one())
+    key = (str(session.get_bind().url), job_id)
+    cached = _detail_cache.get(key)
+    if cached is not None and cached[0] == stamp:
+        interval, per_opt = cached[1]
+    else:
+        rows = [{"number": n, "config": json.loads(c) if isinstance(c, str) else c, "val_loss": v, "best_epoch": e}
+                for n, c, v, e in session.execute(
+                    select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.best_epoch)
+                    .where(Trial.job_id == job_id, Trial.val_loss.is_not(None)))]
+        same = [(r["config"]["lr"], r["val_loss"]) for r in rows
+                if r["config"].get("optimizer") == best.config.get("optimizer")]
+        interval = lr_interval(same, best.lr, best.val_loss)
+        per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": b["val_loss"], "epoch": b.get("epoch")}
+                   for opt, b in per_optimizer_best(rows).items()}
+        if len(_detail_cache) > 256:
+            _detail_cache.clear()
+        _detail_cache[key] = (stamp, (interval, per_opt))
+    return BestDetail(**best.model_dump(), lr_interval=LrInterval(**{k: interval[k] for k in
+                                                                    ("low", "high", "method", "tolerance")}),
+                      per_optimizer={k: OptimizerBest(**v) for k, v in per_opt.items()})

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -165,6 +165,11 @@ SessionDep = Annotated[Session, Depends(get_session)]
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
     return _page(request, "jobs.html", "jobs.js", config=_page_config(request, page="jobs"))
+
+
+@router.get("/jobs", response_class=RedirectResponse)
+def jobs_redirect(request: Request) -> RedirectResponse:
+    return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + "/", status_code=307)
 
 
 def _job_id(raw: str) -> int | None:

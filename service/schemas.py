@@ -46,6 +46,37 @@ class Best(BaseModel):
     epoch: int | None
 
 
+class LrInterval(BaseModel):
+    low: float
+    high: float
+    method: str = Field(description="quadratic_fit, within_tolerance or best_only")
+    tolerance: float | None = None
+
+
+class OptimizerBest(BaseModel):
+    trial: int
+    lr: float
+    val_loss: float
+    epoch: int | None = None
+
+
+class Transfer(BaseModel):
+    rule: str = Field(description="linear (SGD) or sqrt (adaptive optimizers)")
+    from_lr: float
+    from_batch_size: int
+    to_batch_size: int
+
+
+class BestDetail(Best):
+    """Best, plus how sure it is and how it carries over."""
+
+    lr_interval: LrInterval | None = Field(
+        default=None, description="learning rates whose val_loss is indistinguishable from the best's "
+                                  "(same optimizer)")
+    per_optimizer: dict[str, OptimizerBest] = Field(default_factory=dict)
+    transfer: Transfer | None = Field(default=None, description="set with ?batch_size=: lr is then scaled")
+
+
 class TrialCounts(BaseModel):
     queued: int = 0
     running: int = 0

@@ -27,30 +27,36 @@ log = logging.getLogger(__name__)
 class _BuiltIn(NamedTuple):
     target: str  # "module:attr", imported on first use
     description: str  # kept here so describing needs no import; equals the class's (tested)
+    batch_size: int  # likewise (the job's batch size, for transferring a learning rate)
 
 
 BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
     "mlp-digits": _BuiltIn(
         "workers.workloads.digits:MLPDigits",
         "MLP 64-64-10 (ReLU) on scikit-learn's 8x8 digits, standardized pixels, 80/20 split.",
+        64,
     ),
     "cnn-digits": _BuiltIn(
         "workers.workloads.digits:CNNDigits",
         "Small CNN (3x3 conv 16, 3x3 conv 32, linear; ReLU) on scikit-learn's 8x8 digits, 80/20 split.",
+        64,
     ),
     "logreg-breast-cancer": _BuiltIn(
         "workers.workloads.tabular:LogRegBreastCancer",
         "Logistic regression (one linear layer, 2-class softmax) on scikit-learn's breast cancer "
         "table: 569 samples, 30 standardized features, 80/20 split.",
+        32,
     ),
     "mlp-wine": _BuiltIn(
         "workers.workloads.tabular:MLPWine",
         "MLP 13-32-3 (ReLU) on scikit-learn's wine table: 178 samples, 13 standardized features, 80/20 split.",
+        16,
     ),
     "synthetic": _BuiltIn(
         "workers.workloads.synthetic:Synthetic",
         "Generated regression (y = linear + tanh term + noise, 8 features), MLP 8-16-1, "
         "256 training / 64 validation samples: milliseconds per epoch, for scale tests.",
+        64,
     ),
 }
 
@@ -77,6 +83,13 @@ def describe_workloads() -> list[dict[str, str]]:
             description = f"(failed to load: {exc!r})"
         out.append({"name": name, "description": description})
     return out
+
+
+def workload_batch_size(name: str) -> int:
+    """The training batch size of a workload (no import for the built-ins)."""
+    if name in BUILTIN_WORKLOADS:
+        return BUILTIN_WORKLOADS[name].batch_size
+    return int(get_workload(name).batch_size)
 
 
 def get_workload(name: str) -> Workload:

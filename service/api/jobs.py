@@ -11,10 +11,10 @@ from sqlalchemy import func, select, update
 from search import SpecError
 from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from service.crud import best_trial, jobs_public, to_best, to_trial_public
+from service.crud import best_detail, best_trial, jobs_public, to_best, to_trial_public
 from service.export import to_csv, trial_rows
 from service.models import Job, Trial, utcnow
-from service.schemas import Best, JobPublic, JobSpec, Page
+from service.schemas import BestDetail, JobPublic, JobSpec, Page, Transfer
 from service.validation import check_job_spec
 from workers.registry import workload_names
 
@@ -74,13 +74,24 @@ def cancel_job(job_id: JobId, session: SessionDep, runner: RunnerDep) -> JobPubl
     return jobs_public(session, [job])[0]
 
 
-@router.get("/{job_id}/best", response_model=Best)
-def read_best(job_id: JobId, session: SessionDep) -> Best:
-    get_job_or_404(session, job_id)
+@router.get("/{job_id}/best", response_model=BestDetail)
+def read_best(job_id: JobId, session: SessionDep,
+              batch_size: Annotated[int | None, Query(ge=1, le=1_000_000, description=(
+                  "scale the learning rate from the job's batch size to this one"))] = None) -> BestDetail:
+    job = get_job_or_404(session, job_id)
     trial = best_trial(session, job_id)
     if trial is None:
         raise HTTPException(404, f"job {job_id} has no trial with a validation loss yet")
-    return to_best(trial)
+    best = best_detail(session, job_id, to_best(trial))
+    if batch_size is not None:
+        from search.analysis import transfer_lr
+        from workers.registry import workload_batch_size
+
+        moved = transfer_lr(best.lr, best.config["optimizer"], workload_batch_size(job.spec["workload"]), batch_size)
+        best = best.model_copy(update={"lr": moved["lr"], "transfer": Transfer(
+            rule=moved["rule"], from_lr=best.lr, from_batch_size=moved["from_batch_size"],
+            to_batch_size=moved["to_batch_size"])})
+    return best
 
 
 @router.get("/{job_id}/export", response_model=None)

@@ -4,7 +4,6 @@
 const LR = (() => {
   const body = document.body;
   const config = body && body.dataset.config ? JSON.parse(body.dataset.config) : { api: "/api/v1", root: "" };
-  const TOKEN_KEY = "lrsearch.token";
   const FINISHED = ["completed", "pruned", "diverged", "failed", "cancelled"];
   const TERMINAL_JOB = ["completed", "cancelled", "failed"];
 
@@ -33,22 +32,15 @@ const LR = (() => {
     if (node.textContent !== s) node.textContent = s;
   }
 
-  function token() {
-    try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (_) { return ""; }
-  }
-
-  function banner(message, withTokenInput) {
+  /** A message under the top bar (text only); with `signIn`, a link to the sign-in page (`--auth`). */
+  function banner(message, signIn) {
     const b = document.getElementById("banner");
     if (!b) return;
     if (!message) { b.hidden = true; b.replaceChildren(); return; }
     b.replaceChildren(document.createTextNode(message));
-    if (withTokenInput) {
-      const input = el("input", { type: "password", placeholder: "API token", "aria-label": "API token" });
-      const save = el("button", { type: "button", className: "small", text: "Use token", onclick: () => {
-        try { localStorage.setItem(TOKEN_KEY, input.value.trim()); } catch (_) { /* private mode */ }
-        location.reload();
-      } });
-      b.append(input, " ", save);
+    if (signIn) {
+      const next = encodeURIComponent(location.pathname + location.search);
+      b.append(" ", el("a", { href: `${config.root}/login?next=${next}`, text: "Sign in" }));
     }
     b.hidden = false;
   }
@@ -62,15 +54,12 @@ const LR = (() => {
       opts.headers["Content-Type"] = "application/json";
       delete opts.json;
     }
-    const t = token();
-    if (t) opts.headers.Authorization = "Bearer " + t;
+    opts.credentials = "same-origin"; // under --auth the sign-in cookie carries the key
     const base = path.startsWith("/dashboard-api") ? config.root : config.api;
     const response = await fetch(base + path, opts);
     let data = null;
     try { data = await response.json(); } catch (_) { data = null; }
-    if (response.status === 401 || response.status === 403) {
-      banner("The service asks for an API token.", true);
-    }
+    if (response.status === 401) banner("The service needs an API key (signed out, or the key was revoked).", true);
     return { ok: response.ok, status: response.status, data };
   }
 

@@ -144,6 +144,7 @@
     if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
     if (!trialsRes.ok) throw new Error(LR.errorText(trialsRes));
     state.job = jobRes.data;
+    const before = state.dataVersion;
     takeTrials(trialsRes.data.items);
     await Promise.all([syncCurves(), syncBest(state.job)]);
     renderHeader();
@@ -151,7 +152,8 @@
     renderTable();
     renderPlots(false);
     const complete = state.trials.every((t) => (state.curves.get(t.number)?.n || 0) >= t.epochs);
-    const done = LR.TERMINAL_JOB.includes(state.job.status) && complete;
+    // A finished job: stop once everything is here (or nothing more arrives: never poll forever).
+    const done = LR.TERMINAL_JOB.includes(state.job.status) && (complete || state.dataVersion === before);
     if (done) renderPlots(true);
     return done;
   }
@@ -502,7 +504,7 @@
     const names = [...new Set(pts.map((t) => t.config[kind]))];
     const traces = names.map((name) => {
       const ts = withLoss.filter((t) => t.config[kind] === name);
-      return { type: "scatter", mode: "markers", name: String(name), x: ts.map((t) => t.config.lr), y: ts.map((t) => t.val_loss),
+      return { type: "scatter", mode: "markers", name: esc(name), x: ts.map((t) => t.config.lr), y: ts.map((t) => t.val_loss),
                text: ts.map(describe), hovertemplate: "%{text}<br>lr %{x:.4g}<br>best val_loss %{y:.5g}<extra></extra>",
                marker: { size: 10, color: groupColor(kind, name, names), opacity: 0.85, line: { width: 1, color: "#fff" },
                          symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } };
@@ -584,10 +586,11 @@
         const label = `${describe(t)}<br>val_loss ${LR.fmtLoss(t.val_loss)}`;
         axes.forEach((a, i) => { x.push(i); y.push(norm(a, a.get(t))); text.push(label); });
       }
-      const best = key === "best";
+      const best = key === "best", many = ts.length > MAX_TRIAL_TRACES;
       const color = best ? "#111827" : lossColor((key + 0.5) / PC_BANDS);
-      return { type: "scatter", mode: "lines+markers", x, y, text, name: best ? "best" : `band ${key}`, showlegend: best,
-               line: { color, width: best ? 3 : 1.4 }, marker: { size: best ? 6 : 4, color }, opacity: best ? 1 : 0.75,
+      return { type: "scatter", mode: best || !many ? "lines+markers" : "lines", x, y, text, name: best ? "best" : `band ${key}`,
+               showlegend: best, line: { color, width: best ? 3 : many ? 1 : 1.4 }, marker: { size: best ? 6 : 4, color },
+               opacity: best ? 1 : many ? 0.5 : 0.75,
                hovertemplate: "%{text}<extra></extra>" };
     });
     const [cmin, cmax] = [lossAxis.lo, lossAxis.hi];

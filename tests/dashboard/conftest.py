@@ -77,9 +77,11 @@ class Api:
                           f"job {job_id} to finish")
 
 
+# 3 lrs x 2 schedules; SGD at lr 50 diverges, so the page has diverged trials to mark.
 FINISHED_SPEC = {"name": "dash-finished", "workload": "mlp-digits", "strategy": "grid", "epochs": 3,
                  "max_concurrent": 2, "seed": 0,
-                 "space": {"lr": {"low": 0.001, "high": 0.1, "num": 3}, "schedule": ["constant", "cosine"]}}
+                 "space": {"lr": {"values": [0.003, 0.1, 50.0]}, "optimizer": ["sgd"],
+                           "schedule": ["constant", "cosine"]}}
 # Long enough to run through the whole module; cancelled at teardown.
 RUNNING_SPEC = {"name": "dash-running", "workload": "mlp-digits", "strategy": "random", "max_trials": 200,
                 "epochs": 200, "max_concurrent": 1, "seed": 1,

@@ -53,44 +53,62 @@ def test_jobs_list_shows_the_jobs(page: Any, service: dict[str, Any]) -> None:
 
 
 def format_lr(x: float) -> str:
-    return f"{x:.4g}"  # the grid's lrs (0.001, 0.01, 0.1) print alike in Python and JavaScript
+    return f"{x:.4g}"  # the grid's lrs (0.003, 0.1, 50) print alike in Python and JavaScript
 
 
 def test_finished_job_page_has_plots_rows_and_best(page: Any, service: dict[str, Any]) -> None:
     job = service["finished"]
     best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    trials = service["api"].http.get(f"/jobs/{job['id']}/trials").json()["items"]
+    epochs = sum(t["epochs"] for t in trials)
+    diverged = [t["number"] for t in trials if t["status"] == "diverged"]
+    assert diverged and all(t["config"]["lr"] == 50.0 for t in trials if t["number"] in diverged)
     page.goto(f"{service['url']}/jobs/{job['id']}")
     page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 6")
     page.wait_for_function(f"() => {json.dumps(PLOT_IDS)}.filter((id) => ({POINTS_JS})(id) > 0).length >= 6")
     counts = {pid: points(page, pid) for pid in PLOT_IDS}
     assert sum(1 for n in counts.values() if n > 0) >= 3, counts
-    assert counts["plot-val"] == 6 * 3 and counts["plot-train"] == 6 * 3 and counts["plot-lr-traj"] == 6 * 3, counts
-    assert counts["plot-lr-loss"] == 6 and counts["plot-best-so-far"] == 6 + 6, counts
-    assert counts["plot-parcoords"] == 6 * 5, counts  # a line per trial through 5 axes
+    # A point per epoch on the curves (plus a marker where a diverged trial's curve ends) ...
+    assert counts["plot-lr-traj"] == epochs, counts
+    assert epochs <= counts["plot-val"] <= epochs + len(diverged), counts
+    # ... a point per trial against lr and trial number; a line through 5 axes per trial that did not diverge.
+    with_loss = [t for t in trials if t["val_loss"] is not None]
+    assert counts["plot-lr-loss"] == len(trials) and counts["plot-best-so-far"] == 2 * len(with_loss), counts
+    assert counts["plot-parcoords"] == 5 * (len(trials) - len(diverged)), counts
     # The x axis of val_loss against lr is logarithmic; hovering a curve names its trial's config.
     assert page.evaluate("() => document.getElementById('plot-lr-loss').layout.xaxis.type") == "log"
     hover = page.evaluate("() => document.getElementById('plot-val').data[0].text[0]")
     assert "lr" in hover and "sgd" in hover and re.search(r"constant|cosine", hover)
 
-    # A row per trial, every one completed (text and color class).
+    # A row per trial; the diverged ones marked by color and text.
     assert sorted(visible_rows(page), key=int) == [str(n) for n in range(6)]
-    assert page.locator("#trials tbody tr.t-completed").count() == 6
+    assert page.locator("#trials tbody tr.t-completed").count() == 6 - len(diverged)
+    for number in diverged:
+        row = page.locator(f'#trials tbody tr[data-trial="{number}"]')
+        assert row.get_attribute("class").split()[0] == "t-diverged"
+        assert row.locator(".badge").inner_text().strip().endswith("diverged")
+        assert "diverged" in row.locator("td.note").inner_text()
+        color = row.evaluate("(r) => getComputedStyle(r).backgroundColor")
+        assert color not in ("rgba(0, 0, 0, 0)", "rgb(255, 255, 255)"), color
     # The best learning rate, as text.
     lr = page.locator("#best-lr")
     assert lr.inner_text() == format_lr(best["lr"])
     assert float(lr.get_attribute("data-lr")) == best["lr"]
     assert page.locator(f'#trials tbody tr.is-best[data-trial="{best["trial"]}"]').count() == 1
 
-    # Sort by val_loss: the best trial comes first; again: last.
+    # Sort by val_loss: the best trial comes first; again: descending (trials without one stay last).
     page.click('#trials th[data-sort="val_loss"]')
+    ranked = sorted(with_loss, key=lambda t: (t["val_loss"], t["number"]))
+    assert visible_rows(page)[:len(ranked)] == [str(t["number"]) for t in ranked]
     assert visible_rows(page)[0] == str(best["trial"])
     page.click('#trials th[data-sort="val_loss"]')
-    assert visible_rows(page)[-1] == str(best["trial"])
+    assert visible_rows(page)[len(ranked) - 1] == str(best["trial"])
     # Filter by status.
     page.select_option("#status-filter", "diverged")
-    assert visible_rows(page) == []
+    assert sorted(visible_rows(page)) == sorted(str(n) for n in diverged)
     page.select_option("#status-filter", "completed")
-    assert len(visible_rows(page)) == 6
+    assert len(visible_rows(page)) == 6 - len(diverged)
+    page.select_option("#status-filter", "")
 
     # Copy the best configuration as JSON, and as a curl snippet that re-runs it.
     page.click("#copy-json")
@@ -230,6 +248,7 @@ def test_pages_are_html_with_a_strict_policy_and_escaped_names(service: dict[str
     for bad in ("999999", "0", "abc", "-1"):
         r = httpx.get(f"{url}/jobs/{bad}")
         assert r.status_code == 404 and "Job not found" in r.text
+    assert httpx.get(f"{url}/jobs").headers["location"] == "/"
 
 
 def test_static_files_and_plotly_come_from_the_service(service: dict[str, Any]) -> None:
@@ -257,19 +276,21 @@ def test_curves_endpoint_answers_all_trials_in_one_query(service: dict[str, Any]
     url, job = service["url"], service["finished"]
     base = f"{url}/dashboard-api/jobs/{job['id']}/curves"
     full = httpx.get(base).json()
-    assert full["more"] is False and len(full["trial"]) == 18
+    epochs = sum(t["epochs"] for t in service["api"].http.get(f"/jobs/{job['id']}/trials").json()["items"])
+    assert full["more"] is False and len(full["trial"]) == epochs
     assert list(zip(full["trial"], full["epoch"]))[:4] == [(0, 0), (0, 1), (0, 2), (1, 0)]
     api_metrics = service["api"].http.get(f"/jobs/{job['id']}/trials/2/metrics").json()["items"]
     mine = [i for i, t in enumerate(full["trial"]) if t == 2]
     assert [full["lr"][i] for i in mine] == [float(f"{m['lr']:.7g}") for m in api_metrics]
     assert [full["val_loss"][i] for i in mine] == [float(f"{m['val_loss']:.7g}") for m in api_metrics]
-    # Only what the page lacks: trial 0 from epoch 1, trial 3 from epoch 0.
+    # Only what the page lacks: trial 0 from epoch 1, trial 3 from epoch 0 (the grid's first two lrs
+    # train all 3 epochs).
     part = httpx.get(base, params={"trials": "0:1,3:0"}).json()
     assert list(zip(part["trial"], part["epoch"])) == [(0, 1), (0, 2), (3, 0), (3, 1), (3, 2)]
     assert httpx.get(base, params={"trials": ""}).json()["trial"] == []
     # Paging for big jobs.
-    page = httpx.get(base, params={"start": 4, "limit": 4}).json()
-    assert page["more"] is True and page["trial"] == [4, 4, 4, 5]
+    page = httpx.get(base, params={"start": 1, "limit": 4}).json()
+    assert page["more"] is True and page["trial"] == [1, 1, 1, 2]
     assert httpx.get(base, params={"trials": "x"}).status_code == 422
     assert httpx.get(base, params={"trials": ",".join(f"{n}:0" for n in range(201))}).status_code == 422
     assert httpx.get(f"{url}/dashboard-api/jobs/999999/curves").status_code == 404

@@ -66,7 +66,17 @@ def test_grid_job_end_to_end(client: TestClient) -> None:
     assert best["config"] == best_trial["config"]
     baseline = min(t["val_loss"] for t in trials["items"] if t["config"]["lr"] == 0.001)
     assert best["val_loss"] < baseline  # a real search beats a timid learning rate
-    assert job["best"] == best
+    assert job["best"] == {k: best[k] for k in job["best"]}
+
+    # How sure: the learning rates as good as the best's, and the best of each optimizer.
+    interval = best["lr_interval"]
+    assert interval["low"] <= best["lr"] <= interval["high"] and interval["method"]
+    assert best["per_optimizer"]["sgd"]["trial"] == best["trial"]
+    # Transfer to another batch size: mlp-digits trains with 64; SGD scales linearly.
+    moved = client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 128}).json()
+    assert moved["lr"] == pytest.approx(2 * best["lr"]) and moved["transfer"]["rule"] == "linear"
+    assert moved["transfer"]["from_batch_size"] == 64 and moved["transfer"]["from_lr"] == best["lr"]
+    assert client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 0}).status_code == 422
 
 
 def test_random_job_is_reproducible_and_in_range(client: TestClient) -> None:

@@ -28,6 +28,7 @@ def test_static_descriptions_match_the_classes(name: str) -> None:
     assert isinstance(workload, Workload)
     assert workload.name == name
     assert registry.BUILTIN_WORKLOADS[name].description == workload.description
+    assert registry.workload_batch_size(name) == workload.batch_size
 
 
 def test_workloads_and_datasets_are_cached() -> None:

@@ -126,10 +126,13 @@ def _template(name: str) -> str:
 
 
 def render(name: str, **values: Any) -> str:
-    """Fill ``{{ key }}`` in a template; every value is HTML-escaped (quotes too: safe in attributes)."""
+    """Fill ``{{ key }}`` in a template; every value is HTML-escaped (quotes too: safe in attributes).
+
+    A callable value is called only where the template uses it."""
 
     def sub(m: re.Match[str]) -> str:
-        return html.escape(str(values[m.group(1)]), quote=True)
+        value = values[m.group(1)]
+        return html.escape(str(value() if callable(value) else value), quote=True)
 
     return _PLACEHOLDER.sub(sub, _template(name))
 
@@ -145,12 +148,13 @@ def _page_config(request: Request, **extra: Any) -> str:
                        "schedules": list(SCHEDULES), "version": __version__, **extra})
 
 
-def _page(request: Request, template: str, script: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+def _page(request: Request, template: str, script: str | None, status_code: int = 200,
+          **values: Any) -> HTMLResponse:
     root = request.scope.get("root_path", "").rstrip("/")
-    body = render(template, root=root, version=__version__,
-                  css=_static_url(root, "dashboard.css"), icon=_static_url(root, "favicon.svg"),
-                  common_js=_static_url(root, "common.js"), plotly_js=_static_url(root, "plotly.min.js"),
-                  page_js=_static_url(root, script), **values)
+    urls = {key: (lambda name=name: _static_url(root, name)) for key, name in
+            (("css", "dashboard.css"), ("icon", "favicon.svg"), ("common_js", "common.js"),
+             ("plotly_js", "plotly.min.js"), ("page_js", script or "common.js"))}
+    body = render(template, root=root, version=__version__, **urls, **values)
     return HTMLResponse(body, status_code=status_code, headers=_PAGE_HEADERS)
 
 
@@ -172,8 +176,12 @@ def jobs_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(request.scope.get("root_path", "").rstrip("/") + "/", status_code=307)
 
 
+def _digits(raw: str, most: int = 19) -> bool:
+    return 0 < len(raw) <= most and raw.isascii() and raw.isdigit()
+
+
 def _job_id(raw: str) -> int | None:
-    return int(raw) if raw.isdigit() and 1 <= int(raw) <= 2**63 - 1 else None
+    return int(raw) if _digits(raw) and 1 <= int(raw) <= 2**63 - 1 else None
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -181,7 +189,7 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse
     jid = _job_id(job_id)
     job = session.get(Job, jid) if jid is not None else None
     if job is None:
-        return _page(request, "message.html", "common.js", status_code=404, title="Job not found",
+        return _page(request, "message.html", None, status_code=404, title="Job not found",
                      message=f"There is no job {job_id}.")
     return _page(request, "job.html", "job.js", job_id=job.id, job_name=job.name, job_status=job.status,
                  config=_page_config(request, page="job", jobId=job.id))
@@ -201,7 +209,7 @@ def _parse_trials(raw: str) -> dict[int, int]:
     out: dict[int, int] = {}
     for part in filter(None, (p.strip() for p in raw.split(","))):
         number, _, epoch = part.partition(":")
-        if not number.isdigit() or (epoch and not epoch.isdigit()):
+        if not _digits(number, 10) or (epoch and not _digits(epoch, 10)):
             raise HTTPException(422, f"trials: expected 'number:epoch,...', got {part!r}")
         out[int(number)] = int(epoch or 0)
     if len(out) > CURVES_MAX_TRIALS:

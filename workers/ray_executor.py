@@ -100,8 +100,11 @@ class RayExecutor:
         self.object_store_bytes = object_store_bytes
         self._owns_ray = False
         self._lock = threading.Lock()
+        self._freed = threading.Condition(self._lock)  # an actor became idle or was killed
         self._idle: dict[TrialResources, list[Any]] = {}
+        self._live: dict[TrialResources, int] = {}  # actors alive per shape, busy or idle
         self._running: dict[str, Any] = {}
+        self._stopped: set[str] = set()  # trials asked to stop before they got an actor
 
     def start(self) -> None:
         if ray.is_initialized():
@@ -124,16 +127,21 @@ class RayExecutor:
 
     def prewarm(self, count: int, resources: TrialResources = TrialResources()) -> None:
         """Start actors ahead of the first job, so it does not wait for torch to import."""
-        actors = [self._new_actor(resources) for _ in range(count)]
+        with self._lock:
+            count = min(count, self._capacity(resources) - self._live.get(resources, 0))
+            self._live[resources] = self._live.get(resources, 0) + max(0, count)
+        actors = [self._new_actor(resources) for _ in range(max(0, count))]
         ray.get([a.info.remote() for a in actors])
         with self._lock:
             self._idle.setdefault(resources, []).extend(actors)
+            self._freed.notify_all()
 
     def shutdown(self) -> None:
         with self._lock:
-            for actors in self._idle.values():
+            for shape, actors in self._idle.items():
                 for a in actors:
                     ray.kill(a)
+                self._live[shape] = self._live.get(shape, 0) - len(actors)
             self._idle.clear()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
@@ -143,27 +151,60 @@ class RayExecutor:
         return TrialActor.options(num_cpus=resources.cpu, num_gpus=resources.gpu,
                                   max_concurrency=2).remote(resources.cpu, resources.gpu)
 
-    def _acquire(self, resources: TrialResources) -> Any:
+    @staticmethod
+    def _capacity(resources: TrialResources) -> int:
+        """How many actors of this shape the cluster can hold at once (read now: clusters grow)."""
+        total = ray.cluster_resources()
+        fits = int(total.get("CPU", 0) // resources.cpu) if resources.cpu > 0 else 1_000_000
+        if resources.gpu > 0:
+            fits = min(fits, int(total.get("GPU", 0) // resources.gpu))
+        return max(1, fits)
+
+    def _acquire(self, key: str, resources: TrialResources) -> Any | None:
+        """An idle actor of this shape, a new one while the cluster has room, or else wait for one
+        to be freed. Never more actors than fit: an actor that cannot be placed would wait forever
+        while idle ones hold the resources. None if the trial was stopped while waiting."""
         with self._lock:
-            pool = self._idle.get(resources)
-            if pool:
-                return pool.pop()
-            # Idle actors of another shape hold resources this one may need.
-            for shape, actors in self._idle.items():
-                for a in actors:
-                    ray.kill(a)
-                actors.clear()
+            while True:
+                if key in self._stopped:
+                    self._stopped.discard(key)
+                    return None
+                pool = self._idle.get(resources)
+                if pool:
+                    return pool.pop()
+                if self._live.get(resources, 0) < self._capacity(resources):
+                    self._live[resources] = self._live.get(resources, 0) + 1
+                    break
+                # Idle actors of another shape hold resources this one may need.
+                for shape, actors in self._idle.items():
+                    for a in actors:
+                        ray.kill(a)
+                    self._live[shape] = self._live.get(shape, 0) - len(actors)
+                    actors.clear()
+                self._freed.wait(timeout=1.0)
         return self._new_actor(resources)
 
     def _release(self, resources: TrialResources, actor: Any) -> None:
         with self._lock:
             self._idle.setdefault(resources, []).append(actor)
+            self._freed.notify_all()
+
+    def _discard(self, resources: TrialResources, actor: Any) -> None:
+        try:
+            ray.kill(actor)
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        with self._lock:
+            self._live[resources] = self._live.get(resources, 0) - 1
+            self._freed.notify_all()
 
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
                   checkpoint_every: int = 0) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
-        actor = self._acquire(resources)
+        actor = self._acquire(key, resources)
+        if actor is None:
+            return
         with self._lock:
             self._running[key] = actor
         healthy = True
@@ -190,14 +231,14 @@ class RayExecutor:
             if healthy:
                 self._release(resources, actor)
             else:
-                try:
-                    ray.kill(actor)
-                except Exception:  # noqa: BLE001
-                    pass
+                self._discard(resources, actor)
 
     def stop(self, key: str) -> None:
         """Ask the worker running trial ``key`` to stop at its next epoch boundary."""
         with self._lock:
             actor = self._running.get(key)
+            if actor is None:
+                self._stopped.add(key)  # still waiting for an actor: it will not start
+                self._freed.notify_all()
         if actor is not None:
             actor.stop.remote(key)

@@ -23,7 +23,11 @@ TERMINAL = ("completed", "cancelled", "failed")
 
 
 def chromium_path() -> str | None:
-    for candidate in (os.environ.get("LRSEARCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+    """LRSEARCH_CHROMIUM if set (a path that does not exist means: no browser), else Debian's chromium."""
+    explicit = os.environ.get("LRSEARCH_CHROMIUM")
+    if explicit:
+        return explicit if Path(explicit).is_file() else None
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium")):
         if candidate and Path(candidate).is_file():
             return candidate
     return None

@@ -245,7 +245,7 @@ def test_pages_are_html_with_a_strict_policy_and_escaped_names(service: dict[str
         assert "alert(" in page  # the name is there ...
         assert "<script>alert" not in page and "<img" not in page  # ... escaped
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in httpx.get(f"{url}/jobs/{service['hostile'][0]['id']}").text
-    for bad in ("999999", "0", "abc", "-1"):
+    for bad in ("999999", "0", "abc", "-1", "\u00b2", "9" * 30):
         r = httpx.get(f"{url}/jobs/{bad}")
         assert r.status_code == 404 and "Job not found" in r.text
     assert httpx.get(f"{url}/jobs").headers["location"] == "/"
@@ -291,6 +291,7 @@ def test_curves_endpoint_answers_all_trials_in_one_query(service: dict[str, Any]
     # Paging for big jobs.
     page = httpx.get(base, params={"start": 1, "limit": 4}).json()
     assert page["more"] is True and page["trial"] == [1, 1, 1, 2]
-    assert httpx.get(base, params={"trials": "x"}).status_code == 422
+    for bad in ("x", "1:x", "\u00b2:0", "1:" + "9" * 30):
+        assert httpx.get(base, params={"trials": bad}).status_code == 422, bad
     assert httpx.get(base, params={"trials": ",".join(f"{n}:0" for n in range(201))}).status_code == 422
     assert httpx.get(f"{url}/dashboard-api/jobs/999999/curves").status_code == 404

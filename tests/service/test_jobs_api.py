@@ -177,3 +177,19 @@ def test_health_and_workloads(client: TestClient) -> None:
     assert "mlp-digits" in names
     assert client.get("/").status_code == 200 and "lrsearch" in client.get("/").text
     assert client.get("/docs").status_code == 200
+
+
+def test_jobs_running_side_by_side_share_the_cluster(client: TestClient) -> None:
+    """Two jobs of concurrency 2 on a 2-CPU Ray: the actors are shared, neither job starves, and a
+    job cancelled while its trials wait for an actor ends."""
+    grid = {"workload": "mlp-digits", "strategy": "grid", "epochs": 6, "max_concurrent": 2,
+            "space": {"lr": {"values": [0.01, 0.03, 0.1, 0.2]}}}
+    bayes = {"workload": "logreg-breast-cancer", "strategy": "bayesian", "max_trials": 8, "epochs": 6,
+             "max_concurrent": 2, "space": {"lr": {"low": 1e-3, "high": 1.0}, "optimizer": ["sgd", "adam"]}}
+    waiting = {**grid, "epochs": 50, "space": {"lr": {"values": [0.01, 0.02, 0.03, 0.04]}}}
+    ids = [client.post("/api/v1/jobs", json=spec).json()["id"] for spec in (grid, bayes, waiting)]
+    client.post(f"/api/v1/jobs/{ids[2]}/cancel")
+    jobs = [wait_for_job(client, i, timeout=180) for i in ids]
+    assert [j["status"] for j in jobs] == ["completed", "completed", "cancelled"], jobs
+    assert jobs[0]["trial_counts"]["completed"] == 4 and jobs[1]["trial_counts"]["completed"] == 8
+    assert jobs[2]["trial_counts"]["running"] == 0 and jobs[2]["trial_counts"]["queued"] == 0

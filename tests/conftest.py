@@ -61,12 +61,9 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None) -> Iterator[str]:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lrsearch.db'}"
-        return
+@pytest.fixture
+def pg_url(pg_reason: str | None) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards (skips with a printed reason outside CI)."""
     if pg_reason:
         print(f"skipping PostgreSQL: {pg_reason}")
         pytest.skip(f"PostgreSQL unreachable ({pg_reason}); CI runs these")
@@ -75,6 +72,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_reason: str | None
         yield url
     finally:
         drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'lrsearch.db'}"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture(scope="session")

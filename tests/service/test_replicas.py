@@ -9,25 +9,11 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import ServiceProcess, drop_pg_database, make_pg_database, ray_cluster
-
-
-@pytest.fixture
-def pg_url(pg_reason: str | None) -> Iterator[str]:
-    if pg_reason:
-        print(f"skipping PostgreSQL: {pg_reason}")
-        pytest.skip(f"PostgreSQL unreachable ({pg_reason}); CI runs these")
-    name, url = make_pg_database()
-    try:
-        yield url
-    finally:
-        drop_pg_database(name)
+from tests.conftest import ServiceProcess, ray_cluster
 
 
 def wait_jobs(url: str, ids: list[int], timeout: float) -> list[dict]:

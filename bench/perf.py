@@ -309,9 +309,9 @@ def _latencies(url: str, path: str, n: int = 200) -> dict[str, float]:
 
 
 def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
-    """Metric rows per second through JobExecution._record_epoch (the runner's write path: each row
-    committed before the call returns), with ``writers`` trials reporting at once and a reader
-    listing trials meanwhile."""
+    """Metric rows committed per second through JobExecution._record_epoch (the runner's write
+    path: group commit, each trial waiting for its rows at its end), with ``writers`` trials
+    reporting at once and a reader listing trials meanwhile."""
     from sqlalchemy import select
 
     from service.config import Settings
@@ -337,17 +337,18 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
                                                                   data_dir=tempfile.mkdtemp()))
     execution = JobExecution(runner, job_id)
     stop = threading.Event()
-    counts = [0] * writers
+    futures: list[list[Any]] = [[] for _ in range(writers)]
 
     def write(w: int) -> None:
         tid_iter = iter(trial_ids[w::writers])
         tid, epoch = next(tid_iter), 0
         while not stop.is_set():
-            execution._record_epoch(tid, {"epoch": epoch, "train_loss": 0.5, "val_loss": 0.4,
-                                          "val_accuracy": 0.9, "lr": 0.1}, 0.4)
-            counts[w] += 1
+            futures[w].append(execution._record_epoch(tid, {"epoch": epoch, "train_loss": 0.5, "val_loss": 0.4,
+                                                            "val_accuracy": 0.9, "lr": 0.1}, 0.4))
             epoch += 1
             if epoch == 30:
+                # A trial's end waits until its rows are committed, as the runner does.
+                futures[w][-1].result()
                 tid, epoch = next(tid_iter), 0
 
     def read() -> None:
@@ -364,9 +365,11 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
     stop.set()
     for t in threads:
         t.join()
+    stored = sum(1 for fs in futures for f in fs if f.result())  # rows committed, waited for
     elapsed = time.perf_counter() - t0
+    runner.writer.stop()
     engine.dispose()
-    return sum(counts) / elapsed
+    return stored / elapsed
 
 
 def p3() -> dict[str, Any]:

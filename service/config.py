@@ -40,8 +40,11 @@ class Settings(BaseSettings):
     prewarm_actors: int = 2
     # Service-owned files (trial checkpoints).
     data_dir: str = "./lrsearch-data"
-    # Checkpoint a running trial every this many epochs (0: never); a lost worker resumes from it.
-    checkpoint_every: int = 1
+    # Checkpoint a running trial every this many epochs (0: by time only), and whenever this many
+    # seconds of training passed since its last checkpoint (0: by epochs only). A lost worker or a
+    # restarted service resumes the trial from its last checkpoint.
+    checkpoint_every: int = 0
+    checkpoint_seconds: float = 1.0
     # Require an API key on every route (lrsearch serve --auth).
     auth: bool = False
     # Job submissions per API key: sustained per minute, and the burst allowed.

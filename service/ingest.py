@@ -1,8 +1,10 @@
 """Group commit of per-epoch results: many trials' epochs go into one transaction.
 
-Every caller still waits until its own row is committed (durability is unchanged: a result is
-acknowledged only once it is in the store), but under load one commit carries many rows, so the
-store ingests far more rows per second than one commit per row allows.
+A trial's slot hands each epoch over and goes on; it waits for its rows to be committed before
+anything that depends on them (the trial's final status, a resume from a checkpoint), so nothing
+the store says is finished lacks a row. An epoch received but not yet committed when the process
+dies is trained again on resume (its checkpoint is then ahead of the store and is not used).
+Under load one commit carries many rows, far more rows per second than one commit per row allows.
 """
 
 from __future__ import annotations
@@ -40,19 +42,25 @@ class EpochRow:
 class MetricWriter:
     """One writer thread per service process; ``write`` blocks until the row is committed."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], max_pending: int = 20_000) -> None:
         self.sessions = sessions
-        self._queue: queue.Queue[EpochRow | None] = queue.Queue()
+        # Bounded: writers slow down rather than pile up rows in memory when the store lags.
+        self._queue: queue.Queue[EpochRow | None] = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def write(self, row: EpochRow) -> bool:
+    def submit(self, row: EpochRow) -> Future[bool]:
+        """Queue a row; the future says True once it is committed (False: it was stored before)."""
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="metric-writer", daemon=True)
                 self._thread.start()
         self._queue.put(row)
-        return row.done.result()
+        return row.done
+
+    def write(self, row: EpochRow) -> bool:
+        """Store a row and wait until it is committed."""
+        return self.submit(row).result()
 
     def stop(self) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -216,26 +217,29 @@ class JobExecution:
         spec = self.spec
         resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
         checkpoint_every = self.runner.settings.checkpoint_every
-        now = utcnow()
-        run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
-            status="running", started_at=now, finished_at=None, error=None)))
+        checkpoint_seconds = self.runner.settings.checkpoint_seconds
         started = time.monotonic()
         status: str | None = "completed"
         error: str | None = None
-        checkpoint, curve = self._restore_point(item) if item.resume else (None, self._clear_metrics(item))
+        # A fresh trial has nothing stored; one that ran before continues from its checkpoint.
+        checkpoint, curve = self._restore_point(item) if item.resume else (None, [])
+        last_write: Future[bool] | None = None
         retries = 0
         while True:
             key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
             with self._lock:
                 self._running_keys.add(key)
-            run_tx(self.sessions, lambda s: s.execute(
-                update(Trial).where(Trial.id == item.id).values(attempts=Trial.attempts + 1)))
+            now = utcnow()
+            run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
+                status="running", started_at=func.coalesce(Trial.started_at, now), finished_at=None, error=None,
+                attempts=Trial.attempts + 1)))
             try:
                 for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
-                                                      resources, checkpoint, checkpoint_every):
+                                                      resources, checkpoint, checkpoint_every,
+                                                      checkpoint_seconds):
                     epoch = int(result["epoch"])
                     val_loss = _finite(result.get("val_loss"))
-                    self._record_epoch(item.id, result, val_loss)
+                    last_write = self._record_epoch(item.id, result, val_loss)
                     if result.get("checkpoint") is not None:
                         self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
                     curve.append(val_loss)
@@ -264,6 +268,8 @@ class JobExecution:
                     break
                 log.warning("job %s trial %s: worker lost (%s); retrying from its last checkpoint",
                             self.job_id, item.number, exc)
+                if last_write is not None:
+                    last_write.result()  # what was received is in the store before we look at it
                 checkpoint, curve = self._restore_point(item)
             except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
                 status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
@@ -274,6 +280,8 @@ class JobExecution:
         if status == "completed" and len(curve) < spec.epochs:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.shutting_down else "cancelled"
+        if last_write is not None:
+            last_write.result()  # every epoch is stored before the trial's end is
         if status is None:
             return  # the service is stopping: the trial stays running and resumes on restart
         self.runner.checkpoints.delete(self.job_id, item.number)
@@ -324,11 +332,13 @@ class JobExecution:
         with self._lock:
             return str(self.stopper.report(number, epoch, val_loss))
 
-    def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> None:
-        """The metric row and the trial's running best, committed before this returns (group
-        commit with other trials' epochs). Idempotent: an epoch already stored is not stored again."""
-        if self.runner.writer.write(epoch_row(trial_id, result, val_loss, _finite)):
-            self.runner.metrics.epochs_trained.inc()
+    def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> Future[bool]:
+        """Queue the metric row and the trial's running best for the next group commit; the future
+        is done once it is committed. Idempotent: an epoch already stored is not stored again."""
+        done = self.runner.writer.submit(epoch_row(trial_id, result, val_loss, _finite))
+        counter = self.runner.metrics.epochs_trained
+        done.add_done_callback(lambda f: counter.inc() if not f.exception() and f.result() else None)
+        return done
 
     # -- the end -----------------------------------------------------------------------------
     def _finish(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,10 +56,14 @@ class TrialActor:
         self._stop.add(key)
 
     def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
-            checkpoint: bytes | None = None, checkpoint_every: int = 1) -> Iterator[dict]:
-        """Train (or continue from ``checkpoint``), yielding each epoch's result; every
-        ``checkpoint_every`` epochs the result carries the trainer's state as ``checkpoint`` bytes."""
+            checkpoint: bytes | None = None, checkpoint_every: int = 0,
+            checkpoint_seconds: float = 0.0) -> Iterator[dict]:
+        """Train (or continue from ``checkpoint``), yielding each epoch's result. The result carries
+        the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
+        ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
+        to train again than to checkpoint at every epoch."""
         import io
+        import time
 
         import torch
 
@@ -72,14 +77,17 @@ class TrialActor:
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device)
         if checkpoint is not None:
             trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
+        last_checkpoint = time.monotonic()
         try:
             while not trainer.finished:
                 if key in self._stop:
                     return
                 result = trainer.run_epoch().to_dict()
                 result["node"] = self._node
-                if (checkpoint_every and not trainer.finished
-                        and trainer.epochs_done % checkpoint_every == 0):
+                due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
+                       or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
+                if due and not trainer.finished:
+                    last_checkpoint = time.monotonic()
                     buf = io.BytesIO()
                     torch.save(trainer.state_dict(), buf)
                     result["checkpoint"] = buf.getvalue()
@@ -105,6 +113,8 @@ class RayExecutor:
         self._live: dict[TrialResources, int] = {}  # actors alive per shape, busy or idle
         self._running: dict[str, Any] = {}
         self._stopped: set[str] = set()  # trials asked to stop before they got an actor
+        self._resources: dict[str, float] = {}
+        self._resources_at = -1e9
 
     def start(self) -> None:
         if ray.is_initialized():
@@ -151,10 +161,13 @@ class RayExecutor:
         return TrialActor.options(num_cpus=resources.cpu, num_gpus=resources.gpu,
                                   max_concurrency=2).remote(resources.cpu, resources.gpu)
 
-    @staticmethod
-    def _capacity(resources: TrialResources) -> int:
-        """How many actors of this shape the cluster can hold at once (read now: clusters grow)."""
-        total = ray.cluster_resources()
+    def _capacity(self, resources: TrialResources) -> int:
+        """How many actors of this shape the cluster can hold at once (re-read every few seconds:
+        clusters grow and shrink)."""
+        now = time.monotonic()
+        if now - self._resources_at > 5.0:
+            self._resources, self._resources_at = ray.cluster_resources(), now
+        total = self._resources
         fits = int(total.get("CPU", 0) // resources.cpu) if resources.cpu > 0 else 1_000_000
         if resources.gpu > 0:
             fits = min(fits, int(total.get("GPU", 0) // resources.gpu))
@@ -200,7 +213,7 @@ class RayExecutor:
 
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
-                  checkpoint_every: int = 0) -> Iterator[dict]:
+                  checkpoint_every: int = 0, checkpoint_seconds: float = 0.0) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
         if actor is None:
@@ -209,7 +222,8 @@ class RayExecutor:
             self._running[key] = actor
         healthy = True
         stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
-                                                                   checkpoint, checkpoint_every)
+                                                                   checkpoint, checkpoint_every,
+                                                                   checkpoint_seconds)
         try:
             for ref in stream:
                 yield ray.get(ref)

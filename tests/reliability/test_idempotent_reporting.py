@@ -27,8 +27,9 @@ def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type
     runner = JobRunner(sessions, executor=None, settings=Settings(database_url=db_url, data_dir=str(tmp_path)))  # type: ignore[arg-type]
     execution = JobExecution(runner, job_id)
     result = {"epoch": 0, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 0.1}
-    execution._record_epoch(trial_id, result, 0.9)
-    execution._record_epoch(trial_id, {**result, "val_loss": 0.1}, 0.1)  # the same epoch again
+    assert execution._record_epoch(trial_id, result, 0.9).result() is True
+    # The same epoch again (a retried report): not stored again.
+    assert execution._record_epoch(trial_id, {**result, "val_loss": 0.1}, 0.1).result() is False
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Metric)) == 1
         assert s.scalar(select(Metric.val_loss)) == 0.9

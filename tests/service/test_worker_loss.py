@@ -13,6 +13,7 @@ from tests.service.conftest import wait_for_job
 
 
 def test_killed_worker_resumes_from_checkpoint(client: TestClient) -> None:
+    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]  # every epoch, for the test
     epochs = 60
     job = client.post("/api/v1/jobs", json={"workload": "mlp-digits", "strategy": "manual", "epochs": epochs,
                                             "configs": [{"lr": 0.02}]}).json()

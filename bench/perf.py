@@ -447,7 +447,7 @@ def table(results: dict[str, Any]) -> str:
     if "p1" in results:
         r = results["p1"]
         m = r["median_s"]
-        lines += ["### P1 end to end: 16 trials x 8 epochs of mlp-digits, concurrency 2 (median of "
+        lines += ["#### P1 end to end: 16 trials x 8 epochs of mlp-digits, concurrency 2 (median of "
                   f"{len(r['runs']['lrsearch'])})", "",
                   "| variant | wall (s) | lrsearch / variant |", "| --- | ---: | ---: |",
                   f"| lrsearch (REST submit -> {r['metric_rows']} metric rows stored) | {m['lrsearch']:.2f} | 1.00 |",
@@ -460,7 +460,7 @@ def table(results: dict[str, Any]) -> str:
                   f"Per-trial overhead: lrsearch {r['overhead_ms_per_trial']:.0f} ms, tuned Ray Tune "
                   f"{r['tune_tuned_overhead_ms_per_trial']:.0f} ms.", ""]
     if "p3" in results:
-        lines += ["### P3 API and storage: 1,000 trials x 30 epochs stored", "",
+        lines += ["#### P3 API and storage: 1,000 trials x 30 epochs stored", "",
                   "| backend | trials list p50/p99 (ms) | job p50/p99 | best p50/p99 | metrics p50/p99 | ingest rows/s |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for name, r in results["p3"].items():
@@ -469,7 +469,7 @@ def table(results: dict[str, Any]) -> str:
         lines.append("")
     if "p4" in results:
         r = results["p4"]
-        lines += [f"### P4 scale: {r['trials']} trials x {r['epochs']} epochs of `synthetic`", "",
+        lines += [f"#### P4 scale: {r['trials']} trials x {r['epochs']} epochs of `synthetic`", "",
                   f"{r['status']}, {r['finished']} trials finished in {r['seconds']:.1f} s; per-trial overhead "
                   f"{r['overhead_ms_per_trial']:.1f} ms (a bare synthetic trial trains in "
                   f"{r['bare_trial_s'] * 1000:.1f} ms); service peak RSS {r['service_peak_rss_mb']:.0f} MB.", ""]

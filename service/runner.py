@@ -236,7 +236,7 @@ class JobExecution:
             try:
                 for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
                                                       resources, checkpoint, checkpoint_every,
-                                                      checkpoint_seconds):
+                                                      checkpoint_seconds, spec.divergence_factor):
                     epoch = int(result["epoch"])
                     val_loss = _finite(result.get("val_loss"))
                     last_write = self._record_epoch(item.id, result, val_loss)

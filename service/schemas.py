@@ -36,6 +36,8 @@ class JobSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="strategy options")
     resources: Resources = Field(default_factory=Resources)
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a trial whose worker died")
+    divergence_factor: float = Field(default=10.0, gt=1.0, le=1e6, description=(
+        "a trial diverges when its val_loss exceeds this multiple of its first epoch's (or is NaN/inf)"))
 
 
 class Best(BaseModel):

@@ -57,7 +57,7 @@ class TrialActor:
 
     def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
             checkpoint: bytes | None = None, checkpoint_every: int = 0,
-            checkpoint_seconds: float = 0.0) -> Iterator[dict]:
+            checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0) -> Iterator[dict]:
         """Train (or continue from ``checkpoint``), yielding each epoch's result. The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
         ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
@@ -74,7 +74,8 @@ class TrialActor:
         if workload not in self._data:
             # Every trial of every job sees the same split, so trials are ranked on one validation set.
             self._data[workload] = wl.load_data(seed=0)
-        trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device)
+        trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
+                               divergence_factor=divergence_factor)
         if checkpoint is not None:
             trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
         last_checkpoint = time.monotonic()
@@ -213,7 +214,8 @@ class RayExecutor:
 
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
-                  checkpoint_every: int = 0, checkpoint_seconds: float = 0.0) -> Iterator[dict]:
+                  checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
+                  divergence_factor: float = 10.0) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
         if actor is None:
@@ -223,7 +225,7 @@ class RayExecutor:
         healthy = True
         stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
                                                                    checkpoint, checkpoint_every,
-                                                                   checkpoint_seconds)
+                                                                   checkpoint_seconds, divergence_factor)
         try:
             for ref in stream:
                 yield ray.get(ref)

@@ -127,6 +127,19 @@ def test_divergent_trial_is_recorded_not_retried(client: TestClient) -> None:
     assert 1 <= len(metrics) <= 4  # the epochs it ran, up to the one where it diverged
 
 
+def test_divergence_factor_is_configurable(client: TestClient) -> None:
+    # lr 1.0 with SGD explodes on digits: 10x the first epoch's loss by default, but not 1e6x.
+    base = {"workload": "mlp-digits", "strategy": "manual", "epochs": 3, "configs": [{"lr": 1.0}]}
+    strict = wait_for_job(client, client.post("/api/v1/jobs", json=base).json()["id"])
+    lax = wait_for_job(client, client.post("/api/v1/jobs", json={**base, "divergence_factor": 1e6}).json()["id"])
+    assert strict["trial_counts"]["diverged"] == 1
+    (trial,) = client.get(f"/api/v1/jobs/{lax['id']}/trials").json()["items"]
+    assert trial["status"] in ("completed", "diverged")
+    if trial["status"] == "diverged":  # only a NaN/inf loss may still end it
+        assert "nan" in trial["error"].lower() or "inf" in trial["error"].lower() or "finite" in trial["error"]
+    assert client.post("/api/v1/jobs", json={**base, "divergence_factor": 0.5}).status_code == 422
+
+
 def test_cancel_stops_a_running_job(client: TestClient) -> None:
     spec = {"workload": "mlp-digits", "strategy": "random", "max_trials": 40, "max_concurrent": 2, "epochs": 30,
             "space": {"lr": {"low": 1e-3, "high": 0.1}}}

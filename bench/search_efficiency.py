@@ -34,7 +34,7 @@ Also reported (the issue's done-when): at ``--done-when-budget`` trials (30) x `
 seeds (3), bayesian+asha's median best val_loss against random's (within 2% or better) and the
 epochs each consumed (at most half of random's).
 
-ASHA is ``grace_epochs: 1, reduction_factor: 3`` as in ``examples/bayesian-asha.yaml``. The plain
+ASHA is ``grace_epochs: 2, reduction_factor: 3`` (the defaults) as in ``examples/bayesian-asha.yaml``. The plain
 Optuna script is reproducible (fixed seed and study name); lrsearch's runs at concurrency 2 are not
 bit for bit: which outcomes a suggestion or an ASHA rung has seen depends on timing.
 
@@ -65,7 +65,7 @@ LR_LOW, LR_HIGH = 1e-5, 10.0
 EPOCHS = 10
 TOLERANCE = 0.02  # "within 2%": val_loss <= grid best * (1 + TOLERANCE)
 CONCURRENCY = 2
-ASHA = {"kind": "asha", "grace_epochs": 1, "reduction_factor": 3}  # as examples/bayesian-asha.yaml
+ASHA = {"kind": "asha", "grace_epochs": 2, "reduction_factor": 3}  # as examples/bayesian-asha.yaml
 OPTUNA = "optuna"  # the plain Optuna script's variant name
 
 # Variant -> how its JobSpec differs (None: the plain Optuna script, not a job).

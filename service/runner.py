@@ -224,6 +224,11 @@ class JobExecution:
         # A fresh trial has nothing stored; one that ran before continues from its checkpoint.
         checkpoint, curve = self._restore_point(item) if item.resume else (None, [])
         last_write: Future[bool] | None = None
+        # Where the early-stopping rule may stop this trial: the worker waits there for the verdict.
+        pause_after: list[int] = []
+        if self.stopper is not None:
+            epochs_at = self.stopper.decision_epochs(item.number)
+            pause_after = sorted(epochs_at) if epochs_at is not None else list(range(spec.epochs))
         retries = 0
         while True:
             key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
@@ -236,7 +241,8 @@ class JobExecution:
             try:
                 for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
                                                       resources, checkpoint, checkpoint_every,
-                                                      checkpoint_seconds, spec.divergence_factor):
+                                                      checkpoint_seconds, spec.divergence_factor,
+                                                      pause_after):
                     epoch = int(result["epoch"])
                     val_loss = _finite(result.get("val_loss"))
                     last_write = self._record_epoch(item.id, result, val_loss)
@@ -257,6 +263,8 @@ class JobExecution:
                             and self._report(item.number, epoch, val_loss) == "stop"):
                         status = "pruned"
                         break
+                    if epoch in pause_after:
+                        self.executor.resume(key)
                 break
             except WorkerLost as exc:
                 if self.shutting_down:

@@ -47,6 +47,7 @@ class TrialActor:
         warm_up()
         self._data: dict[str, Any] = {}
         self._stop: set[str] = set()
+        self._go_on: dict[str, threading.Event] = {}  # trials paused at a decision epoch
         self._node = ray.get_runtime_context().get_node_id()
 
     def info(self) -> dict[str, Any]:
@@ -54,14 +55,21 @@ class TrialActor:
 
     def stop(self, key: str) -> None:
         self._stop.add(key)
+        self._go_on.setdefault(key, threading.Event()).set()
+
+    def resume(self, key: str) -> None:
+        self._go_on.setdefault(key, threading.Event()).set()
 
     def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
             checkpoint: bytes | None = None, checkpoint_every: int = 0,
-            checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0) -> Iterator[dict]:
+            checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
+            pause_after: list[int] | None = None) -> Iterator[dict]:
         """Train (or continue from ``checkpoint``), yielding each epoch's result. The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
         ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
-        to train again than to checkpoint at every epoch."""
+        to train again than to checkpoint at every epoch. After an epoch in ``pause_after`` (where
+        the service may stop the trial) it waits for ``resume`` or ``stop``, so a stopped trial
+        trains nothing beyond the epoch it was judged at."""
         import io
         import time
 
@@ -95,8 +103,13 @@ class TrialActor:
                 yield result
                 if result.get("diverged"):
                     return
+                if pause_after and result["epoch"] in pause_after and not trainer.finished:
+                    go_on = self._go_on.setdefault(key, threading.Event())
+                    go_on.wait(timeout=600)  # the service answers in milliseconds; never hang for good
+                    go_on.clear()
         finally:
             self._stop.discard(key)
+            self._go_on.pop(key, None)
 
 
 class RayExecutor:
@@ -215,7 +228,7 @@ class RayExecutor:
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
                   checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
-                  divergence_factor: float = 10.0) -> Iterator[dict]:
+                  divergence_factor: float = 10.0, pause_after: list[int] | None = None) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
         if actor is None:
@@ -225,7 +238,8 @@ class RayExecutor:
         healthy = True
         stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
                                                                    checkpoint, checkpoint_every,
-                                                                   checkpoint_seconds, divergence_factor)
+                                                                   checkpoint_seconds, divergence_factor,
+                                                                   pause_after)
         try:
             for ref in stream:
                 yield ray.get(ref)
@@ -248,6 +262,13 @@ class RayExecutor:
                 self._release(resources, actor)
             else:
                 self._discard(resources, actor)
+
+    def resume(self, key: str) -> None:
+        """Let trial ``key``, paused at a decision epoch, go on."""
+        with self._lock:
+            actor = self._running.get(key)
+        if actor is not None:
+            actor.resume.remote(key)
 
     def stop(self, key: str) -> None:
         """Ask the worker running trial ``key`` to stop at its next epoch boundary."""

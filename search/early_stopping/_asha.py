@@ -35,7 +35,7 @@ class _Rung:
 
 class ASHA(EarlyStopper):
     kind = "asha"
-    defaults = {"grace_epochs": 1, "reduction_factor": 3}
+    defaults = {"grace_epochs": 2, "reduction_factor": 3}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
         super().__init__(epochs)
@@ -55,6 +55,9 @@ class ASHA(EarlyStopper):
     @property
     def milestones(self) -> list[int]:
         return [r.milestone for r in self._rungs]
+
+    def decision_epochs(self, number: int) -> frozenset[int]:
+        return frozenset(m - 1 for m in self.milestones)
 
     @property
     def rungs(self) -> list[tuple[int, dict[int, float]]]:

@@ -21,7 +21,7 @@ _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 class Hyperband(EarlyStopper):
     kind = "hyperband"
-    defaults = {"grace_epochs": 1, "reduction_factor": 3}
+    defaults = {"grace_epochs": 2, "reduction_factor": 3}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
         super().__init__(epochs)
@@ -50,6 +50,9 @@ class Hyperband(EarlyStopper):
         """The bracket of trial ``number``: deterministic, weighted by the brackets' budgets."""
         position = math.floor(((int(number) * _GOLDEN) % 1.0) * self._cumulative[-1])
         return next(i for i, c in enumerate(self._cumulative) if position < c)
+
+    def decision_epochs(self, number: int) -> frozenset[int]:
+        return self.brackets[self.bracket_of(number)].decision_epochs(number)
 
     def report(self, number: int, epoch: int, val_loss: float) -> Decision:
         return self.brackets[self.bracket_of(number)].report(number, epoch, val_loss)

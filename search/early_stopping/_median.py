@@ -15,7 +15,7 @@ from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace
 
 class MedianStopper(EarlyStopper):
     kind = "median"
-    defaults = {"grace_epochs": 1, "min_trials": 5}
+    defaults = {"grace_epochs": 2, "min_trials": 5}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, min_trials: int = 5) -> None:
         super().__init__(epochs)

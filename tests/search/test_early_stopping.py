@@ -22,11 +22,11 @@ def test_none_means_no_early_stopping() -> None:
 
 def test_defaults() -> None:
     asha = parse_early_stopping({"kind": "asha"}, 10)
-    assert isinstance(asha, ASHA) and (asha.grace_epochs, asha.reduction_factor) == (1, 3)
+    assert isinstance(asha, ASHA) and (asha.grace_epochs, asha.reduction_factor) == (2, 3)
     hb = parse_early_stopping({"kind": "hyperband", "grace_epochs": 2, "reduction_factor": 2}, 16)
     assert isinstance(hb, Hyperband) and (hb.grace_epochs, hb.reduction_factor) == (2, 2)
     median = parse_early_stopping({"kind": "median"}, 10)
-    assert isinstance(median, MedianStopper) and (median.grace_epochs, median.min_trials) == (1, 5)
+    assert isinstance(median, MedianStopper) and (median.grace_epochs, median.min_trials) == (2, 5)
 
 
 @pytest.mark.parametrize(("raw", "epochs", "loc", "words"), [
@@ -228,3 +228,14 @@ def test_median_rule_stops_trials_worse_than_the_median_of_the_others() -> None:
     assert median.report(4, 0, 1.5) == CONTINUE
     assert median.report(4, 1, 2.5) == CONTINUE  # best so far 1.5 <= median(1, 2, 3, 2.5)
     assert median.report(3, 1, 2.5) == STOP and median.report(5, 1, float("nan")) == STOP
+
+
+def test_decision_epochs_are_the_rungs() -> None:
+    asha = ASHA(epochs=10, grace_epochs=2, reduction_factor=3)
+    assert asha.decision_epochs(0) == frozenset({1, 5})  # after 2 and 6 epochs trained
+    hb = Hyperband(epochs=27, grace_epochs=1, reduction_factor=3)
+    for number in range(20):
+        bracket = hb.brackets[hb.bracket_of(number)]
+        assert hb.decision_epochs(number) == frozenset(m - 1 for m in bracket.milestones)
+    assert MedianStopper(epochs=10, grace_epochs=2, min_trials=3).decision_epochs(0) is None
+    assert parse_early_stopping({"kind": "asha"}, 2).grace_epochs == 1  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -133,6 +134,17 @@ class RayExecutor:
     def start(self) -> None:
         if ray.is_initialized():
             return
+        # ray.init replaces the SIGTERM handler with one that exits at once; the service's own
+        # (uvicorn's graceful shutdown: stop trials, hand leases back) must stay in charge.
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if in_main else None
+        try:
+            self._init()
+        finally:
+            if in_main and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def _init(self) -> None:
         if self.address:
             if self.num_cpus is not None:
                 log.warning("--num-cpus is ignored when joining a Ray cluster at %s", self.address)

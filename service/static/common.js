@@ -201,8 +201,25 @@ const LR = (() => {
     return kick;
   }
 
+  // A cancel button that needs two clicks (no dialog): the first arms it for a few seconds.
+  function armCancel(button, jobId, labels, after) {
+    let armed = false, timer = null;
+    button.addEventListener("click", async () => {
+      if (!armed) {
+        armed = true; button.textContent = labels.armed;
+        timer = setTimeout(() => { armed = false; button.textContent = labels.idle; }, 3000);
+        return;
+      }
+      clearTimeout(timer); armed = false;
+      button.disabled = true; button.textContent = "Cancelling\u2026";
+      const res = await api(`/jobs/${jobId}/cancel`, { method: "POST" });
+      if (!res.ok) banner("Cancel failed: " + errorText(res));
+      after();
+    });
+  }
+
   return {
-    config, el, setText, api, errorText, isNum, fmtLr, fmtLoss, fmtNum, fmtTime, fmtWhen, fmtAgo, seconds, fmtDuration,
+    config, el, setText, api, errorText, armCancel, isNum, fmtLr, fmtLoss, fmtNum, fmtTime, fmtWhen, fmtAgo, seconds, fmtDuration,
     finishedCount, setBadge, badge, setBar, setLive, copyText, copyButton, poll, banner, FINISHED, TERMINAL_JOB,
   };
 })();

@@ -191,20 +191,7 @@
   }
 
   function setupCancel() {
-    const button = $("cancel");
-    let armed = false, timer = null;
-    button.addEventListener("click", async () => {
-      if (!armed) {
-        armed = true; button.textContent = "Click again to cancel";
-        timer = setTimeout(() => { armed = false; button.textContent = "Cancel job"; }, 3000);
-        return;
-      }
-      clearTimeout(timer); armed = false;
-      button.disabled = true; button.textContent = "Cancelling\u2026";
-      const res = await api(`/jobs/${jobId}/cancel`, { method: "POST" });
-      if (!res.ok) LR.banner("Cancel failed: " + LR.errorText(res));
-      kick();
-    });
+    LR.armCancel($("cancel"), jobId, { idle: "Cancel job", armed: "Click again to cancel" }, () => kick());
   }
 
   // -- best configuration --------------------------------------------------------------------

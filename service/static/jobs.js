@@ -8,22 +8,6 @@
   let kick = () => {};
 
   // -- the list ------------------------------------------------------------------------------
-  function armCancel(button, jobId) {
-    // Two clicks (no dialog): the first arms the button for a few seconds.
-    let armed = false, timer = null;
-    button.addEventListener("click", async () => {
-      if (!armed) {
-        armed = true; button.textContent = "Confirm cancel";
-        timer = setTimeout(() => { armed = false; button.textContent = "Cancel"; }, 3000);
-        return;
-      }
-      clearTimeout(timer); armed = false;
-      button.disabled = true; button.textContent = "Cancelling\u2026";
-      const res = await api(`/jobs/${jobId}/cancel`, { method: "POST" });
-      if (!res.ok) LR.banner("Cancel failed: " + LR.errorText(res));
-      kick();
-    });
-  }
 
   function makeRow(job) {
     const link = el("a", { href: `${config.root}/jobs/${job.id}` });
@@ -31,7 +15,7 @@
     const bar = el("div", { className: "bar", "aria-hidden": "true" }, el("span"));
     const progressText = el("span", { className: "progress-text" });
     const cancel = el("button", { type: "button", className: "small danger", text: "Cancel" });
-    armCancel(cancel, job.id);
+    LR.armCancel(cancel, job.id, { idle: "Cancel", armed: "Confirm cancel" }, () => kick());
     const r = {
       id: el("td", { className: "num", text: job.id }),
       name: el("td", { className: "name" }, link),

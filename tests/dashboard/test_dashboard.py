@@ -210,6 +210,28 @@ def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, se
     assert api.http.get("/jobs").json()["total"] == total
 
 
+def test_cancel_takes_two_clicks_on_both_pages(page: Any, service: dict[str, Any]) -> None:
+    api = service["api"].http
+    spec = {"name": "dash-cancel", "workload": "mlp-digits", "strategy": "random", "max_trials": 50,
+            "epochs": 50, "max_concurrent": 1, "space": {"lr": {"low": 0.001, "high": 0.1}}}
+    from_list, from_page = (api.post("/jobs", json=spec).json()["id"] for _ in range(2))
+    page.goto(service["url"] + "/")
+    button = page.locator(f'#jobs tbody tr[data-job-id="{from_list}"] button')
+    button.click()
+    assert button.inner_text() == "Confirm cancel"  # the first click only arms it
+    button.click()
+    page.goto(f"{service['url']}/jobs/{from_page}")
+    job_button = page.locator("#cancel")
+    job_button.click()
+    assert job_button.inner_text() == "Click again to cancel"
+    job_button.click()
+    deadline = time.monotonic() + 120
+    while (jobs := [api.get(f"/jobs/{i}").json() for i in (from_list, from_page)]) and \
+            {j["status"] for j in jobs} != {"cancelled"}:
+        assert time.monotonic() < deadline, [(j["id"], j["status"], j["trial_counts"]) for j in jobs]
+        time.sleep(0.2)
+
+
 def test_hostile_job_names_are_shown_as_text(page: Any, service: dict[str, Any]) -> None:
     jobs = {j["id"]: j["name"] for j in service["hostile"]}
     assert sorted(jobs.values()) == sorted([SCRIPT_NAME, IMG_NAME])

@@ -12,13 +12,12 @@ from fastapi import Response
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from service.models import Job, Metric, Trial
+from service.models import Job, Trial
 from service.schemas import (
     Best,
     BestDetail,
     JobPublic,
     LrInterval,
-    MetricPublic,
     OptimizerBest,
     TrialCounts,
     TrialPublic,
@@ -130,11 +129,6 @@ def trials_page_response(items_json: list[str], total: int) -> Response:
 
 def json_response(body: Any) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
-
-
-def to_metric_public(m: Metric) -> MetricPublic:
-    return MetricPublic(epoch=m.epoch, train_loss=m.train_loss, val_loss=m.val_loss,
-                        val_accuracy=m.val_accuracy, lr=m.lr)
 
 
 _detail_cache: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, Any]]] = {}

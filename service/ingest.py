@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.crud import finite_or_none
 from service.db import run_tx
 from service.models import Metric, Trial
 
@@ -125,8 +126,8 @@ class MetricWriter:
         return [(r.trial_id, r.epoch) in fresh and fresh[(r.trial_id, r.epoch)] is r for r in batch]
 
 
-def epoch_row(trial_id: int, result: dict[str, Any], val_loss: float | None,
-              finite: Any) -> EpochRow:
-    return EpochRow(trial_id=trial_id, epoch=int(result["epoch"]), train_loss=finite(result.get("train_loss")),
-                    val_loss=val_loss, val_accuracy=finite(result.get("val_accuracy")), lr=float(result["lr"]),
+def epoch_row(trial_id: int, result: dict[str, Any], val_loss: float | None) -> EpochRow:
+    return EpochRow(trial_id=trial_id, epoch=int(result["epoch"]),
+                    train_loss=finite_or_none(result.get("train_loss")), val_loss=val_loss,
+                    val_accuracy=finite_or_none(result.get("val_accuracy")), lr=float(result["lr"]),
                     node=str(result["node"]) if result.get("node") else None)

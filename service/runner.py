@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from search import SpecError, StrategySpec, TrialOutcome, make_strategy
 from service.checkpoints import CheckpointStore
 from service.config import Settings
+from service.crud import finite_or_none
 from service.db import run_tx
 from service.ingest import MetricWriter, epoch_row
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
@@ -46,13 +47,6 @@ class TrialItem:
     number: int
     config: dict[str, Any]
     resume: bool = False  # it ran before (service restart): continue from its checkpoint
-
-
-def _finite(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 class JobExecution:
@@ -244,7 +238,7 @@ class JobExecution:
                                                       checkpoint_seconds, spec.divergence_factor,
                                                       pause_after):
                     epoch = int(result["epoch"])
-                    val_loss = _finite(result.get("val_loss"))
+                    val_loss = finite_or_none(result.get("val_loss"))
                     last_write = self._record_epoch(item.id, result, val_loss)
                     if result.get("checkpoint") is not None:
                         self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
@@ -343,7 +337,7 @@ class JobExecution:
     def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> Future[bool]:
         """Queue the metric row and the trial's running best for the next group commit; the future
         is done once it is committed. Idempotent: an epoch already stored is not stored again."""
-        done = self.runner.writer.submit(epoch_row(trial_id, result, val_loss, _finite))
+        done = self.runner.writer.submit(epoch_row(trial_id, result, val_loss))
         counter = self.runner.metrics.epochs_trained
         done.add_done_callback(lambda f: counter.inc() if not f.exception() and f.result() else None)
         return done

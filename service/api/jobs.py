@@ -8,7 +8,6 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 
-from search import SpecError
 from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
 from service.crud import best_detail, best_trial, jobs_public, to_best, to_trial_public
@@ -110,4 +109,4 @@ def export_job(job_id: JobId, session: SessionDep,
     return JSONResponse({"job": job.id, "columns": header, "rows": rows}, headers=headers)
 
 
-__all__ = ["router", "SpecError", "JobId", "get_job_or_404"]
+__all__ = ["router", "JobId", "get_job_or_404"]

@@ -1,4 +1,4 @@
-"""Screenshots of the dashboard for the docs: docs/dashboard-jobs.png and docs/dashboard-job.png.
+"""Screenshots of the dashboard for the docs: docs/dashboard-jobs.png, -job.png and -range-test.png.
 
 Starts a real ``lrsearch serve`` on a throwaway SQLite file, runs a few small jobs, and photographs
 the pages in headless Chromium (Debian's ``chromium`` package, driven by Playwright)::
@@ -39,6 +39,9 @@ OTHERS = [
     {"name": "breast cancer, random", "workload": "logreg-breast-cancer", "strategy": "random", "max_trials": 8,
      "max_concurrent": 2, "epochs": 6, "seed": 1, "space": {"lr": {"low": 1e-4, "high": 1.0}, "optimizer": ["sgd", "adamw"]}},
 ]
+# The range-test card of a range_test job (examples/range-test.yaml).
+FINDER = {"name": "digits-range-test", "workload": "mlp-digits", "strategy": "range_test", "epochs": 10,
+          "space": {"optimizer": ["sgd", "adam", "rmsprop", "adagrad"]}}
 RUNNING = {"name": "cnn digits (running)", "workload": "cnn-digits", "strategy": "random", "max_trials": 40,
            "max_concurrent": 1, "epochs": 30, "seed": 3, "space": {"lr": {"low": 1e-3, "high": 0.3}}}
 
@@ -86,13 +89,13 @@ def main() -> None:
 
         wait_for(healthy, 120, "the service to start")
         ids = []
-        for spec in [*OTHERS, SHOWCASE]:  # one after the other: the screenshots need them finished anyway
+        for spec in [FINDER, *OTHERS, SHOWCASE]:  # one after the other: the screenshots need them finished anyway
             job_id = api.post("/jobs", json=spec).raise_for_status().json()["id"]
             wait_for(lambda j=job_id: api.get(f"/jobs/{j}").json()["status"] in ("completed", "failed", "cancelled"),
                      600, f"job {job_id} ({spec['name']}) to finish")
             print(f"job {job_id} ({spec['name']}) done", flush=True)
             ids.append(job_id)
-        showcase = ids[-1]
+        finder, showcase = ids[0], ids[-1]
         running = api.post("/jobs", json=RUNNING).raise_for_status().json()["id"]
         wait_for(lambda: api.get(f"/jobs/{running}").json()["trial_counts"]["completed"] >= 2, 300, "the running job")
 
@@ -108,9 +111,13 @@ def main() -> None:
             page.wait_for_function("() => document.getElementById('live').textContent === 'idle'", timeout=30_000)
             page.wait_for_timeout(1000)
             page.screenshot(path=str(args.out / "dashboard-job.png"), full_page=True)
+            page.goto(f"{url}/jobs/{finder}")
+            page.wait_for_function("() => document.getElementById('plot-finder').dataset.suggestions", timeout=30_000)
+            page.wait_for_timeout(1000)
+            page.locator("#finder-card").screenshot(path=str(args.out / "dashboard-range-test.png"))
             browser.close()
         api.post(f"/jobs/{running}/cancel")
-        print(f"wrote {args.out / 'dashboard-jobs.png'} and {args.out / 'dashboard-job.png'}")
+        print(f"wrote dashboard-jobs.png, dashboard-job.png and dashboard-range-test.png in {args.out}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

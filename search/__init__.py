@@ -3,8 +3,8 @@
 from search.early_stopping import Decision, EarlyStopper, parse_early_stopping
 from search.errors import SpecError
 from search.space import SearchSpace, parse_space
-from search.strategies import (STRATEGIES, Strategy, StrategySpec, TrialOutcome, make_strategy,
-                               validate_options)
+from search.strategies import (STRATEGIES, WAIT, Strategy, StrategySpec, TrialOutcome, is_range_test,
+                               make_strategy, validate_options)
 
 __all__ = ["STRATEGIES", "Decision", "EarlyStopper", "SearchSpace", "SpecError", "Strategy", "StrategySpec",
-           "TrialOutcome", "make_strategy", "parse_early_stopping", "parse_space", "validate_options"]
+           "TrialOutcome", "WAIT", "is_range_test", "make_strategy", "parse_early_stopping", "parse_space", "validate_options"]

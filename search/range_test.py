@@ -205,3 +205,33 @@ def spread(suggestions_per_seed: Sequence[float]) -> dict[str, float | int]:
         "log10_std": statistics.stdev(logs) if len(logs) > 1 else 0.0,
         "n": len(values),
     }
+
+
+def summarize(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]]) -> dict | None:
+    """One optimizer's range tests, one curve per seed, as ``(lr_low, lrs, raw_losses)``, summed up:
+    ``{"lr": the suggestion, "rules": {rule: lr}, "per_seed": [lr, ...], "spread": spread(...),
+    "min_loss": the mean over seeds of the lowest denoised loss (None if no curve has a point)}``.
+
+    A seed's lr is ``suggest(...)["combined"]`` read on its batch losses; ``lr`` (and each rule)
+    is the geometric mean over seeds: a rate's error is multiplicative. A curve with fewer than
+    two points (the loss blew up at once) gives its ``lr_low``, the most careful rate it supports.
+    None when no curve was given."""
+    per_seed: list[dict[str, float]] = []
+    minima: list[float] = []
+    for lr_low, lrs, raw in curves:
+        denoised = denoise(raw)
+        if denoised:
+            minima.append(min(denoised))
+        if len(lrs) < 2:
+            per_seed.append({rule: float(lr_low) for rule in _RULES})
+        else:
+            per_seed.append(suggest(lrs, raw, raw_losses=raw))
+    if not per_seed:
+        return None
+    rules = {rule: spread([s[rule] for s in per_seed])["geometric_mean"] for rule in _RULES}
+    combined = [s["combined"] for s in per_seed]
+    return {"lr": rules["combined"], "rules": rules, "per_seed": combined, "spread": spread(combined),
+            "min_loss": statistics.fmean(minima) if minima else None}
+
+
+_RULES = ("steepest", "valley", "minimum_tenth", "lr_at_min", "combined")

@@ -188,12 +188,29 @@ def _finished(job: dict[str, Any]) -> int:
     return sum(c[k] for k in ("completed", "pruned", "diverged", "failed", "cancelled"))
 
 
+def _best_or_none(client: Any, job_id: int) -> dict[str, Any] | None:
+    """The job's best in full (with a range test's suggestions), None when it has none."""
+    from service.client import LrsearchError
+
+    try:
+        return client.best(job_id)  # type: ignore[no-any-return]
+    except LrsearchError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def _print_best(best: dict[str, Any] | None) -> None:
     if best is None:
         console.print("no trial reported a validation loss")
         return
-    console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  val_loss={best['val_loss']:.6g}  "
-                  f"epoch={best['epoch']}")
+    if best.get("val_loss") is None:  # a range test's suggestion, nothing trained
+        console.print(f"best: lr={best['lr']:.6g} (range-test suggestion, not trained)")
+    else:
+        console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  val_loss={best['val_loss']:.6g}  "
+                      f"epoch={best['epoch']}")
+    if best.get("suggestions"):
+        console.print("range-test suggestions: " + "  ".join(f"{o}={lr:.4g}" for o, lr in best["suggestions"].items()))
     console.print_json(json.dumps(best["config"]))
 
 
@@ -225,7 +242,7 @@ def submit(
 
                 final = client.wait(job["id"], on_update=update)
             console.print(f"job {final['id']} {final['status']}")
-            _print_best(final.get("best"))
+            _print_best(_best_or_none(client, final["id"]))
             if final["status"] == "failed":
                 raise typer.Exit(EXIT_JOB_FAILED)
     except typer.Exit:

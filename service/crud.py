@@ -12,13 +12,16 @@ from fastapi import Response
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
-from service.models import Job, Trial
+from service.models import Job, Metric, Trial
 from service.schemas import (
     Best,
     BestDetail,
     JobPublic,
     LrInterval,
     OptimizerBest,
+    RangeTestCurve,
+    RangeTestOptimizer,
+    RangeTestSummary,
     TrialCounts,
     TrialPublic,
 )
@@ -161,3 +164,66 @@ def best_detail(session: Session, job_id: int, best: Best) -> BestDetail:
     return BestDetail(**best.model_dump(), lr_interval=LrInterval(**{k: interval[k] for k in
                                                                     ("low", "high", "method", "tolerance")}),
                       per_optimizer={k: OptimizerBest(**v) for k, v in per_opt.items()})
+
+
+# -- range tests ---------------------------------------------------------------------------------
+
+
+def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
+    """A range_test or auto job's range tests per optimizer: each finished test's curve and what
+    they suggest together. Empty for other strategies."""
+    from search import is_range_test
+    from search.range_test import denoise, summarize
+    from service.validation import FINDER_STRATEGIES
+
+    if job.spec.get("strategy") not in FINDER_STRATEGIES:
+        return []
+    tests = [(tid, n, c, st) for tid, n, c, st in session.execute(
+        select(Trial.id, Trial.number, Trial.config, Trial.status)
+        .where(Trial.job_id == job.id).order_by(Trial.number)) if is_range_test(c)]
+    finished = [tid for tid, _, _, st in tests if st in ("completed", "diverged")]
+    points: dict[int, list[tuple[float, float]]] = {tid: [] for tid in finished}
+    if finished:
+        for tid, lr, loss in session.execute(
+                select(Metric.trial_id, Metric.lr, Metric.train_loss)
+                .where(Metric.trial_id.in_(finished)).order_by(Metric.trial_id, Metric.epoch)):
+            if loss is not None:
+                points[tid].append((lr, loss))
+    by_optimizer: dict[str, RangeTestOptimizer] = {}
+    runs: dict[str, list[tuple[float, list[float], list[float]]]] = {}
+    for tid, number, config, status in tests:
+        entry = by_optimizer.setdefault(config["optimizer"], RangeTestOptimizer(
+            optimizer=config["optimizer"], suggestion=None, curves=[]))
+        if tid not in points:
+            continue
+        lrs, losses = [p[0] for p in points[tid]], [p[1] for p in points[tid]]
+        entry.curves.append(RangeTestCurve(trial=number, repeat=int(config["range_test"].get("repeat", 0)),
+                                           status=status, lrs=lrs, losses=losses, smoothed=denoise(losses)))
+        runs.setdefault(config["optimizer"], []).append((float(config["lr"]), lrs, losses))
+    for optimizer, curves in runs.items():
+        summary = summarize(curves)
+        if summary is not None:
+            by_optimizer[optimizer].suggestion = RangeTestSummary(**summary)
+    return list(by_optimizer.values())
+
+
+def suggestion_best(session: Session, job: Job, finder: list[RangeTestOptimizer]) -> BestDetail | None:
+    """For a range_test job with nothing trained: the suggestion of the optimizer whose tests
+    reached the lowest loss, as a Best without a validation loss. None without any suggestion."""
+    from search import is_range_test
+
+    known = [f for f in finder if f.suggestion is not None and f.curves]
+    if not known:
+        return None
+    pick = min(known, key=lambda f: (f.suggestion.min_loss is None, f.suggestion.min_loss or 0.0))  # type: ignore[union-attr]
+    assert pick.suggestion is not None
+    trial = session.scalar(select(Trial).where(Trial.job_id == job.id, Trial.number == pick.curves[0].trial))
+    assert trial is not None and is_range_test(trial.config)
+    config = {k: v for k, v in trial.config.items() if k != "range_test"} | {"lr": pick.suggestion.lr}
+    return BestDetail(trial=trial.number, config=config, lr=pick.suggestion.lr, val_loss=None, epoch=None)
+
+
+def with_suggestions(best: BestDetail, finder: list[RangeTestOptimizer]) -> BestDetail:
+    summaries = {f.optimizer: f.suggestion for f in finder if f.suggestion is not None}
+    return best.model_copy(update={"suggestions": {o: s.lr for o, s in summaries.items()},
+                                   "range_test": summaries})

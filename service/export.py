@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +32,8 @@ def to_csv(trials: Sequence[dict[str, Any]]) -> str:
     writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        # A nested value (a range test's settings) as JSON, not as Python's repr.
+        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()})
     return buf.getvalue()
 
 
@@ -59,9 +61,12 @@ def _distributions(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
                     curves: dict[int, list[float | None]], storage: str, study_name: str) -> Any:
-    """Write the job as an Optuna study (minimize val_loss); curves become intermediate values."""
+    """Write the job as an Optuna study (minimize val_loss); curves become intermediate values.
+    Range-test trials are left out: a sweep of rates is not a trial of one configuration."""
     import optuna
 
+    skipped = [t for t in trials if "range_test" in t["config"]]
+    trials = [t for t in trials if "range_test" not in t["config"]]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     state = optuna.trial.TrialState
     states = {"completed": state.COMPLETE, "pruned": state.PRUNED}
@@ -69,6 +74,8 @@ def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
     study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize")
     study.set_user_attr("lrsearch_job", job["id"])
     study.set_user_attr("workload", job["spec"]["workload"])
+    if skipped:
+        study.set_user_attr("range_tests_left_out", [t["number"] for t in skipped])
     for t in sorted(trials, key=lambda t: t["number"]):
         st = states.get(t["status"], state.FAIL)
         value = t["val_loss"] if st == state.COMPLETE else None

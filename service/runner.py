@@ -16,7 +16,9 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,7 +28,7 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search import SpecError, StrategySpec, TrialOutcome, make_strategy
+from search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
 from service.checkpoints import CheckpointStore
 from service.config import Settings
 from service.crud import finite_or_none
@@ -58,6 +60,9 @@ class JobExecution:
         self.sessions: sessionmaker[Session] = runner.sessions
         self.executor = runner.executor
         self._lock = threading.Lock()
+        # Signalled when a trial ends (or the job stops): a strategy that answered WAIT asks again.
+        self._trial_ended = threading.Condition(self._lock)
+        self._in_flight = 0  # trials handed to a slot and not yet ended
         self._pending: deque[TrialItem] = deque()
         self._running_keys: set[str] = set()
         self._exhausted = False
@@ -84,6 +89,7 @@ class JobExecution:
     def _stop_running(self) -> None:
         with self._lock:
             keys = list(self._running_keys)
+            self._trial_ended.notify_all()
         for key in keys:
             self.executor.stop(key)
 
@@ -129,15 +135,22 @@ class JobExecution:
             trials = list(s.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)))
             finished_ids = [t.id for t in trials if t.status in FINISHED_TRIAL_STATUSES]
             curves: dict[int, list[float | None]] = {i: [] for i in finished_ids}
+            points: dict[int, list[tuple[float, float]]] = {i: [] for i in finished_ids}
             if finished_ids:
-                for trial_id, val_loss in s.execute(
-                    select(Metric.trial_id, Metric.val_loss)
+                for trial_id, val_loss, lr, train_loss in s.execute(
+                    select(Metric.trial_id, Metric.val_loss, Metric.lr, Metric.train_loss)
                     .where(Metric.trial_id.in_(finished_ids))
                     .order_by(Metric.trial_id, Metric.epoch)
                 ):
                     curves[trial_id].append(val_loss)
+                    if train_loss is not None:
+                        points[trial_id].append((lr, train_loss))
             for t in trials:
                 if t.status in FINISHED_TRIAL_STATUSES:
+                    if is_range_test(t.config):
+                        self.strategy.observe(self._range_test_outcome(t.number, t.config, t.status,
+                                                                       points[t.id]))
+                        continue
                     curve = curves[t.id]
                     if self.stopper is not None:
                         for epoch, v in enumerate(curve):
@@ -166,19 +179,34 @@ class JobExecution:
                             val_loss=min(finite) if finite else None, epochs=len(curve),
                             val_losses=tuple(finite))
 
+    @staticmethod
+    def _range_test_outcome(number: int, config: dict, status: str,
+                            points: list[tuple[float, float]]) -> TrialOutcome:
+        return TrialOutcome(number=number, config=config, status=status, val_loss=None, epochs=len(points),
+                            points=tuple(points))
+
     # -- scheduling ------------------------------------------------------------------------
     def _next(self) -> TrialItem | None:
         with self._lock:
-            if self.cancelled or self.shutting_down:
-                return None
-            if self._pending:
-                return self._pending.popleft()
-            if self._exhausted:
-                return None
-            config = self.strategy.suggest()
+            while True:
+                if self.cancelled or self.shutting_down:
+                    return None
+                if self._pending:
+                    self._in_flight += 1
+                    return self._pending.popleft()
+                if self._exhausted:
+                    return None
+                config = self.strategy.suggest()
+                if config is not WAIT:
+                    break
+                if self._in_flight == 0:
+                    raise RuntimeError(f"strategy {self.spec.strategy} waits for a trial but none is running")
+                self._trial_ended.wait(timeout=1.0)
             if config is None:
                 self._exhausted = True
                 return None
+            assert isinstance(config, dict)
+            self._in_flight += 1
             number = self._next_number
             self._next_number += 1
             # The trial row and the strategy's state are written together: a crash never
@@ -201,7 +229,15 @@ class JobExecution:
     def _slot(self) -> None:
         try:
             while (item := self._next()) is not None:
-                self._run_trial(item)
+                try:
+                    if is_range_test(item.config):
+                        self._run_range_test(item)
+                    else:
+                        self._run_trial(item)
+                finally:
+                    with self._lock:
+                        self._in_flight -= 1
+                        self._trial_ended.notify_all()
         except Exception as exc:  # noqa: BLE001 - the store could not be written: stop the job's other slots
             self._slot_error = exc
             self.shutdown()
@@ -225,60 +261,47 @@ class JobExecution:
             pause_after = sorted(epochs_at) if epochs_at is not None else list(range(spec.epochs))
         retries = 0
         while True:
-            key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
-            with self._lock:
-                self._running_keys.add(key)
-            now = utcnow()
-            run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
-                status="running", started_at=func.coalesce(Trial.started_at, now), finished_at=None, error=None,
-                attempts=Trial.attempts + 1)))
             try:
-                for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
-                                                      resources, checkpoint, checkpoint_every,
-                                                      checkpoint_seconds, spec.divergence_factor,
-                                                      pause_after):
-                    epoch = int(result["epoch"])
-                    val_loss = finite_or_none(result.get("val_loss"))
-                    last_write = self._record_epoch(item.id, result, val_loss)
-                    if result.get("checkpoint") is not None:
-                        self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
-                    curve.append(val_loss)
-                    if result.get("diverged"):
-                        status = "diverged"
-                        error = f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
-                        break
-                    if self.shutting_down:
-                        status = None
-                        break
-                    if self.cancelled:
-                        status = "cancelled"
-                        break
-                    if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
-                            and self._report(item.number, epoch, val_loss) == "stop"):
-                        status = "pruned"
-                        break
-                    if epoch in pause_after:
-                        self.executor.resume(key)
-                break
+                with self._attempt(item) as key:
+                    for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
+                                                          resources, checkpoint, checkpoint_every,
+                                                          checkpoint_seconds, spec.divergence_factor,
+                                                          pause_after):
+                        epoch = int(result["epoch"])
+                        val_loss = finite_or_none(result.get("val_loss"))
+                        last_write = self._record_epoch(item.id, result, val_loss)
+                        if result.get("checkpoint") is not None:
+                            self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
+                        curve.append(val_loss)
+                        if result.get("diverged"):
+                            status = "diverged"
+                            error = f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
+                            break
+                        if self.shutting_down:
+                            status = None
+                            break
+                        if self.cancelled:
+                            status = "cancelled"
+                            break
+                        if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
+                                and self._report(item.number, epoch, val_loss) == "stop"):
+                            status = "pruned"
+                            break
+                        if epoch in pause_after:
+                            self.executor.resume(key)
+                    break
             except WorkerLost as exc:
-                if self.shutting_down:
-                    status = None
-                    break
                 retries += 1
-                if retries > spec.max_retries or self.cancelled:
-                    status, error = "failed", f"worker lost after {retries} attempt(s): {exc}"
+                end = self._after_worker_lost(item, retries, exc, "retrying from its last checkpoint")
+                if end is not None:
+                    status, error = end
                     break
-                log.warning("job %s trial %s: worker lost (%s); retrying from its last checkpoint",
-                            self.job_id, item.number, exc)
                 if last_write is not None:
                     last_write.result()  # what was received is in the store before we look at it
                 checkpoint, curve = self._restore_point(item)
             except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
                 status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
                 break
-            finally:
-                with self._lock:
-                    self._running_keys.discard(key)
         if status == "completed" and len(curve) < spec.epochs:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.shutting_down else "cancelled"
@@ -287,15 +310,95 @@ class JobExecution:
         if status is None:
             return  # the service is stopping: the trial stays running and resumes on restart
         self.runner.checkpoints.delete(self.job_id, item.number)
+        self._mark_finished(item, status, error, started)
+        with self._lock:
+            if self.stopper is not None:
+                self.stopper.trial_finished(item.number, status)
+            self.strategy.observe(self._outcome(item.number, item.config, status, curve))
+
+    @contextmanager
+    def _attempt(self, item: TrialItem) -> Iterator[str]:
+        """One attempt at a trial: the trial marked running, and a fresh key to stop it by."""
+        key = f"{self.job_id}:{item.number}:{uuid.uuid4().hex[:8]}"
+        with self._lock:
+            self._running_keys.add(key)
+        try:
+            self._mark_running(item)
+            yield key
+        finally:
+            with self._lock:
+                self._running_keys.discard(key)
+
+    def _after_worker_lost(self, item: TrialItem, retries: int, exc: WorkerLost,
+                           again: str) -> tuple[str | None, str | None] | None:
+        """A trial's worker died: None to run it again, else its end, (status, error); status None
+        when the service is stopping (the trial stays running and resumes on restart)."""
+        if self.shutting_down:
+            return None, None
+        if retries > self.spec.max_retries or self.cancelled:
+            return "failed", f"worker lost after {retries} attempt(s): {exc}"
+        log.warning("job %s trial %s: worker lost (%s); %s", self.job_id, item.number, exc, again)
+        return None
+
+    def _mark_running(self, item: TrialItem) -> None:
+        now = utcnow()
+        run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
+            status="running", started_at=func.coalesce(Trial.started_at, now), finished_at=None, error=None,
+            attempts=Trial.attempts + 1)))
+
+    def _mark_finished(self, item: TrialItem, status: str, error: str | None, started: float) -> None:
         finished = utcnow()
         run_tx(self.sessions, lambda s: s.execute(update(Trial).where(Trial.id == item.id).values(
             status=status, error=error, finished_at=finished)))
         self.runner.metrics.trials_finished.labels(status).inc()
         self.runner.metrics.trial_duration.observe(time.monotonic() - started)
+
+    # -- one range test ------------------------------------------------------------------------
+    def _run_range_test(self, item: TrialItem) -> None:
+        """A range-test trial: one call to a worker, then its curve stored as metric rows, one per
+        step (``epoch`` = the step, ``lr`` its rate, ``train_loss`` the batch loss; no validation
+        loss, so it never ranks). It is short: a restart or a lost worker runs it again whole."""
+        spec = self.spec
+        resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+        started = time.monotonic()
+        status: str | None = "completed"
+        error: str | None = None
+        result: dict | None = None
+        if item.resume:
+            self._clear_metrics(item)
+        retries = 0
+        while True:
+            try:
+                with self._attempt(item) as key:
+                    result = self.executor.run_range_test(key, spec.workload, item.config, spec.seed, resources)
+                if result is None:  # stopped before it started
+                    status = None if self.shutting_down else "cancelled"
+                break
+            except WorkerLost as exc:
+                retries += 1
+                end = self._after_worker_lost(item, retries, exc, "running it again")
+                if end is not None:
+                    status, error = end
+                    break
+            except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
+                status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                break
+        points: list[tuple[float, float]] = []
+        if result is not None:
+            node = result.get("node")
+            writes = [self.runner.writer.submit(epoch_row(item.id, {
+                "epoch": step, "train_loss": loss, "lr": lr, "node": node}, None))
+                for step, (lr, loss) in enumerate(zip(result["lrs"], result["raw_losses"]))]
+            for done in writes:
+                done.result()
+            points = list(zip(result["lrs"], result["raw_losses"]))
+            if result.get("reason"):
+                log.info("job %s range test %s stopped: %s", self.job_id, item.number, result["reason"])
+        if status is None:
+            return
+        self._mark_finished(item, status, error, started)
         with self._lock:
-            if self.stopper is not None:
-                self.stopper.trial_finished(item.number, status)
-            self.strategy.observe(self._outcome(item.number, item.config, status, curve))
+            self.strategy.observe(self._range_test_outcome(item.number, item.config, status, points))
 
     def _clear_metrics(self, item: TrialItem, from_epoch: int = 0) -> list[float | None]:
         """Drop the trial's metrics from ``from_epoch`` on; return the validation curve kept."""

@@ -25,12 +25,13 @@ class JobSpec(BaseModel):
 
     name: str | None = Field(default=None, description="a label; defaults to '<strategy>-<workload>'")
     workload: str = Field(description="a registered workload, see GET /workloads")
-    strategy: str = Field(default="random", description="grid, random, bayesian or manual")
+    strategy: str = Field(default="random", description="grid, random, bayesian, manual, range_test or auto")
     max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
     max_concurrent: int = Field(default=2, description="trials running at once")
     epochs: int = Field(default=10, description="epochs per trial")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    space: dict[str, Any] | None = Field(default=None, description="the search space (not for manual)")
+    space: dict[str, Any] | None = Field(default=None, description=(
+        "the search space (not for manual; range_test and auto default lr to 1e-7..10)"))
     configs: list[dict[str, Any]] | None = Field(default=None, description="manual: the trials to run")
     early_stopping: dict[str, Any] | None = None
     options: dict[str, Any] = Field(default_factory=dict, description="strategy options")
@@ -69,8 +70,41 @@ class Transfer(BaseModel):
     to_batch_size: int
 
 
+class RangeTestSummary(BaseModel):
+    """What an optimizer's range tests suggest (search.range_test.summarize)."""
+
+    lr: float = Field(description="the suggested learning rate: the geometric mean over seeds of 'combined'")
+    rules: dict[str, float] = Field(description="each rule's suggestion (steepest, valley, minimum_tenth, "
+                                                "lr_at_min, combined), geometric mean over seeds")
+    per_seed: list[float]
+    spread: dict[str, float] = Field(description="geometric_mean, min, max, log10_std, n of per_seed")
+    min_loss: float | None = Field(description="the lowest denoised training loss the tests saw (mean over seeds)")
+
+
+class RangeTestCurve(BaseModel):
+    trial: int
+    repeat: int
+    status: str
+    lrs: list[float]
+    losses: list[float] = Field(description="the batch loss at each step")
+    smoothed: list[float] = Field(description="the zero-lag smoothing the rules read (search.range_test.denoise)")
+
+
+class RangeTestOptimizer(BaseModel):
+    optimizer: str
+    suggestion: RangeTestSummary | None = Field(description="null until one of its tests has finished")
+    curves: list[RangeTestCurve]
+
+
 class BestDetail(Best):
     """Best, plus how sure it is and how it carries over."""
+
+    val_loss: float | None = Field(description=(
+        "null only for a range_test job without verify: its lr is then a suggestion, not a trained result"))
+    suggestions: dict[str, float] = Field(default_factory=dict, description=(
+        "range_test and auto jobs: the range tests' suggested learning rate per optimizer"))
+    range_test: dict[str, RangeTestSummary] = Field(default_factory=dict, description=(
+        "range_test and auto jobs: how each optimizer's suggestion was reached and its spread over seeds"))
 
     lr_interval: LrInterval | None = Field(
         default=None, description="learning rates whose val_loss is indistinguishable from the best's "

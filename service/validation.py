@@ -9,6 +9,11 @@ from service.config import Settings
 from service.schemas import JobSpec
 
 
+# Strategies that start with LR range tests; their space's lr defaults to FINDER_LR_RANGE.
+FINDER_STRATEGIES = ("range_test", "auto")
+FINDER_LR_RANGE = {"low": 1e-7, "high": 10.0}
+
+
 @dataclass(frozen=True)
 class CheckedJob:
     spec: JobSpec
@@ -66,16 +71,21 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> C
     else:
         if spec.configs is not None:
             raise SpecError(("configs",), "only manual search takes configs; use space")
+        if spec.strategy in FINDER_STRATEGIES and "lr" not in (spec.space or {}):
+            # A range test's classic sweep: from far too small to far too large.
+            spec = spec.model_copy(update={"space": {**(spec.space or {}), "lr": dict(FINDER_LR_RANGE)}})
         if spec.space is None:
             raise SpecError(("space",), 'is required, e.g. {"lr": {"low": 1e-4, "high": 1.0}}')
         space = parse_space(spec.space, grid=spec.strategy == "grid")
         if spec.strategy == "grid" and space.grid_size() > settings.max_grid_points:
             raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
                                         f"{settings.max_grid_points} allowed")
+    if spec.strategy == "auto" and spec.early_stopping is None:
+        spec = spec.model_copy(update={"early_stopping": {"kind": "asha"}})  # auto means search + ASHA
     _early_stopping(spec)
     options = _options(spec)
     max_trials = spec.max_trials
-    if max_trials is None and spec.strategy not in ("grid", "manual"):
+    if max_trials is None and spec.strategy not in ("grid", "manual", "range_test"):
         max_trials = 20  # a sensible default budget for sampling strategies
     strategy_spec = StrategySpec(space=space, epochs=spec.epochs, seed=spec.seed, max_trials=max_trials,
                                  configs=tuple(spec.configs or ()), options=options)

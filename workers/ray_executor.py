@@ -76,13 +76,9 @@ class TrialActor:
 
         import torch
 
-        from workers.registry import get_workload
         from workers.trainer import TrialTrainer
 
-        wl = get_workload(workload)
-        if workload not in self._data:
-            # Every trial of every job sees the same split, so trials are ranked on one validation set.
-            self._data[workload] = wl.load_data(seed=0)
+        wl = self._workload_data(workload)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
                                divergence_factor=divergence_factor)
         if checkpoint is not None:
@@ -111,6 +107,31 @@ class TrialActor:
         finally:
             self._stop.discard(key)
             self._go_on.pop(key, None)
+
+
+    def range_test(self, workload: str, config: dict, seed: int) -> dict:
+        """Run the LR range test that ``config`` describes (search/strategies/_range_test.py):
+        the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry."""
+        from workers.range_test import run_range_test
+
+        wl = self._workload_data(workload)
+        test = config["range_test"]
+        optimizer_config = {k: v for k, v in config.items() if k != "range_test"}
+        result = run_range_test(wl, self._data[workload], optimizer_config, lr_low=float(config["lr"]),
+                                lr_high=float(test["lr_high"]), num_steps=int(test["num_steps"]),
+                                seed=seed + int(test.get("repeat", 0)),
+                                divergence_factor=float(test.get("divergence_factor", 4.0)),
+                                device=self._device)
+        return result.to_dict() | {"node": self._node, "device": self._device}
+
+    def _workload_data(self, workload: str) -> Any:
+        from workers.registry import get_workload
+
+        wl = get_workload(workload)
+        if workload not in self._data:
+            # Every trial of every job sees the same split, so trials are ranked on one validation set.
+            self._data[workload] = wl.load_data(seed=0)
+        return wl
 
 
 class RayExecutor:
@@ -270,6 +291,26 @@ class RayExecutor:
                         ray.get(ref)
                 except Exception:  # noqa: BLE001 - a dead actor is simply not reused
                     healthy = False
+            if healthy:
+                self._release(resources, actor)
+            else:
+                self._discard(resources, actor)
+
+    def run_range_test(self, key: str, workload: str, config: dict, seed: int,
+                       resources: TrialResources = TrialResources()) -> dict | None:
+        """A range test on a pooled actor: the RangeTestResult as a dict (with ``node``), or None
+        if the trial was stopped before it got an actor. Raises WorkerLost. A range test is short
+        (``num_steps`` batches): it is not streamed, stopped or checkpointed midway."""
+        actor = self._acquire(key, resources)
+        if actor is None:
+            return None
+        healthy = True
+        try:
+            return ray.get(actor.range_test.remote(workload, config, seed))
+        except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
+            healthy = False
+            raise WorkerLost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        finally:
             if healthy:
                 self._release(resources, actor)
             else:

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from search.errors import SpecError
+from search.strategies._auto import AutoStrategy
 from search.strategies._bayesian import BayesianStrategy
 from search.strategies._grid import GridStrategy
 from search.strategies._manual import ManualStrategy, validate_manual_config
 from search.strategies._random import RandomStrategy
-from search.strategies.base import Strategy, StrategySpec, TrialOutcome, config_key
+from search.strategies._range_test import RANGE_TEST_KEY, RangeTestStrategy, is_range_test
+from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, config_key
 
 STRATEGIES: dict[str, type[Strategy]] = {
     GridStrategy.name: GridStrategy,
     RandomStrategy.name: RandomStrategy,
     ManualStrategy.name: ManualStrategy,
     BayesianStrategy.name: BayesianStrategy,
+    RangeTestStrategy.name: RangeTestStrategy,
+    AutoStrategy.name: AutoStrategy,
 }
 
 
@@ -29,7 +33,9 @@ def validate_options(name: str, options: dict[str, Any] | None) -> dict[str, Any
     """Check a spec's ``options`` for strategy ``name``; returns them normalised.
 
     Raises SpecError(("options", key), ...) naming what is allowed: ``bayesian`` takes
-    ``sampler`` ("tpe" | "gp") and ``n_startup_trials``; the others take none.
+    ``sampler`` ("tpe" | "gp") and ``n_startup_trials``; ``range_test`` takes ``num_steps``,
+    ``repeats``, ``divergence_factor`` and ``verify``; ``auto`` takes those of the range test
+    (but ``verify``), ``window_decades`` and bayesian's; the others take none.
     """
     return _strategy_class(name).validate_options(options)
 
@@ -40,15 +46,20 @@ def make_strategy(name: str, spec: StrategySpec) -> Strategy:
 
 
 __all__ = [
+    "RANGE_TEST_KEY",
     "STRATEGIES",
+    "WAIT",
+    "AutoStrategy",
     "BayesianStrategy",
     "GridStrategy",
     "ManualStrategy",
     "RandomStrategy",
+    "RangeTestStrategy",
     "Strategy",
     "StrategySpec",
     "TrialOutcome",
     "config_key",
+    "is_range_test",
     "make_strategy",
     "validate_manual_config",
     "validate_options",

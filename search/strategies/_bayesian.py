@@ -358,6 +358,14 @@ class BayesianStrategy(Strategy):
         self._asks = number + 1
         return dict(config)
 
+    def enqueue(self, config: dict) -> dict:
+        """Make ``config`` (complete, in the space) the next trial, as Optuna's ``enqueue_trial``:
+        a known good guess instead of a model's or a start-up draw."""
+        number = self._asks
+        self._records[number] = _Record(dict(config), _RUNNING)
+        self._asks = number + 1
+        return dict(config)
+
     def observe(self, outcome: TrialOutcome) -> None:
         self._records[int(outcome.number)] = _classify(outcome)
         self._asks = max(self._asks, int(outcome.number) + 1)

@@ -11,7 +11,7 @@ import json
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from search.errors import SpecError
 from search.space import SearchSpace
@@ -39,6 +39,18 @@ class TrialOutcome:
     val_loss: float | None  # best validation loss reached, None if none was reported
     epochs: int  # epochs actually trained
     val_losses: tuple[float, ...] = ()  # per epoch, for strategies that learn from curves
+    # A range-test trial's curve: (lr, batch loss) per step. Empty for training trials.
+    points: tuple[tuple[float, float], ...] = ()
+
+
+class _Wait:
+    """``suggest()``'s answer while the next candidate depends on trials still running."""
+
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+WAIT: Final = _Wait()
 
 
 class Strategy(ABC):
@@ -62,8 +74,9 @@ class Strategy(ABC):
         return {}
 
     @abstractmethod
-    def suggest(self) -> dict | None:
-        """The next candidate's complete config, or None when the strategy has no more."""
+    def suggest(self) -> dict | None | _Wait:
+        """The next candidate's complete config, None when the strategy has no more, or ``WAIT``
+        when the next one depends on trials still running (ask again once one has finished)."""
 
     def observe(self, outcome: TrialOutcome) -> None:
         """Learn from a finished trial. Model-free strategies ignore it."""

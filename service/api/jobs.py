@@ -10,10 +10,11 @@ from sqlalchemy import func, select, update
 
 from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from service.crud import best_detail, best_trial, jobs_public, to_best, to_trial_public
+from service.crud import (best_detail, best_trial, jobs_public, range_tests, suggestion_best, to_best,
+                          to_trial_public, with_suggestions)
 from service.export import to_csv, trial_rows
 from service.models import Job, Trial, utcnow
-from service.schemas import BestDetail, JobPublic, JobSpec, Page, Transfer
+from service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
 from service.validation import check_job_spec
 from workers.registry import workload_names
 
@@ -78,10 +79,16 @@ def read_best(job_id: JobId, session: SessionDep,
               batch_size: Annotated[int | None, Query(ge=1, le=1_000_000, description=(
                   "scale the learning rate from the job's batch size to this one"))] = None) -> BestDetail:
     job = get_job_or_404(session, job_id)
+    finder = range_tests(session, job)
     trial = best_trial(session, job_id)
-    if trial is None:
-        raise HTTPException(404, f"job {job_id} has no trial with a validation loss yet")
-    best = best_detail(session, job_id, to_best(trial))
+    if trial is not None:
+        best = best_detail(session, job_id, to_best(trial))
+    else:
+        best = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
+        if best is None:
+            raise HTTPException(404, f"job {job_id} has no trial with a validation loss yet")
+    if finder:
+        best = with_suggestions(best, finder)
     if batch_size is not None:
         from search.analysis import transfer_lr
         from workers.registry import workload_batch_size
@@ -91,6 +98,13 @@ def read_best(job_id: JobId, session: SessionDep,
             rule=moved["rule"], from_lr=best.lr, from_batch_size=moved["from_batch_size"],
             to_batch_size=moved["to_batch_size"])})
     return best
+
+
+@router.get("/{job_id}/range_test", response_model=Items[RangeTestOptimizer])
+def read_range_tests(job_id: JobId, session: SessionDep) -> Items[RangeTestOptimizer]:
+    """A range_test or auto job's LR range tests per optimizer: the curves (one per seed) and the
+    suggestion they make together. Empty items for other strategies."""
+    return Items[RangeTestOptimizer](items=range_tests(session, get_job_or_404(session, job_id)))
 
 
 @router.get("/{job_id}/export", response_model=None)

@@ -139,6 +139,16 @@
     if (res.ok) { state.best = res.data; state.bestKey = key; } else if (res.status === 404) { state.best = null; }
   }
 
+  /** A range_test or auto job's curves and suggestions, fetched again when a range test ends. */
+  async function syncFinder() {
+    if (!isFinderJob()) return;
+    const key = state.trials.filter((t) => t.config?.range_test && LR.FINISHED.includes(t.status)).length;
+    if (key === state.finderKey) return;
+    const res = await api(`/jobs/${jobId}/range_test`);
+    if (!res.ok) throw new Error(LR.errorText(res));
+    state.finder = res.data.items; state.finderKey = key; state.dataVersion++;
+  }
+
   async function tick() {
     const [jobRes, trialsRes] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/trials?limit=10000`)]);
     if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
@@ -146,7 +156,7 @@
     state.job = jobRes.data;
     const before = state.dataVersion;
     takeTrials(trialsRes.data.items);
-    await Promise.all([syncCurves(), syncBest(state.job)]);
+    await Promise.all([syncCurves(), syncBest(state.job), syncFinder()]);
     renderHeader();
     renderBest();
     renderTable();
@@ -244,6 +254,8 @@
   function note(t) {
     const total = state.job?.spec?.epochs;
     if (t.status === "failed") return t.error || "failed";
+    const test = t.config?.range_test;
+    if (test) return `range test, seed ${test.repeat}: ${LR.fmtLr(t.config.lr)} to ${LR.fmtLr(test.lr_high)} in ${t.epochs} of ${test.num_steps} steps`;
     if (t.status === "diverged") return t.error || `diverged at epoch ${Math.max(0, t.epochs - 1)}`;
     if (t.status === "pruned") return `stopped early after ${t.epochs}${total ? ` of ${total}` : ""} epochs`;
     if (t.status === "cancelled") return "cancelled";
@@ -391,8 +403,12 @@
     Plotly.react(div, traces, lay, PLOT_CONFIG);
   }
 
+  /** The trials that train (a range test's config and rows are a sweep, drawn by plotFinder). */
+  const trained = () => state.trials.filter((t) => !t.config?.range_test);
+  const isFinderJob = () => ["range_test", "auto"].includes(state.job?.spec?.strategy);
+
   function lrRange() {
-    const logs = state.trials.map((t) => t.config?.lr).filter((x) => isNum(x) && x > 0).map(Math.log10);
+    const logs = trained().map((t) => t.config?.lr).filter((x) => isNum(x) && x > 0).map(Math.log10);
     if (!logs.length) return [0, 1];
     let [lo, hi] = minMax(logs);
     if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
@@ -403,7 +419,7 @@
   function curveTraces(key, yName, withEnds) {
     const [lo, hi] = lrRange();
     const pos = (t) => (Math.log10(t.config?.lr) - lo) / (hi - lo);
-    const withData = state.trials.filter((t) => (state.curves.get(t.number)?.n || 0) > 0);
+    const withData = trained().filter((t) => (state.curves.get(t.number)?.n || 0) > 0);
     const groups = new Map();
     const perTrial = withData.length <= MAX_TRIAL_TRACES;
     for (const t of withData) {
@@ -484,7 +500,7 @@
   function plotLrLoss() {
     const div = $("plot-lr-loss");
     const kind = state.colorBy;
-    const pts = state.trials.filter((t) => isNum(t.config?.lr));
+    const pts = trained().filter((t) => isNum(t.config?.lr));
     const withLoss = pts.filter((t) => isNum(t.val_loss));
     const lost = pts.filter((t) => !isNum(t.val_loss) && ["diverged", "failed"].includes(t.status));
     if (!withLoss.length && !lost.length) { placeholder(div, "No trial has a validation loss yet."); return; }
@@ -508,9 +524,50 @@
     }));
   }
 
+  /** The classic finder plot: loss against the rate on a log axis, per optimizer, each seed's batch
+   *  losses as faint dots and their smoothing as a line, the suggestion as a dashed vertical line. */
+  function plotFinder() {
+    const card = $("finder-card");
+    card.hidden = !isFinderJob();
+    if (card.hidden) return;
+    const div = $("plot-finder");
+    const items = (state.finder || []).filter((f) => f.curves.length);
+    if (!items.length) { placeholder(div, "No range test has finished yet."); return; }
+    const names = items.map((f) => f.optimizer);
+    const traces = [], shapes = [], annotations = [], smoothed = [], starts = [];
+    for (const f of items) {
+      const color = groupColor("optimizer", f.optimizer, names);
+      f.curves.forEach((c, i) => {
+        const label = `${esc(f.optimizer)}, seed ${c.repeat} (trial #${c.trial})`;
+        traces.push({ type: "scatter", mode: "markers", x: c.lrs, y: c.losses, name: label, showlegend: false,
+                      marker: { size: 3, color, opacity: 0.3 }, hovertemplate: `${label}<br>lr %{x:.3g}<br>batch loss %{y:.4g}<extra></extra>` });
+        traces.push({ type: "scatter", mode: "lines", x: c.lrs, y: c.smoothed, name: esc(f.optimizer), legendgroup: f.optimizer,
+                      showlegend: i === 0, line: { color, width: 2 }, hovertemplate: `${label}<br>lr %{x:.3g}<br>smoothed %{y:.4g}<extra></extra>` });
+        smoothed.push(...c.smoothed);
+        if (c.smoothed.length) starts.push(c.smoothed[0]);
+      });
+      if (f.suggestion) {
+        const lr = f.suggestion.lr;
+        shapes.push({ type: "line", xref: "x", yref: "paper", x0: lr, x1: lr, y0: 0, y1: 1, line: { color, width: 1.5, dash: "dash" } });
+        // Labels on rows of their own, so close suggestions do not overprint each other.
+        annotations.push({ xref: "x", yref: "paper", x: Math.log10(lr), y: 1 + 0.07 * annotations.length, yanchor: "bottom",
+                           showarrow: false, text: `${esc(f.optimizer)} ${LR.fmtLr(lr)}`, font: { color, size: 11 } });
+      }
+    }
+    // The y range: from the lowest smoothed loss to a little above where the tests started; the
+    // last batches of a test blow up by design and would flatten everything else.
+    const lo = minMax(smoothed)[0], hi = Math.max(...starts);
+    const pad = (hi - lo) * 0.15 || 0.1;
+    draw(div, traces, layout({ showlegend: true, shapes, annotations, margin: { l: 56, r: 16, t: 24 + 16 * annotations.length, b: 70 },
+      legend: { orientation: "h", x: 1, xanchor: "right", y: -0.3, yanchor: "top" },
+      xaxis: axis("learning rate (log scale)", { type: "log", tickformat: "~g", dtick: 1 }),
+      yaxis: axis("training loss", { range: [lo - pad, hi + pad] }) }));
+    div.dataset.suggestions = JSON.stringify(Object.fromEntries(items.filter((f) => f.suggestion).map((f) => [f.optimizer, f.suggestion.lr])));
+  }
+
   function plotBestSoFar() {
     const div = $("plot-best-so-far");
-    const ts = state.trials.filter((t) => isNum(t.val_loss)).sort((a, b) => a.number - b.number);
+    const ts = trained().filter((t) => isNum(t.val_loss)).sort((a, b) => a.number - b.number);
     if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
     const x = [], y = [];
     let best = Infinity;
@@ -532,7 +589,7 @@
   function plotParcoords() {
     const div = $("plot-parcoords");
     // Diverged trials are left out: their loss says where training broke, not how good the config is.
-    const ts = state.trials.filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
+    const ts = trained().filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
     if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
     const [lmin, lmax] = minMax(ts.map((t) => t.val_loss));
     const logLoss = lmin > 0 && lmax / lmin > 10;
@@ -615,6 +672,7 @@
     const t0 = performance.now();
     state.plotCosts = {};
     const timed = (name, fn) => { const t = performance.now(); fn(); state.plotCosts[name] = Math.round(performance.now() - t); };
+    timed("finder", plotFinder);
     timed("lr-loss", plotLrLoss);
     timed("val", () => plotCurves("plot-val", "val", "val_loss"));
     timed("train", () => plotCurves("plot-train", "train", "train_loss"));

@@ -91,6 +91,10 @@ RUNNING_SPEC = {"name": "dash-running", "workload": "mlp-digits", "strategy": "r
                 "epochs": 200, "max_concurrent": 1, "seed": 1,
                 "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"],
                           "schedule": ["cosine", "onecycle"], "warmup_fraction": {"values": [0.0, 0.1]}}}
+# Range tests of two optimizers, then a 2-epoch check at each suggestion.
+FINDER_SPEC = {"name": "dash-finder", "workload": "mlp-digits", "strategy": "range_test", "epochs": 2,
+               "max_concurrent": 2, "space": {"optimizer": ["sgd", "adam"]},
+               "options": {"num_steps": 50, "repeats": 2}}
 SCRIPT_NAME = "<script>alert(1)</script>"
 IMG_NAME = '<img src=x onerror="alert(2)">'
 
@@ -105,12 +109,15 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     running = None
     try:
         finished = api.submit(FINISHED_SPEC)
+        finder = api.submit(FINDER_SPEC)
         api.wait(finished["id"])
+        api.wait(finder["id"])
         running = api.submit(RUNNING_SPEC)
         tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
                 "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
         hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
-        yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "running": running,
+        yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "finder": api.job(finder["id"]),
+               "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
         if running is not None:

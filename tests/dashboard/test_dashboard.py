@@ -132,6 +132,42 @@ def test_finished_job_page_has_plots_rows_and_best(page: Any, service: dict[str,
     assert {"constant", "cosine"} <= set(names)
 
 
+def test_range_test_job_page_draws_the_finder_plot(page: Any, service: dict[str, Any]) -> None:
+    job = service["finder"]
+    assert job["status"] == "completed"
+    best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    finder = service["api"].http.get(f"/jobs/{job['id']}/range_test").json()["items"]
+    trials = service["api"].http.get(f"/jobs/{job['id']}/trials").json()["items"]
+    checks = [t for t in trials if "range_test" not in t["config"]]
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function("() => document.getElementById('plot-finder').dataset.suggestions")
+    assert page.locator("#finder-card").is_visible()
+    # Loss against lr on a log axis: per test its batch losses and their smoothing, one point per step.
+    steps = sum(len(c["lrs"]) for f in finder for c in f["curves"])
+    assert points(page, "plot-finder") == 2 * steps
+    assert page.evaluate("() => document.getElementById('plot-finder').layout.xaxis.type") == "log"
+    # Each optimizer's suggestion marked, where /best says it is.
+    shown = json.loads(page.evaluate("() => document.getElementById('plot-finder').dataset.suggestions"))
+    assert shown == best["suggestions"] and set(shown) == {"sgd", "adam"}
+    marks = page.evaluate("() => document.getElementById('plot-finder').layout.shapes.map((s) => s.x0)")
+    assert sorted(marks) == sorted(best["suggestions"].values())
+    labels = page.evaluate("() => document.getElementById('plot-finder').layout.annotations.map((a) => a.text)")
+    assert {label.split()[0] for label in labels} == {"sgd", "adam"}
+    # The per-epoch plots show the trained checks only, not the sweeps.
+    page.wait_for_function(f"() => ({POINTS_JS})('plot-lr-traj') > 0")
+    assert points(page, "plot-lr-traj") == sum(t["epochs"] for t in checks)
+    assert points(page, "plot-lr-loss") == len(checks)
+    # All six trials are rows of the table; a range test's row says what it swept.
+    page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 6")
+    assert page.locator('#trials tbody tr[data-trial="1"] td.note').inner_text().startswith("range test, seed 1")
+
+
+def test_other_jobs_have_no_finder_plot(page: Any, service: dict[str, Any]) -> None:
+    page.goto(f"{service['url']}/jobs/{service['finished']['id']}")
+    page.wait_for_function(f"() => ({POINTS_JS})('plot-val') > 0")
+    assert page.locator("#finder-card").is_hidden()
+
+
 def test_running_job_updates_without_reload(page: Any, service: dict[str, Any]) -> None:
     job = service["running"]
     requests: list[str] = []

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from search import SearchSpace, Strategy, StrategySpec, TrialOutcome, make_strategy, parse_space
+from search import WAIT, SearchSpace, Strategy, StrategySpec, TrialOutcome, is_range_test, make_strategy, parse_space
 
 OPTIMIZER_PENALTY = {"sgd": 0.3, "adam": 0.0, "adamw": 0.1, "rmsprop": 0.6, "adagrad": 1.0}
 
@@ -34,8 +34,9 @@ EPOCHS = 6
 
 # (strategy, options) for every strategy; ids name them in test output.
 ALL_STRATEGIES = [("grid", {}), ("random", {}), ("manual", {}), ("bayesian", {"sampler": "tpe"}),
-                  ("bayesian", {"sampler": "gp", "n_startup_trials": 3})]
-ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp"]
+                  ("bayesian", {"sampler": "gp", "n_startup_trials": 3}), ("range_test", {"num_steps": 40}),
+                  ("auto", {"num_steps": 40})]
+ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "range_test", "auto"]
 
 
 def is_gp(options: dict | None) -> bool:
@@ -51,8 +52,30 @@ def objective(config: dict) -> float:
     return value
 
 
+def range_test_points(config: dict) -> tuple[tuple[float, float], ...]:
+    """A range test's curve on the objective: the loss falls towards the objective's best rate
+    (1e-2, shifted by the optimizer's penalty) and blows up past it, noise from the repeat."""
+    test = config["range_test"]
+    low, high, n = config["lr"], test["lr_high"], test["num_steps"]
+    best = -2.0 - OPTIMIZER_PENALTY[config["optimizer"]]
+    points = []
+    for i in range(n):
+        lr = low * (high / low) ** (i / (n - 1))
+        x = math.log10(lr) - best
+        loss = 2.3 - 2.0 / (1.0 + math.exp(-3 * (x + 1.0))) + (math.exp(2 * x) if x > 0 else 0.0)
+        loss += 0.02 * math.sin(7 * i + test["repeat"])
+        points.append((lr, loss))
+        if loss > 8:
+            break
+    return tuple(points)
+
+
 def outcome_for(number: int, config: dict) -> TrialOutcome:
-    """Completed mostly; some pruned, diverged and failed trials, by number."""
+    """Completed mostly; some pruned, diverged and failed trials, by number. A range test
+    completes with its curve."""
+    if is_range_test(config):
+        points = range_test_points(config)
+        return TrialOutcome(number, config, "completed", None, len(points), (), points)
     v = objective(config)
     if number % 9 == 4:
         return TrialOutcome(number, config, "pruned", 2 * v, 2, (3 * v, 2 * v))
@@ -100,12 +123,16 @@ class Sim:
         self.events += 1
         if not self.exhausted and len(self.pending) < self.concurrency:
             config = self.strategy.suggest()
-            if config is not None:
+            if config is WAIT:
+                assert self.pending, "a strategy waits while nothing is running"
+            elif config is not None:
+                assert isinstance(config, dict)
                 self.pending.append(len(self.made))
                 self.made.append(config)
                 self.saved_state = json.dumps(self.strategy.state_dict())
                 return True
-            self.exhausted = True
+            else:
+                self.exhausted = True
         if not self.pending:
             return False
         number = self.pending.pop((self.events * 7) % len(self.pending))  # out of order

@@ -12,7 +12,7 @@ import pytest
 from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim, configs_equal, is_gp, make,
                             objective, outcome_for, space_for)
 
-from search import STRATEGIES, SpecError, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
+from search import STRATEGIES, SpecError, is_range_test, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
 from search.catalog import complete_config, relevant_params
 from search.strategies import config_key
 
@@ -40,6 +40,10 @@ def test_suggestions_lie_in_the_space_and_are_complete(name: str, options: dict)
         # Every suggestion carries exactly the keys its optimizer and schedule need.
         expected = {"lr", "optimizer", "schedule", "warmup_fraction"}
         expected |= {p.name for p in relevant_params(config["optimizer"], config["schedule"])}
+        if is_range_test(config):  # a range test sweeps the space's whole lr range
+            assert space is not None
+            assert (config["lr"], config["range_test"]["lr_high"]) == (space.dims["lr"].low, space.dims["lr"].high)
+            config = {k: v for k, v in config.items() if k != "range_test"}
         assert set(config) == expected
         assert config == complete_config(config, EPOCHS)
         if space is not None:

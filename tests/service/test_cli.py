@@ -72,3 +72,13 @@ def test_unreachable_server_exits_3() -> None:
 def test_unknown_job_exits_5(server: ServiceProcess) -> None:
     out = lrsearch("best", "424242", url=server.url)
     assert out.returncode == 5 and "not found" in out.stderr
+
+
+def test_range_test_job_best_prints_the_suggestions(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "finder.yaml"
+    spec.write_text("name: cli-finder\nworkload: mlp-digits\nstrategy: range_test\nepochs: 2\n"
+                    "space:\n  optimizer: [sgd, adam]\noptions: {num_steps: 40, repeats: 1, verify: false}\n")
+    out = lrsearch("submit", str(spec), "--wait", url=server.url)
+    assert out.returncode == 0, out.stderr
+    assert "range-test suggestion, not trained" in out.stdout
+    assert "range-test suggestions: sgd=" in out.stdout and "adam=" in out.stdout

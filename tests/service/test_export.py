@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,21 @@ def test_export_optuna_loads_with_the_same_best(tmp_path: Path) -> None:
     assert study.best_trial.params["lr"] == best["lr"]
     assert study.trials[3].state == optuna.trial.TrialState.FAIL  # the diverged one
     assert len(study.trials[0].intermediate_values) == 3
+
+
+def test_exports_of_a_range_test_job(client: TestClient, tmp_path: Path) -> None:
+    """The CSV writes a range test's settings as JSON; the Optuna study leaves the sweeps out."""
+    from service.export import to_optuna_study
+
+    spec = {"name": "finder-export", "workload": "mlp-digits", "strategy": "range_test", "epochs": 2,
+            "space": {"optimizer": ["sgd"]}, "options": {"num_steps": 30, "repeats": 2}}
+    job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "completed"
+    trials = client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]
+    rows = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/jobs/{job['id']}/export",
+                                                      params={"format": "csv"}).text)))
+    assert [json.loads(r["range_test"])["repeat"] for r in rows[:2]] == [0, 1] and rows[2]["range_test"] == ""
+    storage = f"sqlite:///{tmp_path / 'finder.db'}"
+    study = to_optuna_study(job, trials, {}, storage, "finder")
+    assert len(study.trials) == 1 and study.user_attrs["range_tests_left_out"] == [0, 1]
+    assert study.best_value == pytest.approx(trials[2]["val_loss"])

@@ -33,13 +33,17 @@ def wait_until(pred, timeout: float, what: str) -> None:  # type: ignore[no-unty
 
 
 BAYES = {**SPEC, "strategy": "bayesian", "early_stopping": {"kind": "asha", "grace_epochs": 2, "reduction_factor": 2}}
+# Two range tests, then bayesian + ASHA (auto's default) inside their windows.
+AUTO = {**SPEC, "strategy": "auto", "space": {"lr": {"low": 1e-5, "high": 1.0}, "optimizer": ["sgd", "adam"]},
+        "options": {"num_steps": 40}}
+SPECS = {"random": SPEC, "bayesian": BAYES, "auto": AUTO}
 
 
 @pytest.mark.parametrize(("strategy", "how"), [("random", "sigterm"), ("random", "sigkill"),
-                                               ("bayesian", "sigkill")])
+                                               ("bayesian", "sigkill"), ("auto", "sigkill")])
 def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_path: Path, strategy: str,
                                                                how: str) -> None:
-    spec = BAYES if strategy == "bayesian" else SPEC
+    spec = SPECS[strategy]
     log = tmp_path / "serve.log"
     # A short lease so a job whose owner was killed is taken over quickly.
     env = {"LRSEARCH_LEASE_SECONDS": "3", "LRSEARCH_POLL_INTERVAL": "0.2"}
@@ -77,15 +81,17 @@ def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_
                    120, "the interrupted job to finish after the restart")
         after = snapshot(url, job["id"])
         assert sorted(after) == list(range(10))  # exactly max_trials, numbers never reused
+        range_tests = [n for n, (t, _) in after.items() if "range_test" in t["config"]]
+        assert range_tests == ([0, 1] if strategy == "auto" else [])
         for number, (trial, metrics) in after.items():
-            assert trial["status"] in (("completed", "pruned") if strategy == "bayesian" else ("completed",))
+            assert trial["status"] in (("completed",) if strategy == "random" else ("completed", "pruned"))
             assert [m["epoch"] for m in metrics] == list(range(trial["epochs"]))  # every epoch exactly once
-            assert trial["epochs"] == 12 or trial["status"] == "pruned"
+            assert trial["epochs"] == 12 or trial["status"] == "pruned" or number in range_tests
         for number, (trial, metrics) in finished_mid.items():
             assert after[number] == (trial, metrics)  # finished trials unchanged
-        # The same seed gives the same candidates as an uninterrupted run would.
-        lrs = [after[n][0]["config"]["lr"] for n in range(10)]
-        assert len(set(lrs)) == 10
+        # No candidate twice.
+        lrs = [after[n][0]["config"]["lr"] for n in range(10) if n not in range_tests]
+        assert len(set(lrs)) == len(lrs)
         jobs = httpx.get(f"{url}/api/v1/jobs").json()
         assert jobs["total"] == 2
     finally:

@@ -172,3 +172,17 @@ def test_bad_optimizer_configs_raise(digits) -> None:
         run_range_test(*digits, {"optimizer": "lion"})
     with pytest.raises(ValueError, match="momentum"):
         run_range_test(*digits, {"optimizer": "sgd", "momentum": 2.0})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_range_test_on_cuda_is_repeatable_and_agrees_with_the_cpu() -> None:
+    wl = get_workload("mlp-digits")
+    data = wl.load_data(seed=0)
+    kwargs = {"lr_low": 1e-6, "lr_high": 10.0, "num_steps": 80, "seed": 0}
+    a = run_range_test(wl, data, {"optimizer": "adam"}, device="cuda", **kwargs)
+    b = run_range_test(wl, data, {"optimizer": "adam"}, device="cuda", **kwargs)
+    cpu = run_range_test(wl, data, {"optimizer": "adam"}, device="cpu", **kwargs)
+    assert a.raw_losses == b.raw_losses
+    assert a.raw_losses[0] == pytest.approx(cpu.raw_losses[0], rel=1e-4)  # the same weights and first batch
+    # The suggestion does not depend on the device beyond rounding.
+    assert 0.5 <= a.suggest()["combined"] / cpu.suggest()["combined"] <= 2.0

@@ -72,3 +72,41 @@ def test_trials_run_in_parallel_on_two_cpus(ray_executor: RayExecutor) -> None:
     (a0, a1), (b0, b1) = spans["p0"], spans["p1"]
     overlap = min(a1, b1) - max(a0, b0)
     assert overlap > 0.5 * min(a1 - a0, b1 - b0)
+
+
+# --- GPU (skipped where there is none) -----------------------------------------------------------------
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(not _cuda(), reason="no CUDA device")
+def test_gpu_trials_share_the_device_and_train_on_cuda(ray_executor: RayExecutor) -> None:
+    """Two trials asking for half a GPU each run at once on one device, on cuda, and learn as on the CPU."""
+    assert ray.cluster_resources().get("GPU", 0) >= 1
+    half = TrialResources(cpu=1.0, gpu=0.5)
+    out: dict[str, list[dict]] = {}
+
+    def run(key: str) -> None:
+        out[key] = list(ray_executor.run_trial(key, "mlp-digits", CONFIG, epochs=5, seed=0, resources=half))
+
+    threads = [threading.Thread(target=run, args=(f"t-gpu-{i}",)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert sorted(out) == ["t-gpu-0", "t-gpu-1"]
+    actors = ray_executor._idle[half]
+    assert len(actors) == 2
+    assert {ray.get(a.info.remote())["device"] for a in actors} == {"cuda"}
+    on_cpu = list(ray_executor.run_trial("t-gpu-cpu", "mlp-digits", CONFIG, epochs=5, seed=0))
+    for results in out.values():
+        assert [r["epoch"] for r in results] == list(range(5))
+        # Same seed, same data, same init: the device changes rounding, not what is learned.
+        assert results[-1]["val_loss"] == pytest.approx(on_cpu[-1]["val_loss"], rel=0.05)
+    # The range test runs on the GPU actor too.
+    config = {**CONFIG, "lr": 1e-6, "range_test": {"lr_high": 10.0, "num_steps": 60, "repeat": 0}}
+    test = ray_executor.run_range_test("t-gpu-rt", "mlp-digits", config, seed=0, resources=half)
+    assert test is not None and test["device"] == "cuda" and len(test["lrs"]) >= 10

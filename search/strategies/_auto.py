@@ -1,0 +1,143 @@
+"""Strategy ``auto``: range tests find each optimizer's region, Bayesian search works inside it.
+
+Trials ``0 .. R-1`` are range tests (``repeats`` per optimizer, 1 by default; see
+_range_test.py). Once all have finished, each optimizer gets a window of
+``window_decades`` decades either side of its suggestion, cut to the space's ``lr`` range, and
+the remaining ``max_trials - R`` trials are a ``bayesian`` search (TPE by default) over the whole
+space with the learning rate confined to the chosen optimizer's window. Its first trials are the
+suggestions themselves (one per optimizer, every other dimension at its representative value),
+the best guesses there are; the sampler's model starts from them.
+
+The inner search sees the learning rate as ``u`` in [0, 1], its position in the optimizer's
+window on a log scale (``lr = low_o * (high_o / low_o) ** u``): one fixed distribution whatever
+the optimizer, so what the model learns about one part of a window carries to the others. The
+inner search numbers its trials from 0 (service trial ``R + k`` is inner trial ``k``) and keeps its
+own state, so restarts and replays work as for ``bayesian``. Early stopping defaults to ASHA
+(service/validation.py writes it into the job's spec).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from search.errors import SpecError
+from search.space import Numeric, SearchSpace
+from search.strategies._bayesian import BayesianStrategy
+from search.strategies._range_test import RangeTestPlan, fixed_config, validate_range_test_options
+from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+
+MAX_WINDOW_DECADES = 6.0
+
+
+class AutoStrategy(Strategy):
+    name = "auto"
+
+    def __init__(self, spec: StrategySpec) -> None:
+        super().__init__(spec)
+        assert spec.space is not None
+        lr = spec.space.dims["lr"]
+        if not isinstance(lr, Numeric) or lr.values is not None:
+            raise SpecError(("space", "lr"), 'auto searches inside a range: give {"low": a, "high": b}')
+        self.plan = RangeTestPlan(spec.space, spec.epochs, self.options)
+        max_trials = spec.max_trials if spec.max_trials is not None else 20
+        if max_trials <= self.plan.count:
+            raise SpecError(("max_trials",), f"auto runs {self.plan.count} range test(s) first (optimizers x "
+                                             f"repeats); max_trials must be above that, got {max_trials}")
+        self._max_trials = max_trials
+        inner_space = SearchSpace({**spec.space.dims, "lr": Numeric("lr", low=0.0, high=1.0)})
+        inner_options = {k: self.options[k] for k in ("sampler", "n_startup_trials") if k in self.options}
+        self.inner = BayesianStrategy(StrategySpec(space=inner_space, epochs=spec.epochs, seed=spec.seed,
+                                                   max_trials=max_trials - self.plan.count,
+                                                   options=inner_options))
+        self._inner_space = inner_space
+        self._asks = 0
+        self._windows: dict[str, tuple[float, float, float | None]] | None = None
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
+        options = _options_dict(options)
+        bayesian_keys = ("sampler", "n_startup_trials")
+        out = validate_range_test_options(options, repeats=1, extra=("window_decades", *bayesian_keys))
+        out.update(BayesianStrategy.validate_options({k: options[k] for k in bayesian_keys if k in options}))
+        window = options.get("window_decades", 1.0)
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= MAX_WINDOW_DECADES:
+            raise SpecError(("options", "window_decades"),
+                            f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {window!r}")
+        out["window_decades"] = float(window)
+        return out
+
+    def total(self) -> int:
+        return self._max_trials
+
+    # -- windows -----------------------------------------------------------------------------------
+    def windows(self) -> dict[str, tuple[float, float, float | None]]:
+        """``{optimizer: (low, high, suggestion)}`` once every range test has finished; the whole
+        ``lr`` range (and no suggestion) for an optimizer whose range tests all failed."""
+        assert self.plan.done
+        if self._windows is None:
+            width = 10.0 ** self.options["window_decades"]
+            low, high = self.plan.lr_low, self.plan.lr_high
+            self._windows = {}
+            for optimizer, summary in self.plan.summaries().items():
+                if summary is None:
+                    self._windows[optimizer] = (low, high, None)
+                else:
+                    s = summary["lr"]
+                    self._windows[optimizer] = (max(low, s / width), min(high, s * width), s)
+        return self._windows
+
+    def _outer(self, inner: dict) -> dict:
+        low, high, _ = self.windows()[inner["optimizer"]]
+        return {**inner, "lr": low * (high / low) ** float(inner["lr"])}
+
+    def _inner(self, outer: dict) -> dict:
+        low, high, _ = self.windows()[outer["optimizer"]]
+        u = math.log(float(outer["lr"]) / low) / math.log(high / low)
+        return {**outer, "lr": min(1.0, max(0.0, u))}
+
+    # -- the Strategy interface ----------------------------------------------------------------------
+    def suggest(self) -> dict | None | _Wait:
+        number = self._asks
+        if number >= self._max_trials:
+            return None
+        if number < self.plan.count:
+            config = self.plan.config(number)
+        else:
+            if not self.plan.done:
+                return WAIT
+            centres = [(o, w) for o, w in self.windows().items() if w[2] is not None]
+            k = number - self.plan.count
+            if k < len(centres):
+                optimizer, (low, high, s) = centres[k]
+                inner = fixed_config(self._inner_space, optimizer, 0.0, self.spec.epochs)
+                inner["lr"] = self._inner({"optimizer": optimizer, "lr": s})["lr"]
+                inner = self.inner.enqueue(inner)
+            else:
+                suggested = self.inner.suggest()
+                if not isinstance(suggested, dict):
+                    return None
+                inner = suggested
+            config = self._outer(inner)
+        self._asks = number + 1
+        return config
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        self.plan.observe(outcome)
+        if outcome.number >= self.plan.count and self.plan.done:
+            self.inner.observe(replace(outcome, number=outcome.number - self.plan.count,
+                                       config=self._inner(outcome.config)))
+        self._asks = max(self._asks, int(outcome.number) + 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"asks": self._asks, "inner": self.inner.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._asks = int(state.get("asks", 0))
+        self.inner.load_state_dict(state.get("inner", {}))
+        self.plan.reset()
+        self._windows = None
+
+
+__all__ = ["AutoStrategy"]

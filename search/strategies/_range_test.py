@@ -1,0 +1,210 @@
+"""Strategy ``range_test``: an LR range test per optimizer, repeated over seeds, then one check each.
+
+Trials come in a fixed order. First the range tests: for each optimizer of the space (in the
+space's order) ``repeats`` runs, repeat ``k`` training with seed ``job seed + k``; a range-test
+trial's config is the optimizer's config at ``lr = lr.low`` with a ``range_test`` entry
+(``lr_high``, ``num_steps``, ``repeat``, ``divergence_factor``), and the worker records its
+curve, one (lr, batch loss) point per step. Then, with ``verify`` (the default), one ordinary
+training per optimizer at its suggested rate, ``epochs`` long: the suggestion is checked by the
+only measure that counts, a validation loss, and the job's best is a trained configuration.
+
+The suggestion of an optimizer is search.range_test.summarize over its repeats. The checks wait
+(``WAIT``) until every range test has finished. Parameters the range test cannot vary take one
+representative value: a single value as given, else the first of a list, else the catalog's
+default when the range holds it, else the range's (geometric, for log parameters) middle.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.catalog import complete_config, relevant_params
+from search.errors import SpecError
+from search.range_test import summarize
+from search.space import Categorical, Numeric, SearchSpace
+from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+
+RANGE_TEST_KEY = "range_test"  # the config entry that makes a trial a range test
+DEFAULT_LR_LOW, DEFAULT_LR_HIGH = 1e-7, 10.0
+MAX_NUM_STEPS = 10_000
+MAX_REPEATS = 10
+
+
+def is_range_test(config: dict) -> bool:
+    return isinstance(config.get(RANGE_TEST_KEY), dict)
+
+
+def _int_option(options: dict, key: str, default: int, low: int, high: int) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(("options", key), f"must be an integer in [{low}, {high}], got {value!r}")
+    return value
+
+
+def validate_range_test_options(options: dict[str, Any], *, repeats: int, extra: tuple[str, ...] = ()
+                                ) -> dict[str, Any]:
+    """``num_steps``, ``repeats`` and ``divergence_factor`` of the range tests (``extra``: keys the
+    caller checks itself)."""
+    allowed = sorted(["num_steps", "repeats", "divergence_factor", *extra])
+    for key in options:
+        if key not in allowed:
+            raise SpecError(("options", key), f"unknown option; allowed: {allowed}")
+    out: dict[str, Any] = {
+        "num_steps": _int_option(options, "num_steps", 100, 10, MAX_NUM_STEPS),
+        "repeats": _int_option(options, "repeats", repeats, 1, MAX_REPEATS),
+    }
+    factor = options.get("divergence_factor", 4.0)
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1.0 < factor <= 1e6:
+        raise SpecError(("options", "divergence_factor"), f"must be a number in (1, 1e6], got {factor!r}")
+    out["divergence_factor"] = float(factor)
+    return out
+
+
+def _representative(dim: Numeric | Categorical | None, default: Any) -> Any:
+    if dim is None:
+        return default
+    if isinstance(dim, Categorical):
+        return dim.choices[0]
+    if dim.values is not None:
+        return dim.values[0]
+    assert dim.low is not None and dim.high is not None
+    if dim.contains(default):
+        return default
+    middle = math.sqrt(dim.low * dim.high) if dim.log and dim.low > 0 else (dim.low + dim.high) / 2
+    return round(middle) if dim.integer else middle
+
+
+def fixed_config(space: SearchSpace, optimizer: str, lr: float, epochs: int) -> dict:
+    """A complete config for ``optimizer`` at ``lr``: every other dimension at its representative."""
+    schedule = _representative(space.dims.get("schedule"), "constant")
+    raw: dict[str, Any] = {
+        "lr": lr, "optimizer": optimizer, "schedule": schedule,
+        "warmup_fraction": _representative(space.dims.get("warmup_fraction"), 0.0),
+    }
+    for p in relevant_params(optimizer, schedule):
+        raw[p.name] = _representative(space.dims.get(p.name), p.default(epochs))
+    return complete_config(raw, epochs)
+
+
+def lr_bounds(space: SearchSpace) -> tuple[float, float]:
+    dim = space.dims["lr"]
+    assert isinstance(dim, Numeric)
+    if dim.values is not None:
+        return min(dim.values), max(dim.values)
+    assert dim.low is not None and dim.high is not None
+    return dim.low, dim.high
+
+
+class RangeTestPlan:
+    """The range tests of a job and what they found; shared by ``range_test`` and ``auto``."""
+
+    def __init__(self, space: SearchSpace, epochs: int, options: dict[str, Any]) -> None:
+        self.space = space
+        self.epochs = epochs
+        self.optimizers: tuple[str, ...] = space.optimizers
+        self.repeats: int = options["repeats"]
+        self.num_steps: int = options["num_steps"]
+        self.divergence_factor: float = options["divergence_factor"]
+        self.lr_low, self.lr_high = lr_bounds(space)
+        self.count = len(self.optimizers) * self.repeats
+        self._curves: dict[int, tuple[float, list[float], list[float]] | None] = {}
+
+    def config(self, number: int) -> dict:
+        """Range test ``number`` (0 <= number < count): optimizer by optimizer, repeats inside."""
+        optimizer = self.optimizers[number // self.repeats]
+        config = fixed_config(self.space, optimizer, self.lr_low, self.epochs)
+        config.update(schedule="constant", warmup_fraction=0.0)
+        config = complete_config(config, self.epochs)  # drops the schedule's parameters
+        config[RANGE_TEST_KEY] = {"lr_high": self.lr_high, "num_steps": self.num_steps,
+                                  "repeat": number % self.repeats, "divergence_factor": self.divergence_factor}
+        return config
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        if not 0 <= outcome.number < self.count:
+            return
+        if outcome.status in ("completed", "diverged") and is_range_test(outcome.config):
+            lrs = [lr for lr, _ in outcome.points]
+            raw = [loss for _, loss in outcome.points]
+            self._curves[outcome.number] = (float(outcome.config["lr"]), lrs, raw)
+        else:  # failed or cancelled: no curve, but finished
+            self._curves[outcome.number] = None
+
+    @property
+    def done(self) -> bool:
+        return len(self._curves) >= self.count
+
+    def summaries(self) -> dict[str, dict | None]:
+        """search.range_test.summarize per optimizer over the curves known now."""
+        out: dict[str, dict | None] = {}
+        for i, optimizer in enumerate(self.optimizers):
+            numbers = range(i * self.repeats, (i + 1) * self.repeats)
+            curves = [c for n in numbers if (c := self._curves.get(n)) is not None]
+            out[optimizer] = summarize(curves)
+        return out
+
+    def reset(self) -> None:
+        self._curves = {}
+
+
+class RangeTestStrategy(Strategy):
+    name = "range_test"
+
+    def __init__(self, spec: StrategySpec) -> None:
+        super().__init__(spec)
+        assert spec.space is not None
+        self.plan = RangeTestPlan(spec.space, spec.epochs, self.options)
+        self._verify: bool = self.options["verify"]
+        self._asks = 0
+
+    @classmethod
+    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
+        options = _options_dict(options)
+        out = validate_range_test_options(options, repeats=3, extra=("verify",))
+        verify = options.get("verify", True)
+        if not isinstance(verify, bool):
+            raise SpecError(("options", "verify"), f"must be true or false, got {verify!r}")
+        out["verify"] = verify
+        return out
+
+    def _planned(self) -> int:
+        return self.plan.count + (len(self.plan.optimizers) if self._verify else 0)
+
+    def total(self) -> int:
+        planned = self._planned()
+        return planned if self.spec.max_trials is None else min(planned, self.spec.max_trials)
+
+    def suggest(self) -> dict | None | _Wait:
+        number = self._asks
+        if self.spec.max_trials is not None and number >= self.spec.max_trials:
+            return None
+        if number < self.plan.count:
+            config = self.plan.config(number)
+        else:
+            if not self._verify:
+                return None
+            if not self.plan.done:
+                return WAIT
+            # Optimizers whose every range test failed have nothing to check.
+            checks = [(o, s) for o, s in self.plan.summaries().items() if s is not None]
+            if number - self.plan.count >= len(checks):
+                return None
+            optimizer, summary = checks[number - self.plan.count]
+            config = fixed_config(self.plan.space, optimizer, summary["lr"], self.spec.epochs)
+        self._asks = number + 1
+        return config
+
+    def observe(self, outcome: TrialOutcome) -> None:
+        self.plan.observe(outcome)
+        self._asks = max(self._asks, int(outcome.number) + 1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"asks": self._asks}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._asks = int(state.get("asks", 0))
+        self.plan.reset()
+
+
+__all__ = ["RANGE_TEST_KEY", "RangeTestPlan", "RangeTestStrategy", "fixed_config", "is_range_test",
+           "validate_range_test_options"]

@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench bench-search clean
+.PHONY: install install-test run test bench bench-search bench-finder clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,14 @@ bench: install
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.search_efficiency
+
+# torch-lr-finder (and matplotlib) go into a venv of their own, never into $(VENV); the project's
+# torch pin holds there too. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--quick.
+BENCH_VENV ?= .venv-bench
+bench-finder:
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -e '.[finder-bench]'
+	$(BENCH_VENV)/bin/python -m bench.lr_finder $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) lrsearch.db

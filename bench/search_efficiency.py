@@ -30,6 +30,11 @@ sequential, so its order is exact. Metric rows undercount early stopping's compu
 streams epochs ahead of the service's decision, so a pruned trial trains about one more epoch
 that is never stored.
 
+``auto`` runs ``--auto-budget`` trials (20): first an LR range test per optimizer (100 batches
+each), then bayesian + ASHA inside a decade either side of each suggestion. A range test's rows
+are batches, not epochs: each counts as ``batch_size / training examples`` of an epoch (a 100-step
+test on mlp-digits is 2.2 epochs), so its cost is in the same unit as the trials'.
+
 Also reported (the issue's done-when): at ``--done-when-budget`` trials (30) x ``--done-when-seeds``
 seeds (3), bayesian+asha's median best val_loss against random's (within 2% or better) and the
 epochs each consumed (at most half of random's).
@@ -73,8 +78,12 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "random": {"strategy": "random", "early_stopping": None},
     "bayesian": {"strategy": "bayesian", "early_stopping": None},
     "bayesian+asha": {"strategy": "bayesian", "early_stopping": ASHA},
+    # Range tests (one per optimizer), then bayesian + ASHA inside a decade of each suggestion.
+    "auto": {"strategy": "auto", "early_stopping": ASHA},
     OPTUNA: None,
 }
+AUTO = "auto"
+AUTO_BUDGET = 20  # issue: auto at 20 trials against bayesian+asha at the benchmark's budget
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_efficiency.json"
 
 
@@ -225,7 +234,7 @@ def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
     study.optimize(objective, n_trials=budget)
     seconds = time.monotonic() - started
     # Sequential: rows are produced trial after trial, epoch after epoch.
-    rows = [(t["number"], e, v) for t in trials for e, v in enumerate(t["curve"])]
+    rows = [(t["number"], e, v, 1.0) for t in trials for e, v in enumerate(t["curve"])]
     return {"trials": trials, "rows": rows, "finish_order": [t["number"] for t in trials], "seconds": seconds}
 
 
@@ -279,7 +288,14 @@ class Service:
         for t in trials:
             metrics = c.get(f"/api/v1/jobs/{job_id}/trials/{t['number']}/metrics").json()["items"]
             t["curve"] = [m["val_loss"] for m in metrics]  # null where not finite
+            t["row_epochs"] = batch_epochs() if "range_test" in t["config"] else 1.0
         return {"job": job, "trials": trials, "seconds": seconds}
+
+
+def batch_epochs() -> float:
+    """One batch of the workload as a fraction of an epoch (a range test's row)."""
+    wl, data = _workload_and_data()
+    return wl.batch_size / len(data.train_x)
 
 
 def job_spec(variant: str, seed: int, budget: int, epochs: int) -> dict[str, Any]:
@@ -302,40 +318,45 @@ def _ts(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def service_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[tuple[int, int, float | None]], list[int]]:
-    """The job's metric rows (trial, epoch, val_loss) in estimated production order, and the
-    trial numbers in finish order. See the module docstring for the rule."""
+Row = tuple[int, int, float | None, float]  # trial, epoch, val_loss, epochs it cost
+
+
+def service_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[Row], list[int]]:
+    """The job's metric rows (trial, epoch, val_loss, cost in epochs) in estimated production
+    order, and the trial numbers in finish order. See the module docstring for the rule."""
     stamped = []
     for t in trials:
         curve, start, end = t["curve"], _ts(t["started_at"]), _ts(t["finished_at"])
         n = len(curve)
         for k, v in enumerate(curve, start=1):
             stamp = start + k / n * (end - start) if start is not None and end is not None else math.inf
-            stamped.append((stamp, t["number"], k - 1, v))
+            stamped.append((stamp, t["number"], k - 1, v, t.get("row_epochs", 1.0)))
     stamped.sort(key=lambda r: (r[0], r[1], r[2]))
     finish_order = [t["number"] for t in sorted(trials, key=lambda t: (_ts(t["finished_at"]) or math.inf,
                                                                        t["number"]))]
-    return [(n, e, v) for _, n, e, v in stamped], finish_order
+    return [(n, e, v, w) for _, n, e, v, w in stamped], finish_order
 
 
-def account(rows: Sequence[tuple[int, int, float | None]], finish_order: Sequence[int],
+def account(rows: Sequence[Row], finish_order: Sequence[int],
             trials: dict[int, dict[str, Any]], target: float) -> dict[str, Any]:
     """Epochs to the target under the row-order rule and the finish-order rule, and totals."""
     epochs_to = trial_at = None
-    for i, (number, _epoch, v) in enumerate(rows, start=1):
+    spent = 0.0
+    for number, _epoch, v, cost in rows:
+        spent += cost
         if v is not None and v <= target:
-            epochs_to, trial_at = i, number
+            epochs_to, trial_at = _epochs(spent), number
             break
     finish_to = None
-    consumed = 0
+    consumed = 0.0
     for number in finish_order:
-        curve = trials[number]["curve"]
+        curve, cost = trials[number]["curve"], trials[number].get("row_epochs", 1.0)
         hit = next((e for e, v in enumerate(curve) if v is not None and v <= target), None)
         if hit is not None:
-            finish_to = consumed + hit + 1
+            finish_to = _epochs(consumed + (hit + 1) * cost)
             break
-        consumed += len(curve)
-    finite = [v for _, _, v in rows if v is not None]
+        consumed += len(curve) * cost
+    finite = [v for _, _, v, _ in rows if v is not None]
     best = min(finite) if finite else None
     best_trial = next((t for t in trials.values() if best is not None and best in t["curve"]), None)
     statuses: dict[str, int] = {}
@@ -346,12 +367,17 @@ def account(rows: Sequence[tuple[int, int, float | None]], finish_order: Sequenc
         "epochs_to_2pct": epochs_to,
         "trial_at_2pct": trial_at,
         "epochs_to_2pct_finish_order": finish_to,
-        "epochs_total": len(rows),
+        "epochs_total": _epochs(sum(r[3] for r in rows)),
         "trials": len(trials),
         "statuses": dict(sorted(statuses.items())),
         "best_val_loss": best,
         "best_config": best_trial["config"] if best_trial else None,
     }
+
+
+def _epochs(x: float) -> float | int:
+    """Whole epochs as an int; with range-test batches in them, one decimal."""
+    return int(round(x)) if abs(x - round(x)) < 1e-9 else round(x, 1)
 
 
 def _trial_detail(t: dict[str, Any]) -> dict[str, Any]:
@@ -447,6 +473,8 @@ def render(result: dict[str, Any]) -> str:
     for v, s in result["summary"].items():
         per_seed = ", ".join("-" if e is None else str(e) for e in s["epochs_to_2pct"])
         name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else f"lrsearch {v}"
+        if v == AUTO:
+            name += f" ({cfg.get('auto_budget', AUTO_BUDGET)} trials)"
         lines.append(f"| {name} | {s['reached']}/{len(s['seeds'])} | {per_seed} | "
                      f"{_fmt(s['median_epochs_to_2pct'])} | {_fmt(s['ratio_to_optuna'], '.2f', 'n/a', 'x')} | "
                      f"{s['median_epochs_total']:.0f} | {s['median_best_val_loss']:.4f} | "
@@ -468,6 +496,14 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"bayesian+asha median best / random's: {dw['best_ratio']:.3f} (<= 1.02: "
                      f"{'met' if dw['best_met'] else 'NOT met'}); epochs / random's: {dw['epochs_ratio']:.2f} "
                      f"(<= 0.5: {'met' if dw['epochs_met'] else 'NOT met'})")
+    a = result.get("auto_target")
+    if a:
+        lines.append("")
+        lines.append(f"Target (auto at {cfg.get('auto_budget', AUTO_BUDGET)} trials within 2% with fewer epochs "
+                     f"than the grid's {a['grid_epochs']:.0f}, <= 0.7x bayesian+asha's median epochs): reached in "
+                     f"{a['reached']}/{a['seeds']} seeds; fewer than the grid: "
+                     f"{'met' if a['fewer_than_grid'] else 'NOT met'}; ratio "
+                     f"{_fmt(a['ratio_to_bayesian_asha'], '.2f', 'n/a', 'x')}: {'met' if a['ratio_met'] else 'NOT met'}.")
     t = result.get("target")
     if t:
         lines.append("")
@@ -499,6 +535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per trial (default 10)")
     p.add_argument("--grid-points", type=int, default=25, help="log-spaced lrs in the dense grid (default 25)")
     p.add_argument("--grid-workers", type=int, default=2, help="processes training the grid (default 2)")
+    p.add_argument("--auto-budget", type=int, default=AUTO_BUDGET, help="trials per auto run (default 20)")
     p.add_argument("--done-when-seeds", type=int, default=3, help="seeds of the done-when check (default 3)")
     p.add_argument("--done-when-budget", type=int, default=30, help="trials of the done-when check (default 30)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
@@ -543,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "search_efficiency",
         "date": time.strftime("%Y-%m-%d"),
         "config": {"workload": WORKLOAD, "space": standard_space(), "epochs": epochs, "seeds": seeds,
-                   "budget": args.budget, "grid_points": args.grid_points, "tolerance": TOLERANCE,
+                   "budget": args.budget, "auto_budget": args.auto_budget, "grid_points": args.grid_points, "tolerance": TOLERANCE,
                    "concurrency": CONCURRENCY, "asha": ASHA, "variants": variants, "quick": args.quick,
                    "plain_optuna": "TPESampler(multivariate=True, seed=seed) + HyperbandPruner(min_resource=1, "
                                    "max_resource=epochs, reduction_factor=3), sequential",
@@ -578,8 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if service_variants:
         with Service(num_cpus=2) as service:
             for v in service_variants:
+                budget = args.auto_budget if v == AUTO else args.budget
                 for seed in seeds:
-                    s, d = measure(v, seed, args.budget, epochs, target_of(seed), service, args.job_timeout)
+                    s, d = measure(v, seed, budget, epochs, target_of(seed), service, args.job_timeout)
                     record(s, d, result["runs"])
             for v in dw_variants:
                 for seed in dw_seeds:
@@ -593,6 +631,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = asha["ratio_to_optuna"]
         result["target"] = {"every_seed": asha["reached"] == len(seeds), "ratio": ratio,
                             "ratio_met": ratio is not None and ratio <= 0.7}
+    auto = result["summary"].get(AUTO)
+    if auto is not None and asha is not None:
+        ratio = (auto["median_epochs_to_2pct"] / asha["median_epochs_to_2pct"]
+                 if auto["median_epochs_to_2pct"] is not None and asha["median_epochs_to_2pct"] else None)
+        grid_epochs = statistics.median(grid[str(seed)]["epochs"] for seed in seeds)
+        result["auto_target"] = {
+            "reached": auto["reached"], "seeds": len(seeds), "ratio_to_bayesian_asha": ratio,
+            "ratio_met": ratio is not None and ratio <= 0.7, "grid_epochs": grid_epochs,
+            "fewer_than_grid": auto["median_epochs_to_2pct"] is not None and auto["median_epochs_to_2pct"] < grid_epochs}
     if len(dw_variants) == 2:
         dws = summarize(dw_runs, dw_variants)
         rnd, ash = dws["random"], dws["bayesian+asha"]

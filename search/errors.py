@@ -10,3 +10,12 @@ class SpecError(ValueError):
         super().__init__(f"{'.'.join(str(p) for p in loc)}: {message}")
         self.loc = loc
         self.message = message
+
+
+def int_at(loc: tuple[str | int, ...], value: object, low: int, high: int | None = None, why: str = "") -> int:
+    """``value`` if it is an integer (not a bool) in [low, high] (no upper bound when ``high`` is
+    None), else SpecError at ``loc``."""
+    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        raise SpecError(loc, f"must be an integer {bounds}{why}, got {value!r}")
+    return value

@@ -207,6 +207,9 @@ def spread(suggestions_per_seed: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+_RULES = ("steepest", "valley", "minimum_tenth", "lr_at_min", "combined")  # suggest()'s keys
+
+
 def summarize(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]]) -> dict | None:
     """One optimizer's range tests, one curve per seed, as ``(lr_low, lrs, raw_losses)``, summed up:
     ``{"lr": the suggestion, "rules": {rule: lr}, "per_seed": [lr, ...], "spread": spread(...),
@@ -232,6 +235,3 @@ def summarize(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]]) 
     combined = [s["combined"] for s in per_seed]
     return {"lr": rules["combined"], "rules": rules, "per_seed": combined, "spread": spread(combined),
             "min_loss": statistics.fmean(minima) if minima else None}
-
-
-_RULES = ("steepest", "valley", "minimum_tenth", "lr_at_min", "combined")

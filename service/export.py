@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from search import is_range_test
 from search.catalog import COMMON_KEYS
 
 TRIAL_COLUMNS = ("number", "status", "val_loss", "best_epoch", "epochs", "node", "error")
@@ -65,8 +66,8 @@ def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
     Range-test trials are left out: a sweep of rates is not a trial of one configuration."""
     import optuna
 
-    skipped = [t for t in trials if "range_test" in t["config"]]
-    trials = [t for t in trials if "range_test" not in t["config"]]
+    skipped = [t for t in trials if is_range_test(t["config"])]
+    trials = [t for t in trials if not is_range_test(t["config"])]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     state = optuna.trial.TrialState
     states = {"completed": state.COMPLETE, "pruned": state.PRUNED}

@@ -135,16 +135,20 @@ class JobExecution:
             trials = list(s.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)))
             finished_ids = [t.id for t in trials if t.status in FINISHED_TRIAL_STATUSES]
             curves: dict[int, list[float | None]] = {i: [] for i in finished_ids}
-            points: dict[int, list[tuple[float, float]]] = {i: [] for i in finished_ids}
+            # A range test's curve is (lr, batch loss) per step; a training's, val_loss per epoch.
+            points: dict[int, list[tuple[float, float]]] = {
+                t.id: [] for t in trials if t.id in curves and is_range_test(t.config)}
             if finished_ids:
                 for trial_id, val_loss, lr, train_loss in s.execute(
                     select(Metric.trial_id, Metric.val_loss, Metric.lr, Metric.train_loss)
                     .where(Metric.trial_id.in_(finished_ids))
                     .order_by(Metric.trial_id, Metric.epoch)
                 ):
-                    curves[trial_id].append(val_loss)
-                    if train_loss is not None:
-                        points[trial_id].append((lr, train_loss))
+                    if trial_id in points:
+                        if train_loss is not None:
+                            points[trial_id].append((lr, train_loss))
+                    else:
+                        curves[trial_id].append(val_loss)
             for t in trials:
                 if t.status in FINISHED_TRIAL_STATUSES:
                     if is_range_test(t.config):

@@ -25,6 +25,11 @@ log = logging.getLogger(__name__)
 class WorkerLost(RuntimeError):
     """The Ray worker running a trial died (node lost, process killed)."""
 
+    @classmethod
+    def of(cls, exc: BaseException) -> WorkerLost:
+        """Named by the first line of Ray's error (its full text repeats the traceback)."""
+        return cls(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
 
 @dataclass(frozen=True)
 class TrialResources:
@@ -278,7 +283,7 @@ class RayExecutor:
                 yield ray.get(ref)
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
-            raise WorkerLost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise WorkerLost.of(exc) from exc
         finally:
             with self._lock:
                 self._running.pop(key, None)
@@ -309,7 +314,7 @@ class RayExecutor:
             return ray.get(actor.range_test.remote(workload, config, seed))
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
-            raise WorkerLost(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+            raise WorkerLost.of(exc) from exc
         finally:
             if healthy:
                 self._release(resources, actor)

@@ -10,7 +10,7 @@ diverged, and a rung's cut-off must never be poisoned -- and its answer is stop.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
 
@@ -33,8 +33,9 @@ class _Rung:
         self.decisions: dict[int, Decision] = {}
 
 
-class ASHA(EarlyStopper):
-    kind = "asha"
+class SuccessiveHalving(EarlyStopper):
+    """What ASHA and Hyperband share: a grace period and a reduction factor, and their options."""
+
     defaults = {"grace_epochs": 2, "reduction_factor": 3}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
@@ -43,14 +44,19 @@ class ASHA(EarlyStopper):
             raise ValueError("grace_epochs >= 1 and reduction_factor >= 2")
         self.grace_epochs = grace_epochs
         self.reduction_factor = reduction_factor
-        self._rungs = [_Rung(m) for m in rung_milestones(grace_epochs, reduction_factor, epochs)]
 
     @classmethod
-    def from_spec(cls, raw: dict[str, Any], epochs: int) -> ASHA:
+    def from_spec(cls, raw: dict[str, Any], epochs: int) -> Self:
         check_keys(raw, cls)
-        grace = grace_option(raw, epochs)
-        r = int_option(raw, "reduction_factor", 3, 2)
-        return cls(epochs, grace, r)
+        return cls(epochs, grace_option(raw, epochs), int_option(raw, "reduction_factor", 3, 2))
+
+
+class ASHA(SuccessiveHalving):
+    kind = "asha"
+
+    def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
+        super().__init__(epochs, grace_epochs, reduction_factor)
+        self._rungs = [_Rung(m) for m in rung_milestones(grace_epochs, reduction_factor, epochs)]
 
     @property
     def milestones(self) -> list[int]:

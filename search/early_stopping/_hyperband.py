@@ -11,24 +11,18 @@ sequence, so any run of consecutive trials meets every bracket in about those pr
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from search.early_stopping._asha import ASHA
-from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option
+from search.early_stopping._asha import ASHA, SuccessiveHalving
+from search.early_stopping.base import Decision
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-class Hyperband(EarlyStopper):
+class Hyperband(SuccessiveHalving):
     kind = "hyperband"
-    defaults = {"grace_epochs": 2, "reduction_factor": 3}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
-        super().__init__(epochs)
-        if reduction_factor < 2 or grace_epochs < 1:
-            raise ValueError("grace_epochs >= 1 and reduction_factor >= 2")
-        self.grace_epochs = grace_epochs
-        self.reduction_factor = reduction_factor
+        super().__init__(epochs, grace_epochs, reduction_factor)
         graces = []
         g = grace_epochs
         while g <= epochs:
@@ -38,13 +32,6 @@ class Hyperband(EarlyStopper):
         n = len(self.brackets)
         self.budgets = [math.ceil(n * reduction_factor ** (n - 1 - i) / (n - i)) for i in range(n)]
         self._cumulative = [sum(self.budgets[: i + 1]) for i in range(n)]
-
-    @classmethod
-    def from_spec(cls, raw: dict[str, Any], epochs: int) -> Hyperband:
-        check_keys(raw, cls)
-        grace = grace_option(raw, epochs)
-        r = int_option(raw, "reduction_factor", 3, 2)
-        return cls(epochs, grace, r)
 
     def bracket_of(self, number: int) -> int:
         """The bracket of trial ``number``: deterministic, weighted by the brackets' budgets."""

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from search.errors import SpecError
+from search.errors import SpecError, int_at
 
 
 class Decision(StrEnum):
@@ -69,11 +69,7 @@ def check_keys(raw: dict[str, Any], cls: type[EarlyStopper]) -> None:
 def int_option(raw: dict[str, Any], key: str, default: int, low: int, high: int | None = None,
                why: str = "") -> int:
     """An integer option in [low, high] (high inclusive), or SpecError at ("early_stopping", key)."""
-    value = raw.get(key, default)
-    bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        raise SpecError(("early_stopping", key), f"must be an integer {bounds}{why}, got {value!r}")
-    return value
+    return int_at(("early_stopping", key), raw.get(key, default), low, high, why)
 
 
 def default_grace(epochs: int) -> int:

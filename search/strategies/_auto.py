@@ -53,7 +53,6 @@ class AutoStrategy(Strategy):
                                                    options=inner_options))
         self._inner_space = inner_space
         self._asks = 0
-        self._windows: dict[str, tuple[float, float, float | None]] | None = None
 
     @classmethod
     def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
@@ -76,17 +75,16 @@ class AutoStrategy(Strategy):
         """``{optimizer: (low, high, suggestion)}`` once every range test has finished; the whole
         ``lr`` range (and no suggestion) for an optimizer whose range tests all failed."""
         assert self.plan.done
-        if self._windows is None:
-            width = 10.0 ** self.options["window_decades"]
-            low, high = self.plan.lr_low, self.plan.lr_high
-            self._windows = {}
-            for optimizer, summary in self.plan.summaries().items():
-                if summary is None:
-                    self._windows[optimizer] = (low, high, None)
-                else:
-                    s = summary["lr"]
-                    self._windows[optimizer] = (max(low, s / width), min(high, s * width), s)
-        return self._windows
+        width = 10.0 ** self.options["window_decades"]
+        low, high = self.plan.lr_low, self.plan.lr_high
+        windows: dict[str, tuple[float, float, float | None]] = {}
+        for optimizer, summary in self.plan.summaries().items():
+            if summary is None:
+                windows[optimizer] = (low, high, None)
+            else:
+                s = summary["lr"]
+                windows[optimizer] = (max(low, s / width), min(high, s * width), s)
+        return windows
 
     def _outer(self, inner: dict) -> dict:
         low, high, _ = self.windows()[inner["optimizer"]]
@@ -137,7 +135,6 @@ class AutoStrategy(Strategy):
         self._asks = int(state.get("asks", 0))
         self.inner.load_state_dict(state.get("inner", {}))
         self.plan.reset()
-        self._windows = None
 
 
 __all__ = ["AutoStrategy"]

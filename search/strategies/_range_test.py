@@ -20,26 +20,18 @@ import math
 from typing import Any
 
 from search.catalog import complete_config, relevant_params
-from search.errors import SpecError
+from search.errors import SpecError, int_at
 from search.range_test import summarize
 from search.space import Categorical, Numeric, SearchSpace
 from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
 
 RANGE_TEST_KEY = "range_test"  # the config entry that makes a trial a range test
-DEFAULT_LR_LOW, DEFAULT_LR_HIGH = 1e-7, 10.0
 MAX_NUM_STEPS = 10_000
 MAX_REPEATS = 10
 
 
 def is_range_test(config: dict) -> bool:
     return isinstance(config.get(RANGE_TEST_KEY), dict)
-
-
-def _int_option(options: dict, key: str, default: int, low: int, high: int) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise SpecError(("options", key), f"must be an integer in [{low}, {high}], got {value!r}")
-    return value
 
 
 def validate_range_test_options(options: dict[str, Any], *, repeats: int, extra: tuple[str, ...] = ()
@@ -51,8 +43,8 @@ def validate_range_test_options(options: dict[str, Any], *, repeats: int, extra:
         if key not in allowed:
             raise SpecError(("options", key), f"unknown option; allowed: {allowed}")
     out: dict[str, Any] = {
-        "num_steps": _int_option(options, "num_steps", 100, 10, MAX_NUM_STEPS),
-        "repeats": _int_option(options, "repeats", repeats, 1, MAX_REPEATS),
+        "num_steps": int_at(("options", "num_steps"), options.get("num_steps", 100), 10, MAX_NUM_STEPS),
+        "repeats": int_at(("options", "repeats"), options.get("repeats", repeats), 1, MAX_REPEATS),
     }
     factor = options.get("divergence_factor", 4.0)
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1.0 < factor <= 1e6:
@@ -109,6 +101,7 @@ class RangeTestPlan:
         self.lr_low, self.lr_high = lr_bounds(space)
         self.count = len(self.optimizers) * self.repeats
         self._curves: dict[int, tuple[float, list[float], list[float]] | None] = {}
+        self._summaries: dict[str, dict | None] | None = None  # until the next observe/reset
 
     def config(self, number: int) -> dict:
         """Range test ``number`` (0 <= number < count): optimizer by optimizer, repeats inside."""
@@ -123,6 +116,7 @@ class RangeTestPlan:
     def observe(self, outcome: TrialOutcome) -> None:
         if not 0 <= outcome.number < self.count:
             return
+        self._summaries = None
         if outcome.status in ("completed", "diverged") and is_range_test(outcome.config):
             lrs = [lr for lr, _ in outcome.points]
             raw = [loss for _, loss in outcome.points]
@@ -136,15 +130,17 @@ class RangeTestPlan:
 
     def summaries(self) -> dict[str, dict | None]:
         """search.range_test.summarize per optimizer over the curves known now."""
-        out: dict[str, dict | None] = {}
-        for i, optimizer in enumerate(self.optimizers):
-            numbers = range(i * self.repeats, (i + 1) * self.repeats)
-            curves = [c for n in numbers if (c := self._curves.get(n)) is not None]
-            out[optimizer] = summarize(curves)
-        return out
+        if self._summaries is None:
+            self._summaries = {}
+            for i, optimizer in enumerate(self.optimizers):
+                numbers = range(i * self.repeats, (i + 1) * self.repeats)
+                curves = [c for n in numbers if (c := self._curves.get(n)) is not None]
+                self._summaries[optimizer] = summarize(curves)
+        return self._summaries
 
     def reset(self) -> None:
         self._curves = {}
+        self._summaries = None
 
 
 class RangeTestStrategy(Strategy):

@@ -238,16 +238,39 @@ class RayExecutor:
                 if pool:
                     return pool.pop()
                 if self._live.get(resources, 0) < self._capacity(resources):
-                    self._live[resources] = self._live.get(resources, 0) + 1
-                    break
-                # Idle actors of another shape hold resources this one may need.
-                for shape, actors in self._idle.items():
-                    for a in actors:
-                        ray.kill(a)
-                    self._live[shape] = self._live.get(shape, 0) - len(actors)
-                    actors.clear()
+                    if self._fits_beside_live(resources):
+                        self._live[resources] = self._live.get(resources, 0) + 1
+                        break
+                # Idle actors of another shape hold resources this one needs (a GPU job's actors
+                # keep their CPUs while they wait for the next GPU trial).
+                if self._evict_idle_except(resources):
+                    continue
                 self._freed.wait(timeout=1.0)
         return self._new_actor(resources)
+
+    def _fits_beside_live(self, resources: TrialResources) -> bool:
+        """Whether one more actor of this shape fits in the cluster beside every live actor, of
+        any shape, busy or idle (called under the lock, right after _capacity refreshed totals).
+        With no live actor there is nothing to wait for: Ray places it, or an autoscaler adds a node."""
+        if not any(self._live.values()):
+            return True
+        total = self._resources
+        cpu = resources.cpu + sum(n * shape.cpu for shape, n in self._live.items())
+        gpu = resources.gpu + sum(n * shape.gpu for shape, n in self._live.items())
+        return cpu <= total.get("CPU", 0) + 1e-9 and gpu <= total.get("GPU", 0) + 1e-9
+
+    def _evict_idle_except(self, resources: TrialResources) -> bool:
+        """Kill the idle actors of every other shape; True if there were any."""
+        evicted = False
+        for shape, actors in self._idle.items():
+            if shape == resources or not actors:
+                continue
+            for a in actors:
+                ray.kill(a)
+            self._live[shape] = self._live.get(shape, 0) - len(actors)
+            actors.clear()
+            evicted = True
+        return evicted
 
     def _release(self, resources: TrialResources, actor: Any) -> None:
         with self._lock:

@@ -74,6 +74,33 @@ def test_trials_run_in_parallel_on_two_cpus(ray_executor: RayExecutor) -> None:
     assert overlap > 0.5 * min(a1 - a0, b1 - b0)
 
 
+def test_idle_actors_of_another_shape_make_room(ray_executor: RayExecutor) -> None:
+    """Idle actors keep their CPUs (and GPUs) between trials: a trial of another shape that does
+    not fit beside them evicts them instead of waiting forever for a place Ray cannot give."""
+    one, both = TrialResources(cpu=1.0), TrialResources(cpu=2.0)
+    ran: dict[str, int] = {}
+
+    def run(key: str, shape: TrialResources) -> None:
+        ran[key] = len(list(ray_executor.run_trial(key, "mlp-digits", CONFIG, epochs=2, seed=0, resources=shape)))
+
+    pair = [threading.Thread(target=run, args=(f"t-one-{i}", one)) for i in range(2)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(120)
+    assert len(ray_executor._idle[one]) == 2  # both CPUs now held by idle actors
+    wide = threading.Thread(target=run, args=("t-both", both), daemon=True)
+    wide.start()
+    wide.join(120)
+    assert ran == {"t-one-0": 2, "t-one-1": 2, "t-both": 2}
+    assert not ray_executor._idle[one] and ray_executor._live[one] == 0
+    # And back: the wide actor, idle now, gives way to a one-CPU trial.
+    back = threading.Thread(target=run, args=("t-one-again", one), daemon=True)
+    back.start()
+    back.join(120)
+    assert ran["t-one-again"] == 2 and ray_executor._live[both] == 0
+
+
 # --- GPU (skipped where there is none) -----------------------------------------------------------------
 
 def _cuda() -> bool:

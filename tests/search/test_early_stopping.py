@@ -67,9 +67,9 @@ def test_rungs_sit_at_grace_times_powers_of_the_reduction_factor_below_epochs() 
 
 def test_asha_cutoffs_keep_the_top_third_of_each_rung() -> None:
     asha = ASHA(epochs=10, grace_epochs=1, reduction_factor=3)
-    # Rung at 1 epoch (epoch index 0). Fewer than r values: nobody to be compared with, continue.
+    # Rung at 1 epoch (epoch index 0). Fewer than r values: only the best so far continues.
     assert asha.report(0, 0, 0.5) == CONTINUE
-    assert asha.report(1, 0, 0.9) == CONTINUE
+    assert asha.report(1, 0, 0.9) == STOP
     # Third value: only the best of the three continues.
     assert asha.report(2, 0, 0.7) == STOP
     assert asha.report(3, 0, 0.4) == CONTINUE  # 4 values, best 1 kept: 0.4 is the best

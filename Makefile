@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench bench-search bench-finder clean
+.PHONY: install install-test run test bench bench-search bench-replay bench-finder clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: install
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.search_efficiency
+
+# The same search replayed in process for many seeds (no Ray, no store): how often a 3-seed run of
+# the issue's check passes. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--seeds 40.
+bench-replay: install
+	$(PY) -m bench.search_replay $(BENCH_ARGS)
 
 # torch-lr-finder (and matplotlib) go into a venv of their own, never into $(VENV); the project's
 # torch pin holds there too. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--quick.

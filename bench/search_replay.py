@@ -1,0 +1,341 @@
+"""Many seeds of the search, replayed in this process: what three or five seeds cannot settle.
+
+``bench.search_efficiency`` runs the search through the service, a few seeds at a time, and its
+ratios move a lot from run to run. This replays the same search for many seeds in minutes: the
+service's own strategy and early-stopping objects (``search.strategies``, ``search.early_stopping``)
+are asked and told exactly as the runner asks and tells them, with ``max_concurrent`` slots
+training side by side at the same speed (every epoch takes one tick; a slot that frees asks for
+its next trial at once), but with no Ray, no store and no timing noise. Every config's full curve is trained once
+with ``workers.trainer`` (as a 1-CPU actor trains it) and cached on disk, so variants that propose
+the same config share the training and a rerun trains nothing new.
+
+Reported per variant:
+
+* at ``--budget`` trials (30, the issue's done-when check): the median epochs consumed and the
+  median best val_loss over all seeds, as ratios to ``random`` on the same seeds, and the share of
+  all 3-seed subsets in which both lines of the check hold (median best within 2% of random's, at
+  most half its epochs) -- how likely a 3-seed run is to pass;
+* at ``--target-budget`` trials (100, the benchmark): in how many seeds a trial came within 2% of
+  that seed's grid best, and the median epochs until it did, next to the plain Optuna script.
+
+The grids come from ``bench/results/search_efficiency.json`` where it has the seed, else they are
+trained here and kept in this benchmark's results file.
+
+Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--quick`` for a
+smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import pickle
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.search_efficiency import (
+    CONCURRENCY,
+    DEFAULT_OUT as SERVICE_RESULTS,
+    OPTUNA,
+    TOLERANCE,
+    VARIANTS,
+    run_grid,
+    run_plain_optuna,
+    say,
+    standard_space,
+    train_curve,
+)
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "lrsearch-search-replay-curves.pkl"
+REPLAYABLE = [v for v, how in VARIANTS.items() if how is not None and how["strategy"] != "auto"]
+Curve = tuple[list[float | None], bool]
+
+
+class CurveCache:
+    """Full training curves by (config, seed, epochs), pickled between runs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.new = 0
+        try:
+            with path.open("rb") as f:
+                self.curves: dict[tuple[str, int, int], Curve] = pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            self.curves = {}
+
+    def get(self, config: dict[str, Any], seed: int, epochs: int) -> Curve:
+        from search.strategies import config_key
+
+        key = (config_key(config), seed, epochs)
+        if key not in self.curves:
+            self.curves[key] = train_curve(config, epochs, seed)
+            self.new += 1
+            if self.new % 200 == 0:
+                self.save()
+        return self.curves[key]
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(self.curves, f)
+        os.replace(tmp, self.path)
+
+
+def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
+           target: float | None = None, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    """One job of ``variant`` as the service would run it; epochs counted as they are trained."""
+    from search.early_stopping import parse_early_stopping
+    from search.space import parse_space
+    from search.strategies import STRATEGIES, StrategySpec, TrialOutcome
+
+    how = VARIANTS[variant]
+    assert how is not None
+    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=seed, max_trials=budget)
+    strategy = STRATEGIES[how["strategy"]](spec)
+    stopper = parse_early_stopping(how["early_stopping"], epochs)
+    running: list[dict[str, Any]] = []
+    finished: list[dict[str, Any]] = []
+    trained = 0
+    epochs_to_target: int | None = None
+    next_number = 0
+
+    def fill() -> None:
+        nonlocal next_number
+        while len(running) < concurrency and next_number < budget:
+            config = strategy.suggest()
+            if not isinstance(config, dict):
+                return
+            curve, diverged = cache.get(config, seed, epochs)
+            running.append({"number": next_number, "config": config, "curve": curve,
+                            "diverged": diverged, "done": 0, "started": now})
+            next_number += 1
+
+    now = 0  # ticks: one epoch each
+    fill()
+    while running:
+        # The epoch that ends first: slots train at the same speed, ties by trial number.
+        trial = min(running, key=lambda t: (t["started"] + t["done"] + 1, t["number"]))
+        now = trial["started"] + trial["done"] + 1
+        value = trial["curve"][trial["done"]]
+        trial["done"] += 1
+        trained += 1
+        if epochs_to_target is None and target is not None and value is not None and value <= target:
+            epochs_to_target = trained
+        status = None
+        if value is None:
+            status = "diverged"
+        elif stopper is not None and stopper.report(trial["number"], trial["done"] - 1, value) == "stop":
+            status = "pruned"
+        elif trial["done"] >= len(trial["curve"]):
+            status = "diverged" if trial["diverged"] else "completed"
+        if status is None:
+            continue
+        running.remove(trial)
+        seen = trial["curve"][:trial["done"]]
+        finite = [v for v in seen if v is not None]
+        outcome = TrialOutcome(number=trial["number"], config=trial["config"], status=status,
+                               val_loss=min(finite) if finite else None, epochs=trial["done"],
+                               val_losses=tuple(math.nan if v is None else v for v in seen))
+        if stopper is not None:
+            stopper.trial_finished(trial["number"], status)
+        strategy.observe(outcome)
+        finished.append({"status": status, "val_loss": outcome.val_loss})
+        fill()
+    # The service ranks completed trials (a pruned trial's loss comes from a shorter training).
+    best = min((t["val_loss"] for t in finished if t["status"] == "completed" and t["val_loss"] is not None),
+               default=None)
+    return {"variant": variant, "seed": seed, "budget": budget, "epochs": trained, "best_val_loss": best,
+            "epochs_to_2pct": epochs_to_target,
+            "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
+
+
+def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) -> int | None:
+    rows = run_plain_optuna(seed, budget, epochs)["rows"]
+    return next((i + 1 for i, row in enumerate(rows) if row[2] is not None and row[2] <= target), None)
+
+
+def _median(xs: Sequence[float | None]) -> float:
+    return statistics.median([math.inf if x is None else x for x in xs])
+
+
+def _reach(hits: list[int | None]) -> dict[str, Any]:
+    med = _median(hits)
+    return {"per_seed": hits, "reached": sum(h is not None for h in hits), "median": med if math.isfinite(med) else None}
+
+
+def five_seed_pass_share(hits: Sequence[int | None], optuna_hits: Sequence[int | None]) -> float:
+    """Share of all 5-seed subsets in which the benchmark's line holds: every seed reaches 2% of its
+    grid best, at a median of at most 0.7x the plain Optuna script's on the same seeds."""
+    subsets = list(itertools.combinations(range(len(hits)), 5))
+    ok = 0
+    for idx in subsets:
+        if all(hits[i] is not None for i in idx):
+            ok += _median([hits[i] for i in idx]) <= 0.7 * _median([optuna_hits[i] for i in idx])
+    return ok / len(subsets) if subsets else math.nan
+
+
+def three_seed_pass_share(epochs: Sequence[int], best: Sequence[float | None], random_epochs: Sequence[int],
+                          random_best: Sequence[float | None]) -> float:
+    """Share of all 3-seed subsets in which the check holds (best within 2%, at most half the epochs)."""
+    subsets = list(itertools.combinations(range(len(epochs)), 3))
+    ok = 0
+    for idx in subsets:
+        e, re = _median([epochs[i] for i in idx]), _median([random_epochs[i] for i in idx])
+        b, rb = _median([best[i] for i in idx]), _median([random_best[i] for i in idx])
+        ok += e <= 0.5 * re and b <= (1 + TOLERANCE) * rb
+    return ok / len(subsets) if subsets else math.nan
+
+
+def grids_for(seeds: Sequence[int], epochs: int, points: int, workers: int,
+              own: dict[str, Any]) -> dict[str, float]:
+    """Each seed's grid best val_loss: from the service benchmark's results, this one's, or trained."""
+    known: dict[str, Any] = {}
+    try:
+        service = json.loads(SERVICE_RESULTS.read_text())
+        if service.get("config", {}).get("grid_points") == points and service["config"].get("epochs") == epochs:
+            known.update(service.get("grid", {}))
+    except (OSError, ValueError):
+        pass
+    known.update(own)
+    out = {}
+    for seed in seeds:
+        if str(seed) not in known:
+            say(f"grid seed {seed}: {points * 16} configs x {epochs} epochs")
+            known[str(seed)] = own[str(seed)] = run_grid(seed, points, epochs, workers)
+        out[str(seed)] = known[str(seed)]["best_val_loss"]
+    return out
+
+
+def render(result: dict[str, Any]) -> str:
+    cfg = result["config"]
+    lines = [f"Replayed in process: {len(cfg['seeds'])} seeds, {cfg['budget']} trials x {cfg['epochs']} epochs, "
+             f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
+             "| variant | median epochs | vs random | median best val_loss | vs random | 3-seed runs passing the check |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for v, s in result["check"].items():
+        lines.append(f"| {v} | {s['median_epochs']:.1f} | {s['epochs_ratio']:.2f}x | {s['median_best']:.4f} | "
+                     f"{s['best_ratio']:.3f}x | {s['pass_share']:.0%} |")
+    if result.get("target"):
+        lines += ["", f"At {cfg['target_budget']} trials: seeds within 2% of the grid best, and the median epochs until then "
+                      "(a seed that never gets there counts as infinitely many):", "",
+                  "| variant | reached | median epochs to 2% | vs plain Optuna | 5-seed runs passing the benchmark's line |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        base = result["target"].get(OPTUNA, {}).get("median")
+        for v, s in result["target"].items():
+            med = s["median"]
+            ratio = f"{med / base:.2f}x" if base and med is not None else "n/a"
+            share = f"{s['pass_share']:.0%}" if "pass_share" in s else "n/a"
+            name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else v
+            lines.append(f"| {name} | {s['reached']}/{len(s['per_seed'])} | "
+                         f"{'not reached' if med is None else f'{med:.0f}'} | {ratio} | {share} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.search_replay", description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
+    p.add_argument("--budget", type=int, default=30, help="trials of the done-when check (default 30)")
+    p.add_argument("--target-budget", type=int, default=100, help="trials of the 2%%-of-grid part; 0 skips it")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--variants", default=",".join(REPLAYABLE), help=f"comma-separated subset of {REPLAYABLE}")
+    p.add_argument("--no-optuna", action="store_true", help="leave the plain Optuna script out of the 100-trial part")
+    p.add_argument("--grid-points", type=int, default=25)
+    p.add_argument("--grid-workers", type=int, default=2)
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="curve cache (default in the temp dir)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.budget, args.target_budget = 3, 8, 0
+        if args.out == DEFAULT_OUT:
+            args.out = Path(tempfile.gettempdir()) / "lrsearch-search-replay-quick.json"
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        if v not in REPLAYABLE:
+            p.error(f"unknown variant {v!r}; replayable: {REPLAYABLE}")
+    if "random" not in variants:
+        variants.insert(0, "random")  # the check's reference
+    import torch
+
+    torch.set_num_threads(1)  # as a 1-CPU TrialActor
+    seeds = list(range(args.seeds))
+    t0 = time.monotonic()
+    cache = CurveCache(args.cache)
+    previous: dict[str, Any] = {}
+    try:
+        previous = json.loads(args.out.read_text())
+    except (OSError, ValueError):
+        pass
+    own_grid = previous.get("grid", {}) if previous.get("config", {}).get("grid_points") == args.grid_points else {}
+    runs: list[dict[str, Any]] = []
+    try:
+        for v in variants:
+            for seed in seeds:
+                runs.append(replay(v, seed, args.budget, args.epochs, cache))
+            say(f"{v}: {args.budget}-trial replays done")
+        targets: dict[str, float] = {}
+        if args.target_budget:
+            targets = {k: b * (1 + TOLERANCE) for k, b in
+                       grids_for(seeds, args.epochs, args.grid_points, args.grid_workers, own_grid).items()}
+            for v in variants:
+                for seed in seeds:
+                    runs.append(replay(v, seed, args.target_budget, args.epochs, cache, targets[str(seed)]))
+                say(f"{v}: {args.target_budget}-trial replays done")
+    finally:
+        cache.save()
+
+    def of(v: str, budget: int) -> list[dict[str, Any]]:
+        return sorted((r for r in runs if r["variant"] == v and r["budget"] == budget), key=lambda r: r["seed"])
+
+    rand = of("random", args.budget)
+    check = {}
+    for v in variants:
+        rs = of(v, args.budget)
+        e, b = [r["epochs"] for r in rs], [r["best_val_loss"] for r in rs]
+        re, rb = [r["epochs"] for r in rand], [r["best_val_loss"] for r in rand]
+        check[v] = {"median_epochs": _median(e), "epochs_ratio": _median(e) / _median(re),
+                    "median_best": _median(b), "best_ratio": _median(b) / _median(rb),
+                    "pass_share": three_seed_pass_share(e, b, re, rb)}
+    target: dict[str, Any] = {}
+    if args.target_budget:
+        for v in variants:
+            hits = [r["epochs_to_2pct"] for r in of(v, args.target_budget)]
+            target[v] = _reach(hits)
+        if not args.no_optuna:
+            hits = [optuna_epochs_to_target(s, args.target_budget, args.epochs, targets[str(s)]) for s in seeds]
+            target[OPTUNA] = _reach(hits)
+            for v in variants:
+                target[v]["pass_share"] = five_seed_pass_share(target[v]["per_seed"], hits)
+    result = {
+        "benchmark": "search_replay",
+        "date": time.strftime("%Y-%m-%d"),
+        "config": {"seeds": seeds, "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
+                   "concurrency": CONCURRENCY, "variants": {v: VARIANTS[v] for v in variants},
+                   "grid_points": args.grid_points, "tolerance": TOLERANCE, "quick": args.quick},
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "grid": own_grid,
+        "runs": runs,
+        "check": check,
+        "target": target,
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    result["table"] = render(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(result["table"])
+    say(f"results in {args.out} ({result['seconds']} s, {cache.new} new curves trained)")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

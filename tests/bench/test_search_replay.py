@@ -1,0 +1,44 @@
+"""The in-process replay of the search: the service's strategy and early stopping, no Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.search_replay import CurveCache, replay, three_seed_pass_share
+
+
+@pytest.mark.parametrize("variant", ["random", "bayesian", "bayesian+asha"])
+def test_a_replay_runs_the_budget_and_counts_every_trained_epoch(tmp_path: Path, variant: str) -> None:
+    cache = CurveCache(tmp_path / "curves.pkl")
+    run = replay(variant, seed=0, budget=8, epochs=4, cache=cache)
+    assert sum(run["statuses"].values()) == 8
+    assert 8 <= run["epochs"] <= 8 * 4
+    if variant == "bayesian+asha":
+        assert run["statuses"]["pruned"] >= 1  # rungs at 2 epochs: some of 8 trials stop there
+    else:
+        assert run["statuses"]["pruned"] == 0
+    # Trained once, then read back: the same seed replays to the same numbers without training.
+    cache.save()
+    again = CurveCache(tmp_path / "curves.pkl")
+    assert replay(variant, seed=0, budget=8, epochs=4, cache=again) == run
+    assert again.new == 0
+
+
+def test_the_target_is_met_at_the_first_epoch_within_it(tmp_path: Path) -> None:
+    cache = CurveCache(tmp_path / "curves.pkl")
+    loose = replay("random", seed=1, budget=4, epochs=3, cache=cache, target=10.0)
+    assert loose["epochs_to_2pct"] == 1  # any finite first epoch is within 10
+    assert replay("random", seed=1, budget=4, epochs=3, cache=cache, target=0.0)["epochs_to_2pct"] is None
+
+
+def test_three_seed_pass_share_counts_subsets_meeting_both_lines() -> None:
+    random_epochs, random_best = [200, 200, 200, 200], [0.10, 0.10, 0.10, 0.10]
+    assert three_seed_pass_share([90, 90, 90, 90], [0.10] * 4, random_epochs, random_best) == 1.0
+    assert three_seed_pass_share([110, 110, 110, 110], [0.10] * 4, random_epochs, random_best) == 0.0
+    assert three_seed_pass_share([90, 90, 90, 90], [0.11] * 4, random_epochs, random_best) == 0.0
+    # One seed over budget: a 3-seed median stays at 90 in every subset -> all pass.
+    assert three_seed_pass_share([90, 90, 90, 300], [0.10] * 4, random_epochs, random_best) == 1.0
+    # Two seeds over: a subset passes when it holds both good seeds (2 of the 4 subsets).
+    assert three_seed_pass_share([90, 90, 300, 300], [0.10] * 4, random_epochs, random_best) == 0.5

@@ -187,6 +187,25 @@ class RayExecutor:
         cpus = ray.cluster_resources().get("CPU", 0)
         return f"connected ({len(ray.nodes())} node(s), {cpus:g} CPU)"
 
+    def unplaceable(self, resources: TrialResources) -> tuple[str, str] | None:
+        """("cpu" | "gpu", why) when no live node of the cluster, as it is now, could ever hold one
+        trial of this shape: its actor would wait forever. None when one could, or while Ray is not
+        connected (nothing to ask yet)."""
+        if not ray.is_initialized():
+            return None
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        if any(n.get("CPU", 0) + 1e-9 >= resources.cpu and n.get("GPU", 0) + 1e-9 >= resources.gpu for n in nodes):
+            return None
+        never = "; its trials would never start (ask for less, or add a node that has it)"
+        most_gpu = max((n.get("GPU", 0) for n in nodes), default=0)
+        if resources.gpu > most_gpu + 1e-9:
+            return "gpu", (f"a trial asks for {resources.gpu:g} GPU but no node of the Ray cluster has more "
+                           f"than {most_gpu:g}{never}")
+        most_cpu = max((n.get("CPU", 0) for n in nodes if n.get("GPU", 0) + 1e-9 >= resources.gpu), default=0)
+        beside = " with the GPUs asked for" if resources.gpu else ""
+        return "cpu", (f"a trial asks for {resources.cpu:g} CPU but no node of the Ray cluster{beside} has "
+                       f"more than {most_cpu:g}{never}")
+
     def prewarm(self, count: int, resources: TrialResources = TrialResources()) -> None:
         """Start actors ahead of the first job, so it does not wait for torch to import."""
         with self._lock:

@@ -15,7 +15,9 @@ from service.crud import (best_detail, best_trial, jobs_public, range_tests, sug
 from service.export import to_csv, trial_rows
 from service.models import Job, Trial, utcnow
 from service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
+from search import SpecError
 from service.validation import check_job_spec
+from workers.ray_executor import TrialResources
 from workers.registry import workload_names
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
@@ -34,6 +36,10 @@ def get_job_or_404(session: SessionDep, job_id: int) -> Job:
 def submit_job(spec: JobSpec, session: SessionDep, settings: SettingsDep, runner: RunnerDep) -> JobPublic:
     # Everything is checked before anything is written: a rejected spec leaves no trace.
     checked = check_job_spec(spec, settings, workload_names())
+    if runner is not None:
+        resources = TrialResources(cpu=checked.spec.resources.cpu, gpu=checked.spec.resources.gpu)
+        if (unplaceable := runner.executor.unplaceable(resources)) is not None:
+            raise SpecError(("resources", unplaceable[0]), unplaceable[1])
     stored = checked.spec.model_dump(mode="json")
     stored["name"] = spec.name or f"{spec.strategy}-{spec.workload}"
     job = Job(name=stored["name"], status="queued", spec=stored, strategy_state={},

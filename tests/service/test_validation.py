@@ -73,3 +73,30 @@ def test_a_good_spec_is_accepted(api_only: TestClient) -> None:
     r = api_only.post("/api/v1/jobs", json=GOOD)
     assert r.status_code == 201
     assert r.json()["spec"]["space"] == GOOD["space"]
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.parametrize("resources, field, words", [
+    ({"cpu": 1, "gpu": 0.5}, "resources.gpu", "0.5 GPU"),
+    ({"cpu": 4}, "resources.cpu", "4 CPU"),
+    ({"cpu": 3, "gpu": 0.5}, "resources.gpu", "GPU"),
+])
+def test_a_trial_no_node_can_hold_is_rejected(client: TestClient, resources: dict, field: str, words: str) -> None:
+    """The local Ray has 2 CPUs and no GPU: an actor asking for more would wait forever, so the job
+    is refused at the door, naming the field, and nothing is written."""
+    if "gpu" in field and _has_cuda():
+        pytest.skip("this machine has a GPU: the request fits")
+    before = client.get("/api/v1/jobs").json()["total"]
+    r = client.post("/api/v1/jobs", json={**GOOD, "resources": resources})
+    assert r.status_code == 422, r.text
+    message = r.json()["message"]
+    assert message.startswith(f"{field}:") and words in message and "never start" in message, message
+    assert client.get("/api/v1/jobs").json()["total"] == before
+    # What fits is taken: the whole of the node is fine.
+    ok = client.post("/api/v1/jobs", json={**GOOD, "max_trials": 1, "epochs": 1, "resources": {"cpu": 2}})
+    assert ok.status_code == 201, ok.text

@@ -33,11 +33,10 @@ import json
 import math
 import os
 import pickle
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ from bench.search_efficiency import (
     OPTUNA,
     TOLERANCE,
     VARIANTS,
+    _median as median_reached,
     run_grid,
     run_plain_optuna,
     say,
@@ -164,35 +164,37 @@ def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) 
 
 
 def _median(xs: Sequence[float | None]) -> float:
-    return statistics.median([math.inf if x is None else x for x in xs])
+    """search_efficiency's median (None: never reached), as +inf where unreached, for comparisons."""
+    m = median_reached(xs)
+    return math.inf if m is None else m
 
 
 def _reach(hits: list[int | None]) -> dict[str, Any]:
-    med = _median(hits)
-    return {"per_seed": hits, "reached": sum(h is not None for h in hits), "median": med if math.isfinite(med) else None}
+    return {"per_seed": hits, "reached": sum(h is not None for h in hits), "median": median_reached(hits)}
+
+
+def _subset_share(n: int, k: int, passes: Callable[[tuple[int, ...]], bool]) -> float:
+    """Share of all k-seed subsets (index tuples) of n seeds for which ``passes`` holds."""
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(passes(idx) for idx in subsets) / len(subsets) if subsets else math.nan
+
+
+def _med_at(xs: Sequence[float | None], idx: tuple[int, ...]) -> float:
+    return _median([xs[i] for i in idx])
 
 
 def five_seed_pass_share(hits: Sequence[int | None], optuna_hits: Sequence[int | None]) -> float:
     """Share of all 5-seed subsets in which the benchmark's line holds: every seed reaches 2% of its
     grid best, at a median of at most 0.7x the plain Optuna script's on the same seeds."""
-    subsets = list(itertools.combinations(range(len(hits)), 5))
-    ok = 0
-    for idx in subsets:
-        if all(hits[i] is not None for i in idx):
-            ok += _median([hits[i] for i in idx]) <= 0.7 * _median([optuna_hits[i] for i in idx])
-    return ok / len(subsets) if subsets else math.nan
+    return _subset_share(len(hits), 5, lambda idx: all(hits[i] is not None for i in idx)
+                         and _med_at(hits, idx) <= 0.7 * _med_at(optuna_hits, idx))
 
 
 def three_seed_pass_share(epochs: Sequence[int], best: Sequence[float | None], random_epochs: Sequence[int],
                           random_best: Sequence[float | None]) -> float:
     """Share of all 3-seed subsets in which the check holds (best within 2%, at most half the epochs)."""
-    subsets = list(itertools.combinations(range(len(epochs)), 3))
-    ok = 0
-    for idx in subsets:
-        e, re = _median([epochs[i] for i in idx]), _median([random_epochs[i] for i in idx])
-        b, rb = _median([best[i] for i in idx]), _median([random_best[i] for i in idx])
-        ok += e <= 0.5 * re and b <= (1 + TOLERANCE) * rb
-    return ok / len(subsets) if subsets else math.nan
+    return _subset_share(len(epochs), 3, lambda idx: _med_at(epochs, idx) <= 0.5 * _med_at(random_epochs, idx)
+                         and _med_at(best, idx) <= (1 + TOLERANCE) * _med_at(random_best, idx))
 
 
 def grids_for(seeds: Sequence[int], epochs: int, points: int, workers: int,

@@ -43,6 +43,11 @@ from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
 log = logging.getLogger(__name__)
 
 
+def trial_resources(spec: JobSpec) -> TrialResources:
+    """What one trial of the job asks Ray for."""
+    return TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+
+
 @dataclass
 class TrialItem:
     id: int
@@ -249,7 +254,7 @@ class JobExecution:
     # -- one trial ---------------------------------------------------------------------------
     def _run_trial(self, item: TrialItem) -> None:
         spec = self.spec
-        resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+        resources = trial_resources(spec)
         checkpoint_every = self.runner.settings.checkpoint_every
         checkpoint_seconds = self.runner.settings.checkpoint_seconds
         started = time.monotonic()
@@ -363,7 +368,7 @@ class JobExecution:
         step (``epoch`` = the step, ``lr`` its rate, ``train_loss`` the batch loss; no validation
         loss, so it never ranks). It is short: a restart or a lost worker runs it again whole."""
         spec = self.spec
-        resources = TrialResources(cpu=spec.resources.cpu, gpu=spec.resources.gpu)
+        resources = trial_resources(spec)
         started = time.monotonic()
         status: str | None = "completed"
         error: str | None = None

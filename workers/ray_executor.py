@@ -219,10 +219,7 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         with self._lock:
-            for shape, actors in self._idle.items():
-                for a in actors:
-                    ray.kill(a)
-                self._live[shape] = self._live.get(shape, 0) - len(actors)
+            self._evict_idle()
             self._idle.clear()
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
@@ -262,7 +259,7 @@ class RayExecutor:
                         break
                 # Idle actors of another shape hold resources this one needs (a GPU job's actors
                 # keep their CPUs while they wait for the next GPU trial).
-                if self._evict_idle_except(resources):
+                if self._evict_idle(keep=resources):
                     continue
                 self._freed.wait(timeout=1.0)
         return self._new_actor(resources)
@@ -278,11 +275,11 @@ class RayExecutor:
         gpu = resources.gpu + sum(n * shape.gpu for shape, n in self._live.items())
         return cpu <= total.get("CPU", 0) + 1e-9 and gpu <= total.get("GPU", 0) + 1e-9
 
-    def _evict_idle_except(self, resources: TrialResources) -> bool:
-        """Kill the idle actors of every other shape; True if there were any."""
+    def _evict_idle(self, keep: TrialResources | None = None) -> bool:
+        """Kill the idle actors of every shape but ``keep`` (under the lock); True if there were any."""
         evicted = False
         for shape, actors in self._idle.items():
-            if shape == resources or not actors:
+            if shape == keep or not actors:
                 continue
             for a in actors:
                 ray.kill(a)

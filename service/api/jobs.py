@@ -16,8 +16,8 @@ from service.export import to_csv, trial_rows
 from service.models import Job, Trial, utcnow
 from service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
 from search import SpecError
+from service.runner import trial_resources
 from service.validation import check_job_spec
-from workers.ray_executor import TrialResources
 from workers.registry import workload_names
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
@@ -37,8 +37,7 @@ def submit_job(spec: JobSpec, session: SessionDep, settings: SettingsDep, runner
     # Everything is checked before anything is written: a rejected spec leaves no trace.
     checked = check_job_spec(spec, settings, workload_names())
     if runner is not None:
-        resources = TrialResources(cpu=checked.spec.resources.cpu, gpu=checked.spec.resources.gpu)
-        if (unplaceable := runner.executor.unplaceable(resources)) is not None:
+        if (unplaceable := runner.executor.unplaceable(trial_resources(checked.spec))) is not None:
             raise SpecError(("resources", unplaceable[0]), unplaceable[1])
     stored = checked.spec.model_dump(mode="json")
     stored["name"] = spec.name or f"{spec.strategy}-{spec.workload}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Response
 from sqlalchemy import Text, cast, func, select
@@ -25,6 +25,8 @@ from service.schemas import (
     TrialCounts,
     TrialPublic,
 )
+
+T = TypeVar("T")
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -134,7 +136,21 @@ def json_response(body: Any) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
-_detail_cache: dict[tuple[str, int], tuple[tuple[Any, ...], tuple[Any, Any]]] = {}
+# Derived answers per (database, job, what), kept until the job's stamp -- a cheap query over its
+# trials -- changes: one entry per job and answer, so a job's old answers never pile up.
+_derived_cache: dict[tuple[str, int, str], tuple[tuple[Any, ...], Any]] = {}
+
+
+def _cached(session: Session, job_id: int, what: str, stamp: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    key = (str(session.get_bind().url), job_id, what)
+    hit = _derived_cache.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    value = compute()
+    if len(_derived_cache) > 512:
+        _derived_cache.clear()
+    _derived_cache[key] = (stamp, value)
+    return value
 
 
 def best_detail(session: Session, job_id: int, best: Best) -> BestDetail:
@@ -144,23 +160,20 @@ def best_detail(session: Session, job_id: int, best: Best) -> BestDetail:
     stamp = tuple(session.execute(
         select(func.count(Trial.val_loss), func.sum(Trial.epochs), func.max(Trial.finished_at))
         .where(Trial.job_id == job_id)).one())
-    key = (str(session.get_bind().url), job_id)
-    cached = _detail_cache.get(key)
-    if cached is not None and cached[0] == stamp:
-        interval, per_opt = cached[1]
-    else:
+
+    def compute() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         rows = [{"number": n, "config": json.loads(c) if isinstance(c, str) else c, "val_loss": v, "best_epoch": e}
                 for n, c, v, e in session.execute(
                     select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.best_epoch)
                     .where(Trial.job_id == job_id, Trial.val_loss.is_not(None)))]
         same = [(r["config"]["lr"], r["val_loss"]) for r in rows
                 if r["config"].get("optimizer") == best.config.get("optimizer")]
-        interval = lr_interval(same, best.lr, best.val_loss)
         per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": b["val_loss"], "epoch": b.get("epoch")}
                    for opt, b in per_optimizer_best(rows).items()}
-        if len(_detail_cache) > 256:
-            _detail_cache.clear()
-        _detail_cache[key] = (stamp, (interval, per_opt))
+        return lr_interval(same, best.lr, best.val_loss), per_opt
+
+    # The best trial is part of the stamp: the interval is built around it.
+    interval, per_opt = _cached(session, job_id, "best", (*stamp, best.trial), compute)
     return BestDetail(**best.model_dump(), lr_interval=LrInterval(**{k: interval[k] for k in
                                                                     ("low", "high", "method", "tolerance")}),
                       per_optimizer={k: OptimizerBest(**v) for k, v in per_opt.items()})
@@ -173,14 +186,23 @@ def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
     """A range_test or auto job's range tests per optimizer: each finished test's curve and what
     they suggest together. Empty for other strategies."""
     from search import is_range_test
-    from search.range_test import denoise, summarize
     from service.validation import FINDER_STRATEGIES
 
     if job.spec.get("strategy") not in FINDER_STRATEGIES:
         return []
-    tests = [(tid, n, c, st) for tid, n, c, st in session.execute(
-        select(Trial.id, Trial.number, Trial.config, Trial.status)
-        .where(Trial.job_id == job.id).order_by(Trial.number)) if is_range_test(c)]
+    rows = [r for r in session.execute(
+        select(Trial.id, Trial.number, Trial.config, Trial.status, Trial.finished_at)
+        .where(Trial.job_id == job.id).order_by(Trial.number)) if is_range_test(r[2])]
+    tests = [(tid, n, c, st) for tid, n, c, st, _ in rows]
+    # A finished test's curve never changes again, so the tests' statuses stamp the answer (the
+    # finish times too: a database made again under the same URL reuses the ids).
+    stamp = tuple((tid, st, fin) for tid, _, _, st, fin in rows)
+    return list(_cached(session, job.id, "range_tests", stamp, lambda: _range_tests(session, tests)))
+
+
+def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], str]]) -> list[RangeTestOptimizer]:
+    from search.range_test import denoise, summarize
+
     finished = [tid for tid, _, _, st in tests if st in ("completed", "diverged")]
     points: dict[int, list[tuple[float, float]]] = {tid: [] for tid in finished}
     if finished:

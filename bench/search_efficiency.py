@@ -132,6 +132,17 @@ def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[fl
     return curve, trainer.diverged
 
 
+def untrained_val_loss(seed: int) -> float:
+    """The val_loss of the model every trial of a job with this seed starts from."""
+    from workers.trainer import TrialTrainer
+
+    wl, data = _workload_and_data()
+    trainer = TrialTrainer(wl, data, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"}, epochs=1, seed=seed)
+    trainer.run_epoch()
+    assert trainer.untrained_val_loss is not None
+    return trainer.untrained_val_loss
+
+
 def _grid_job(args: tuple[dict[str, Any], int, int]) -> tuple[list[float | None], bool]:
     return train_curve(*args)
 

@@ -52,7 +52,9 @@ from bench.search_efficiency import (
     say,
     standard_space,
     train_curve,
+    untrained_val_loss as _untrained,
 )
+from workers.trainer import learned_nothing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "lrsearch-search-replay-curves.pkl"
@@ -102,6 +104,8 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=seed, max_trials=budget)
     strategy = STRATEGIES[how["strategy"]](spec)
     stopper = parse_early_stopping(how["early_stopping"], epochs)
+    # With early stopping the service's trials also stop after an epoch that learned nothing.
+    untrained = untrained_val_loss(seed) if stopper is not None and epochs > 1 else None
     running: list[dict[str, Any]] = []
     finished: list[dict[str, Any]] = []
     trained = 0
@@ -135,6 +139,9 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
             status = "diverged"
         elif stopper is not None and stopper.report(trial["number"], trial["done"] - 1, value) == "stop":
             status = "pruned"
+        elif (trial["done"] == 1 and learned_nothing(value, untrained)
+              and not (trial["diverged"] and len(trial["curve"]) == 1)):  # after the rule heard it, as in the runner
+            status = "pruned"
         elif trial["done"] >= len(trial["curve"]):
             status = "diverged" if trial["diverged"] else "completed"
         if status is None:
@@ -156,6 +163,15 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     return {"variant": variant, "seed": seed, "budget": budget, "epochs": trained, "best_val_loss": best,
             "epochs_to_2pct": epochs_to_target,
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
+
+
+_UNTRAINED: dict[int, float] = {}
+
+
+def untrained_val_loss(seed: int) -> float:
+    if seed not in _UNTRAINED:
+        _UNTRAINED[seed] = _untrained(seed)
+    return _UNTRAINED[seed]
 
 
 def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) -> int | None:

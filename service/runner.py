@@ -275,7 +275,7 @@ class JobExecution:
                     for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
                                                           resources, checkpoint, checkpoint_every,
                                                           checkpoint_seconds, spec.divergence_factor,
-                                                          pause_after):
+                                                          pause_after, stop_without_progress=self.stopper is not None):
                         epoch = int(result["epoch"])
                         val_loss = finite_or_none(result.get("val_loss"))
                         last_write = self._record_epoch(item.id, result, val_loss)
@@ -294,6 +294,9 @@ class JobExecution:
                             break
                         if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
                                 and self._report(item.number, epoch, val_loss) == "stop"):
+                            status = "pruned"
+                            break
+                        if result.get("stalled"):  # reported to the rule first, as a replay would
                             status = "pruned"
                             break
                         if epoch in pause_after:

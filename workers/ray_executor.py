@@ -69,7 +69,7 @@ class TrialActor:
     def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
             checkpoint: bytes | None = None, checkpoint_every: int = 0,
             checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
-            pause_after: list[int] | None = None) -> Iterator[dict]:
+            pause_after: list[int] | None = None, stop_without_progress: bool = False) -> Iterator[dict]:
         """Train (or continue from ``checkpoint``), yielding each epoch's result. The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
         ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
@@ -85,7 +85,7 @@ class TrialActor:
 
         wl = self._workload_data(workload)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
-                               divergence_factor=divergence_factor)
+                               divergence_factor=divergence_factor, stop_without_progress=stop_without_progress)
         if checkpoint is not None:
             trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
         last_checkpoint = time.monotonic()
@@ -305,7 +305,8 @@ class RayExecutor:
     def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
                   checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
-                  divergence_factor: float = 10.0, pause_after: list[int] | None = None) -> Iterator[dict]:
+                  divergence_factor: float = 10.0, pause_after: list[int] | None = None,
+                  stop_without_progress: bool = False) -> Iterator[dict]:
         """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
         if actor is None:
@@ -316,7 +317,7 @@ class RayExecutor:
         stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
                                                                    checkpoint, checkpoint_every,
                                                                    checkpoint_seconds, divergence_factor,
-                                                                   pause_after)
+                                                                   pause_after, stop_without_progress)
         try:
             for ref in stream:
                 yield ray.get(ref)

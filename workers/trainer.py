@@ -36,8 +36,11 @@ class EpochResult:
     val_accuracy: float | None  # None for regression workloads and when val_loss is not finite
     lr: float  # the rate in effect at the epoch's first step
     diverged: bool = False
+    # Stopped after its first epoch for having learned nothing (only with ``stop_without_progress``).
+    stalled: bool = False
     # Why it diverged: "train loss became nan at step 3 of epoch 0", "val loss became inf at epoch 2",
-    # "val loss 101.7 exploded above 10x the first epoch's (6.406) at epoch 1" (epoch 0: the untrained model's).
+    # "val loss 101.7 exploded above 10x the first epoch's (6.406) at epoch 1" (epoch 0: the untrained
+    # model's); or why it stalled.
     reason: str | None = None
 
     def to_dict(self, *, nonfinite_as_none: bool = False) -> dict[str, Any]:
@@ -49,6 +52,17 @@ class EpochResult:
                 if isinstance(value, float) and not math.isfinite(value):
                     out[key] = None
         return out
+
+
+def learned_nothing(first_val_loss: float, untrained_val_loss: float | None) -> bool:
+    """After its first epoch, a trial whose validation loss is no lower than the untrained
+    model's has learned nothing: its rate is far too high (it bounces at or above the start) and
+    it is hopeless. Measured on mlp-digits over about 22,000 ten-epoch trainings, such a trial
+    never came within 4x of the best val_loss found (lowest 0.40 against about 0.08); a rate too
+    low to be useful still lowers the loss a little in an epoch and is left to the early-stopping
+    rule."""
+    return (untrained_val_loss is not None and math.isfinite(untrained_val_loss)
+            and math.isfinite(first_val_loss) and first_val_loss >= untrained_val_loss)
 
 
 class TrialTrainer:
@@ -64,6 +78,9 @@ class TrialTrainer:
     Divergence ends the trial (``finished``): a non-finite batch loss (the epoch stops at that
     batch, without a step), a non-finite validation loss, or a validation loss above
     ``divergence_factor`` times the first epoch's (for epoch 0: the untrained model's).
+    With ``stop_without_progress`` (the service sets it when the job has early stopping), a
+    trial whose validation loss after its first epoch is no lower than the untrained model's
+    also ends there, ``stalled``: see :func:`learned_nothing`.
     """
 
     def __init__(
@@ -75,6 +92,7 @@ class TrialTrainer:
         seed: int,
         device: str | torch.device = "cpu",
         divergence_factor: float = 10.0,
+        stop_without_progress: bool = False,
     ) -> None:
         if epochs < 1:
             raise ValueError(f"epochs must be positive, got {epochs}")
@@ -85,6 +103,7 @@ class TrialTrainer:
         self.seed = seed
         self.device = torch.device(device)
         self.divergence_factor = divergence_factor
+        self.stop_without_progress = stop_without_progress
 
         # Data goes to the device once; batches are gathered from it by index.
         self._data = data.to(self.device)
@@ -104,7 +123,9 @@ class TrialTrainer:
 
         self._epochs_done = 0
         self._first_val_loss: float | None = None
+        self.untrained_val_loss: float | None = None  # measured before the first epoch trains
         self._diverged = False
+        self._stalled = False
 
     @property
     def epochs_done(self) -> int:
@@ -115,21 +136,25 @@ class TrialTrainer:
         return self._diverged
 
     @property
+    def stalled(self) -> bool:
+        return self._stalled
+
+    @property
     def finished(self) -> bool:
-        """All epochs ran, or one diverged: ``run_epoch`` would raise."""
-        return self._diverged or self._epochs_done >= self.epochs
+        """All epochs ran, or one diverged or stalled: ``run_epoch`` would raise."""
+        return self._diverged or self._stalled or self._epochs_done >= self.epochs
 
     def run_epoch(self) -> EpochResult:
         """Train one epoch, then evaluate on the validation set."""
         if self.finished:
-            raise RuntimeError(
-                f"trial is finished ({'diverged' if self._diverged else f'all {self.epochs} epochs done'})"
-            )
+            why = "diverged" if self._diverged else "stalled" if self._stalled else f"all {self.epochs} epochs done"
+            raise RuntimeError(f"trial is finished ({why})")
         epoch = self._epochs_done
         lr = float(self.optimizer.param_groups[0]["lr"])
         if epoch == 0:
             # Epoch 0 has no earlier epoch to be judged against: one extra validation pass per trial.
             baseline, baseline_name = self._evaluate()[0], "the untrained model's"
+            self.untrained_val_loss = baseline
         else:
             baseline, baseline_name = self._first_val_loss, "the first epoch's"
         with self._own_rng():
@@ -146,9 +171,15 @@ class TrialTrainer:
                 )
         if epoch == 0 and math.isfinite(val_loss):
             self._first_val_loss = val_loss
+        stalled = (reason is None and epoch == 0 and self.stop_without_progress and self.epochs > 1
+                   and learned_nothing(val_loss, baseline))
+        if stalled:
+            reason = (f"val loss {val_loss:.4g} after the first epoch is no lower than the untrained "
+                      f"model's ({baseline:.4g}): stopped as hopeless")
 
         self._epochs_done += 1
-        self._diverged = reason is not None
+        self._diverged = reason is not None and not stalled
+        self._stalled = stalled
         return EpochResult(
             epoch=epoch,
             train_loss=train_loss,
@@ -156,6 +187,7 @@ class TrialTrainer:
             val_accuracy=val_accuracy if math.isfinite(val_loss) else None,
             lr=lr,
             diverged=self._diverged,
+            stalled=stalled,
             reason=reason,
         )
 

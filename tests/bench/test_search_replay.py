@@ -42,3 +42,25 @@ def test_three_seed_pass_share_counts_subsets_meeting_both_lines() -> None:
     assert three_seed_pass_share([90, 90, 90, 300], [0.10] * 4, random_epochs, random_best) == 1.0
     # Two seeds over: a subset passes when it holds both good seeds (2 of the 4 subsets).
     assert three_seed_pass_share([90, 90, 300, 300], [0.10] * 4, random_epochs, random_best) == 0.5
+
+
+class FlatCurves(CurveCache):
+    """Every config's curve: the loss stays at ``level`` (no training: what the replay does with it)."""
+
+    def __init__(self, path: Path, level: float) -> None:
+        super().__init__(path)
+        self.level = level
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        return [self.level] * epochs, False
+
+
+def test_with_early_stopping_a_first_epoch_that_learned_nothing_ends_the_trial(tmp_path: Path) -> None:
+    # 9.0 is above the untrained model's val_loss (~2.3): no trial learned anything in its first epoch.
+    hopeless = FlatCurves(tmp_path / "curves.pkl", 9.0)
+    pruned = replay("bayesian+asha", seed=0, budget=6, epochs=4, cache=hopeless)
+    assert pruned["epochs"] == 6 and pruned["statuses"]["pruned"] == 6
+    assert replay("random", seed=0, budget=6, epochs=4, cache=hopeless)["epochs"] == 6 * 4  # no early stopping
+    # Below the untrained loss the rungs decide as before: the first trial is the best at its rung.
+    learning = replay("bayesian+asha", seed=0, budget=6, epochs=4, cache=FlatCurves(tmp_path / "c2.pkl", 0.5))
+    assert learning["epochs"] > 6

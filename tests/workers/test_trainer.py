@@ -108,7 +108,8 @@ def test_to_dict_can_drop_nonfinite_values_for_strict_json() -> None:
     result = EpochResult(epoch=0, train_loss=math.nan, val_loss=math.inf, val_accuracy=None, lr=0.1, diverged=True, reason="x")
     assert result.to_dict()["val_loss"] == math.inf
     assert result.to_dict(nonfinite_as_none=True) == {
-        "epoch": 0, "train_loss": None, "val_loss": None, "val_accuracy": None, "lr": 0.1, "diverged": True, "reason": "x",
+        "epoch": 0, "train_loss": None, "val_loss": None, "val_accuracy": None, "lr": 0.1, "diverged": True, "stalled": False,
+        "reason": "x",
     }  # fmt: skip
 
 
@@ -211,6 +212,36 @@ def test_an_exploding_first_epoch_is_caught() -> None:
     # sgd at lr 5 ends epoch 0 with a finite val loss of ~1e16: against the untrained model's ~2.3.
     result = _trainer(config={"lr": 5.0, "optimizer": "sgd", "schedule": "constant"}).run_epoch()
     assert result.diverged and "exploded" in result.reason and "untrained" in result.reason
+
+
+# --- a first epoch that learned nothing ------------------------------------------------------------
+
+# rmsprop at 0.067 bounces: after one epoch its val loss (~6) is above the untrained model's
+# (~2.3) but under 10x it, so it is not divergence; adam at 3e-3 learns.
+BOUNCING = {"lr": 0.067, "optimizer": "rmsprop", "schedule": "constant"}
+
+
+def test_a_first_epoch_that_learned_nothing_stops_the_trial_when_asked() -> None:
+    trainer = _trainer(config=BOUNCING, epochs=5, stop_without_progress=True)
+    result = trainer.run_epoch()
+    assert trainer.untrained_val_loss is not None and result.val_loss >= trainer.untrained_val_loss
+    assert result.stalled and not result.diverged and trainer.stalled and trainer.finished
+    assert result.reason == (f"val loss {result.val_loss:.4g} after the first epoch is no lower than the "
+                             f"untrained model's ({trainer.untrained_val_loss:.4g}): stopped as hopeless")
+    with pytest.raises(RuntimeError, match="stalled"):
+        trainer.run_epoch()
+
+
+def test_without_the_flag_or_with_progress_the_trial_goes_on() -> None:
+    plain = _trainer(config=BOUNCING, epochs=5)
+    first = plain.run_epoch()
+    assert not first.stalled and not plain.finished  # the same epoch, but nobody asked
+    learning = _trainer(config=ADAM, epochs=5, stop_without_progress=True)
+    result = learning.run_epoch()
+    assert learning.untrained_val_loss is not None and result.val_loss < learning.untrained_val_loss
+    assert not result.stalled and not learning.finished
+    one_epoch = _trainer(config=BOUNCING, epochs=1, stop_without_progress=True)
+    assert not one_epoch.run_epoch().stalled  # a one-epoch trial has nothing left to save
 
 
 # --- the loop -----------------------------------------------------------------------------------

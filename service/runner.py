@@ -517,11 +517,14 @@ class JobRunner:
         """Stop trials at their next epoch and hand the leases back, so a restart resumes at once."""
         self._stop.set()
         self._wake.set()
+        # The loop first: a tick in progress may still claim a job and start its execution.
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         for execution in list(self._executions.values()):
             execution.shutdown()
         for execution in list(self._executions.values()):
-            execution.thread.join(timeout)
-        self._thread.join(timeout)
+            if execution.thread.ident is not None:  # started (a loop that timed out may not have)
+                execution.thread.join(timeout)
         self.writer.stop()
         with self.sessions.begin() as s:
             s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running")

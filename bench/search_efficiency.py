@@ -49,6 +49,7 @@ Run: ``python -m bench.search_efficiency`` (``--quick`` for a smoke run of about
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -132,8 +133,9 @@ def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[fl
     return curve, trainer.diverged
 
 
+@functools.cache
 def untrained_val_loss(seed: int) -> float:
-    """The val_loss of the model every trial of a job with this seed starts from."""
+    """The val_loss of the model every trial of a job with this seed starts from (once per seed)."""
     from workers.trainer import TrialTrainer
 
     wl, data = _workload_and_data()

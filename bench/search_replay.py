@@ -52,7 +52,7 @@ from bench.search_efficiency import (
     say,
     standard_space,
     train_curve,
-    untrained_val_loss as _untrained,
+    untrained_val_loss,
 )
 from workers.trainer import learned_nothing
 
@@ -163,15 +163,6 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     return {"variant": variant, "seed": seed, "budget": budget, "epochs": trained, "best_val_loss": best,
             "epochs_to_2pct": epochs_to_target,
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
-
-
-_UNTRAINED: dict[int, float] = {}
-
-
-def untrained_val_loss(seed: int) -> float:
-    if seed not in _UNTRAINED:
-        _UNTRAINED[seed] = _untrained(seed)
-    return _UNTRAINED[seed]
 
 
 def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) -> int | None:

@@ -118,11 +118,14 @@ def static_file(name: str, request: Request) -> Response:
 
 # -- pages -----------------------------------------------------------------------------------
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_PARTIAL = re.compile(r"\{\{>\s*([\w.]+)\s*\}\}\n?")  # {{> _head.html }}: another template, inlined
 
 
 @lru_cache(maxsize=None)
 def _template(name: str) -> str:
-    return (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+    """A template's text with its partials inlined (they share the placeholders of the page)."""
+    text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+    return _PARTIAL.sub(lambda m: _template(m.group(1)), text)
 
 
 def render(name: str, **values: Any) -> str:
@@ -168,7 +171,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 @router.get("/", response_class=HTMLResponse)
 def jobs_page(request: Request) -> HTMLResponse:
-    return _page(request, "jobs.html", "jobs.js", config=_page_config(request, page="jobs"))
+    return _page(request, "jobs.html", "jobs.js", page_title="Jobs", config=_page_config(request, page="jobs"))
 
 
 @router.get("/jobs", response_class=RedirectResponse)
@@ -189,9 +192,10 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse
     jid = _job_id(job_id)
     job = session.get(Job, jid) if jid is not None else None
     if job is None:
-        return _page(request, "message.html", None, status_code=404, title="Job not found",
+        return _page(request, "message.html", None, status_code=404, page_title="Job not found",
                      message=f"There is no job {job_id}.")
-    return _page(request, "job.html", "job.js", job_id=job.id, job_name=job.name, job_status=job.status,
+    return _page(request, "job.html", "job.js", job_id=job.id, job_name=job.name, page_title=job.name,
+                 job_status=job.status,
                  config=_page_config(request, page="job", jobId=job.id))
 
 

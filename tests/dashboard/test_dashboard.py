@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import html
 import json
 import re
 import time
@@ -307,6 +308,14 @@ def test_pages_are_html_with_a_strict_policy_and_escaped_names(service: dict[str
         r = httpx.get(f"{url}/jobs/{bad}")
         assert r.status_code == 404 and "Job not found" in r.text
     assert httpx.get(f"{url}/jobs").headers["location"] == "/"
+    # Every page shares one head (a partial): its title, the icon and the stylesheet; nothing left unfilled.
+    hostile = service["hostile"][0]
+    for path, title in (("/", "Jobs"), (f"/jobs/{hostile['id']}", html.escape(hostile["name"])),
+                        ("/jobs/999999", "Job not found")):
+        page = httpx.get(url + path).text
+        assert page.startswith("<!doctype html>") and f"<title>{title} · lrsearch</title>" in page, path
+        assert re.search(r'<link rel="stylesheet" href="/static/dashboard\.css\?v=\w+">', page), path
+        assert "{{" not in page, path
 
 
 def test_static_files_and_plotly_come_from_the_service(service: dict[str, Any]) -> None:

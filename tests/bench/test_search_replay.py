@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,25 @@ def test_with_early_stopping_a_first_epoch_that_learned_nothing_ends_the_trial(t
     # Below the untrained loss the rungs decide as before: the first trial is the best at its rung.
     learning = replay("bayesian+asha", seed=0, budget=6, epochs=4, cache=FlatCurves(tmp_path / "c2.pkl", 0.5))
     assert learning["epochs"] > 6
+
+
+class CrossingCurves(CurveCache):
+    """A config's first epoch ends at ``low`` (0.1..0.4 with its lr), every later one at ``1 - low``:
+    the config that starts best is the worst at ASHA's rung, so it is pruned with the lowest loss."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.first_epochs: list[float] = []
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        low = 0.1 + 0.3 * (math.log10(config["lr"]) + 5) / 6  # lr 1e-5..10 -> 0.1..0.4
+        self.first_epochs.append(low)
+        return [low] + [1 - low] * (epochs - 1), False
+
+
+def test_the_best_is_the_lowest_loss_of_any_trial_as_the_service_ranks_them(tmp_path: Path) -> None:
+    curves = CrossingCurves(tmp_path / "curves.pkl")
+    run = replay("bayesian+asha", seed=0, budget=12, epochs=4, cache=curves)
+    assert run["statuses"]["pruned"] >= 1 and run["statuses"]["completed"] >= 1
+    # The lowest first epoch of all trials, whichever status its trial ended with.
+    assert run["best_val_loss"] == min(curves.first_epochs)

@@ -122,6 +122,41 @@ def test_a_repeated_report_answers_as_before_and_records_nothing() -> None:
     assert asha.rungs == before
 
 
+def test_a_trial_worse_than_others_were_in_fewer_epochs_stops_even_first_at_its_rung() -> None:
+    asha = ASHA(epochs=10, grace_epochs=2, reduction_factor=3)  # rungs at 2 and 6 epochs
+    assert asha.report(0, 0, 0.9) == CONTINUE
+    assert asha.report(0, 1, 0.8) == CONTINUE  # first at the 2-epoch rung, nobody to compare with
+    assert asha.report(1, 0, 0.3) == CONTINUE  # another trial gets to 0.3 in one epoch
+    for epoch in (2, 3, 4):
+        assert asha.report(0, epoch, 0.6) == CONTINUE
+    # Trial 0 is the first to reach 6 epochs, but still worse than trial 1 after one: it stops.
+    assert asha.report(0, 5, 0.5) == STOP
+    # Trial 1 is judged against its peers only: its own earlier epochs do not count against it.
+    assert asha.report(1, 1, 0.35) == CONTINUE
+    assert asha.rungs[1] == (6, {0: 0.5})  # what the rungs record is unchanged
+
+
+def test_earlier_losses_only_tighten_the_cut_off() -> None:
+    asha = ASHA(epochs=10, grace_epochs=2, reduction_factor=3)
+    for number in range(10):  # ten trials that stopped after one epoch, all worse than what follows
+        asha.report(number, 0, 5.0 + number)
+    # How many continue still follows from the rung's own values: of 3 values 1 goes on, as without them.
+    assert [asha.report(number, 1, v) for number, v in ((20, 0.5), (21, 0.4), (22, 0.45))] == [
+        CONTINUE, CONTINUE, STOP]
+    # One trial below the rung that did better in fewer epochs takes a place among the kept.
+    asha.report(30, 0, 0.1)
+    assert asha.report(23, 1, 0.2) == STOP  # 4 values keep 1, and 0.1 was reached in one epoch
+    assert asha.report(31, 1, 0.05) == CONTINUE
+
+
+def test_a_repeated_or_non_finite_earlier_epoch_does_not_move_the_cut_off() -> None:
+    asha = ASHA(epochs=10, grace_epochs=2, reduction_factor=3)
+    assert asha.report(1, 0, 0.7) == CONTINUE
+    assert asha.report(1, 0, 0.1) == CONTINUE  # heard before (a replay, a retried worker): ignored
+    assert asha.report(2, 0, float("nan")) == STOP  # never recorded
+    assert asha.report(0, 1, 0.6) == CONTINUE  # 0.6 beats 0.7, the lowest other trial 1 reported
+
+
 def _live_run(stopper: EarlyStopper, n_trials: int, epochs: int, concurrency: int, seed: int):
     """Trials run `concurrency` at a time, reporting epoch by epoch in interleaved order.
 

@@ -28,9 +28,7 @@ poisoned -- and its answer is stop.
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import math
+import bisect
 from typing import Any, Self
 
 from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
@@ -46,14 +44,35 @@ def rung_milestones(grace_epochs: int, reduction_factor: int, epochs: int) -> li
 
 
 class _Rung:
-    __slots__ = ("milestone", "values", "decisions", "below")
+    __slots__ = ("milestone", "values", "decisions", "below", "ranked")
 
     def __init__(self, milestone: int) -> None:
         self.milestone = milestone
         self.values: dict[int, float] = {}  # trial number -> val_loss recorded here
         self.decisions: dict[int, Decision] = {}
-        # trial number -> the lowest val_loss it reported with fewer epochs than the milestone
+        # trial number -> the lowest val_loss it reported with fewer epochs than the milestone,
+        # for the trials that have not reached the rung
         self.below: dict[int, float] = {}
+        self.ranked: list[float] = []  # values and below together, ascending
+
+    def record(self, number: int, value: float) -> None:
+        """Trial ``number`` reached the rung with ``value``: its value replaces its loss below."""
+        if number in self.below:
+            self._drop(self.below.pop(number))
+        self.values[number] = value
+        bisect.insort(self.ranked, value)
+
+    def lower_below(self, number: int, value: float) -> None:
+        old = self.below.get(number)
+        if old is not None and old <= value:
+            return
+        if old is not None:
+            self._drop(old)
+        self.below[number] = value
+        bisect.insort(self.ranked, value)
+
+    def _drop(self, value: float) -> None:
+        del self.ranked[bisect.bisect_left(self.ranked, value)]
 
 
 class SuccessiveHalving(EarlyStopper):
@@ -106,13 +125,11 @@ class ASHA(SuccessiveHalving):
             return Decision.CONTINUE
         if number in rung.decisions:  # already judged here: answer as then, record nothing
             return rung.decisions[number]
-        rung.values[number] = value
+        rung.record(number, value)
         keep = max(1, len(rung.values) // self.reduction_factor)
         # Ranked among the rung's values and what the trials below it reached in fewer epochs;
         # how many go on still follows from the rung's own values alone.
-        below = (v for n, v in rung.below.items() if n not in rung.values)
-        cutoff = heapq.nsmallest(keep, itertools.chain(rung.values.values(), below))[-1]
-        decision = Decision.CONTINUE if value <= cutoff else Decision.STOP
+        decision = Decision.CONTINUE if value <= rung.ranked[keep - 1] else Decision.STOP
         rung.decisions[number] = decision
         return decision
 
@@ -123,5 +140,5 @@ class ASHA(SuccessiveHalving):
             return
         self._heard[number] = trained
         for rung in self._rungs:
-            if trained < rung.milestone:
-                rung.below[number] = min(value, rung.below.get(number, math.inf))
+            if trained < rung.milestone and number not in rung.values:
+                rung.lower_below(number, value)

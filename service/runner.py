@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,8 +258,6 @@ class JobExecution:
         checkpoint_every = self.runner.settings.checkpoint_every
         checkpoint_seconds = self.runner.settings.checkpoint_seconds
         started = time.monotonic()
-        status: str | None = "completed"
-        error: str | None = None
         # A fresh trial has nothing stored; one that ran before continues from its checkpoint.
         checkpoint, curve = self._restore_point(item) if item.resume else (None, [])
         last_write: Future[bool] | None = None
@@ -268,52 +266,41 @@ class JobExecution:
         if self.stopper is not None:
             epochs_at = self.stopper.decision_epochs(item.number)
             pause_after = sorted(epochs_at) if epochs_at is not None else list(range(spec.epochs))
-        retries = 0
-        while True:
-            try:
-                with self._attempt(item) as key:
-                    for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
-                                                          resources, checkpoint, checkpoint_every,
-                                                          checkpoint_seconds, spec.divergence_factor,
-                                                          pause_after, stop_without_progress=self.stopper is not None):
-                        epoch = int(result["epoch"])
-                        val_loss = finite_or_none(result.get("val_loss"))
-                        last_write = self._record_epoch(item.id, result, val_loss)
-                        if result.get("checkpoint") is not None:
-                            self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
-                        curve.append(val_loss)
-                        if result.get("diverged"):
-                            status = "diverged"
-                            error = f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
-                            break
-                        if self.shutting_down:
-                            status = None
-                            break
-                        if self.cancelled:
-                            status = "cancelled"
-                            break
-                        if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
-                                and self._report(item.number, epoch, val_loss) == "stop"):
-                            status = "pruned"
-                            break
-                        if result.get("stalled"):  # reported to the rule first, as a replay would
-                            status = "pruned"
-                            break
-                        if epoch in pause_after:
-                            self.executor.resume(key)
-                    break
-            except WorkerLost as exc:
-                retries += 1
-                end = self._after_worker_lost(item, retries, exc, "retrying from its last checkpoint")
-                if end is not None:
-                    status, error = end
-                    break
-                if last_write is not None:
-                    last_write.result()  # what was received is in the store before we look at it
-                checkpoint, curve = self._restore_point(item)
-            except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
-                status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-                break
+
+        def attempt(key: str) -> tuple[str | None, str | None]:
+            nonlocal last_write
+            for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
+                                                  resources, checkpoint, checkpoint_every,
+                                                  checkpoint_seconds, spec.divergence_factor,
+                                                  pause_after, stop_without_progress=self.stopper is not None):
+                epoch = int(result["epoch"])
+                val_loss = finite_or_none(result.get("val_loss"))
+                last_write = self._record_epoch(item.id, result, val_loss)
+                if result.get("checkpoint") is not None:
+                    self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
+                curve.append(val_loss)
+                if result.get("diverged"):
+                    return "diverged", f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
+                if self.shutting_down:
+                    return None, None
+                if self.cancelled:
+                    return "cancelled", None
+                if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
+                        and self._report(item.number, epoch, val_loss) == "stop"):
+                    return "pruned", None
+                if result.get("stalled"):  # reported to the rule first, as a replay would
+                    return "pruned", None
+                if epoch in pause_after:
+                    self.executor.resume(key)
+            return "completed", None
+
+        def from_last_checkpoint() -> None:
+            nonlocal checkpoint, curve
+            if last_write is not None:
+                last_write.result()  # what was received is in the store before we look at it
+            checkpoint, curve = self._restore_point(item)
+
+        status, error = self._until_ended(item, attempt, "retrying from its last checkpoint", from_last_checkpoint)
         if status == "completed" and len(curve) < spec.epochs:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.shutting_down else "cancelled"
@@ -327,6 +314,26 @@ class JobExecution:
             if self.stopper is not None:
                 self.stopper.trial_finished(item.number, status)
             self.strategy.observe(self._outcome(item.number, item.config, status, curve))
+
+    def _until_ended(self, item: TrialItem, attempt: Callable[[str], tuple[str | None, str | None]],
+                     again: str, before_again: Callable[[], None] | None = None) -> tuple[str | None, str | None]:
+        """Attempts at a trial until one ends it: ``attempt(key)`` answers (status, error). A lost
+        worker means another attempt (``before_again`` first) while retries are left; any other
+        error fails the trial."""
+        retries = 0
+        while True:
+            try:
+                with self._attempt(item) as key:
+                    return attempt(key)
+            except WorkerLost as exc:
+                retries += 1
+                end = self._after_worker_lost(item, retries, exc, again)
+                if end is not None:
+                    return end
+                if before_again is not None:
+                    before_again()
+            except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
+                return "failed", f"{type(exc).__name__}: {exc}"[:2000]
 
     @contextmanager
     def _attempt(self, item: TrialItem) -> Iterator[str]:
@@ -373,28 +380,18 @@ class JobExecution:
         spec = self.spec
         resources = trial_resources(spec)
         started = time.monotonic()
-        status: str | None = "completed"
-        error: str | None = None
         result: dict | None = None
         if item.resume:
             self._clear_metrics(item)
-        retries = 0
-        while True:
-            try:
-                with self._attempt(item) as key:
-                    result = self.executor.run_range_test(key, spec.workload, item.config, spec.seed, resources)
-                if result is None:  # stopped before it started
-                    status = None if self.shutting_down else "cancelled"
-                break
-            except WorkerLost as exc:
-                retries += 1
-                end = self._after_worker_lost(item, retries, exc, "running it again")
-                if end is not None:
-                    status, error = end
-                    break
-            except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
-                status, error = "failed", f"{type(exc).__name__}: {exc}"[:2000]
-                break
+
+        def attempt(key: str) -> tuple[str | None, str | None]:
+            nonlocal result
+            result = self.executor.run_range_test(key, spec.workload, item.config, spec.seed, resources)
+            if result is None:  # stopped before it started
+                return (None if self.shutting_down else "cancelled"), None
+            return "completed", None
+
+        status, error = self._until_ended(item, attempt, "running it again")
         points: list[tuple[float, float]] = []
         if result is not None:
             node = result.get("node")

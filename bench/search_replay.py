@@ -135,16 +135,19 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
         trained += 1
         if epochs_to_target is None and target is not None and value is not None and value <= target:
             epochs_to_target = trained
+        # In the runner's order: a diverged epoch ends the trial unheard by the rule (its loss may be
+        # finite: it exploded), the rule hears every other epoch but the last, then the stall check.
+        last = trial["done"] >= len(trial["curve"])
         status = None
-        if value is None:
+        if value is None or (last and trial["diverged"]):
             status = "diverged"
-        elif stopper is not None and stopper.report(trial["number"], trial["done"] - 1, value) == "stop":
+        elif (stopper is not None and trial["done"] < epochs
+              and stopper.report(trial["number"], trial["done"] - 1, value) == "stop"):
             status = "pruned"
-        elif (trial["done"] == 1 and learned_nothing(value, untrained)
-              and not (trial["diverged"] and len(trial["curve"]) == 1)):  # after the rule heard it, as in the runner
+        elif trial["done"] == 1 and learned_nothing(value, untrained):
             status = "pruned"
-        elif trial["done"] >= len(trial["curve"]):
-            status = "diverged" if trial["diverged"] else "completed"
+        elif last:
+            status = "completed"
         if status is None:
             continue
         running.remove(trial)

@@ -87,3 +87,19 @@ def test_the_best_is_the_lowest_loss_of_any_trial_as_the_service_ranks_them(tmp_
     assert run["statuses"]["pruned"] >= 1 and run["statuses"]["completed"] >= 1
     # The lowest first epoch of all trials, whichever status its trial ended with.
     assert run["best_val_loss"] == min(curves.first_epochs)
+
+
+class ExplodingCurves(CurveCache):
+    """Every config learns in its first epoch, then its loss explodes to a finite value (the trainer
+    calls that diverged): the second epoch ends the trial, at ASHA's 2-epoch rung."""
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        return [0.5, 50.0 + config["lr"]], True
+
+
+def test_a_diverged_epoch_ends_the_trial_unheard_by_the_rule_as_in_the_runner(tmp_path: Path) -> None:
+    run = replay("bayesian+asha", seed=0, budget=6, epochs=4, cache=ExplodingCurves(tmp_path / "curves.pkl"))
+    # The runner stores the exploded epoch and ends the trial as diverged before asking the rule,
+    # so no trial is pruned at the rung against another's exploded loss.
+    assert run["statuses"] == {"completed": 0, "pruned": 0, "diverged": 6}
+    assert run["epochs"] == 6 * 2

@@ -13,9 +13,10 @@ Reported per variant:
 
 * at ``--budget`` trials (30, the issue's done-when check): the median epochs consumed and the
   median best val_loss over all seeds (the lowest val_loss any trial reached, a pruned one's
-  included, as ``GET /jobs/{id}/best`` ranks them and the service benchmark counts), as ratios to ``random`` on the same seeds, and the share of
-  all 3-seed subsets in which both lines of the check hold (median best within 2% of random's, at
-  most half its epochs) -- how likely a 3-seed run is to pass;
+  included, as ``GET /jobs/{id}/best`` ranks them and the service benchmark counts), as ratios
+  to ``random`` on the same seeds, and the share of all 3-seed subsets in which both lines of the
+  check hold (median best within 2% of random's, at most half its epochs) -- how likely a 3-seed
+  run is to pass;
 * at ``--target-budget`` trials (100, the benchmark): in how many seeds a trial came within 2% of
   that seed's grid best, and the median epochs until it did, next to the plain Optuna script.
 

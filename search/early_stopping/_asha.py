@@ -64,9 +64,9 @@ class _Rung:
 
     def lower_below(self, number: int, value: float) -> None:
         old = self.below.get(number)
-        if old is not None and old <= value:
-            return
         if old is not None:
+            if old <= value:
+                return
             self._drop(old)
         self.below[number] = value
         bisect.insort(self.ranked, value)
@@ -139,6 +139,6 @@ class ASHA(SuccessiveHalving):
         if self._heard.get(number, 0) >= trained:
             return
         self._heard[number] = trained
-        for rung in self._rungs:
-            if trained < rung.milestone and number not in rung.values:
+        for rung in self._rungs:  # a trial at a rung has trained more: _heard stops it above
+            if trained < rung.milestone:
                 rung.lower_below(number, value)

@@ -54,10 +54,14 @@ class TrialActor:
         self._data: dict[str, Any] = {}
         self._stop: set[str] = set()
         self._go_on: dict[str, threading.Event] = {}  # trials paused at a decision epoch
+        self._epochs_done: dict[str, int] = {}  # trial key -> epochs this worker has trained
         self._node = ray.get_runtime_context().get_node_id()
 
     def info(self) -> dict[str, Any]:
-        return {"node": self._node, "pid": os.getpid(), "device": self._device}
+        """Where the actor runs, and how far each trial it is training has got: the results it
+        streamed may be ahead of what the service has read."""
+        return {"node": self._node, "pid": os.getpid(), "device": self._device,
+                "epochs_done": dict(self._epochs_done)}
 
     def stop(self, key: str) -> None:
         self._stop.add(key)
@@ -94,6 +98,7 @@ class TrialActor:
                 if key in self._stop:
                     return
                 result = trainer.run_epoch().to_dict()
+                self._epochs_done[key] = trainer.epochs_done
                 result["node"] = self._node
                 due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
                        or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
@@ -112,6 +117,7 @@ class TrialActor:
         finally:
             self._stop.discard(key)
             self._go_on.pop(key, None)
+            self._epochs_done.pop(key, None)
 
 
     def range_test(self, workload: str, config: dict, seed: int) -> dict:

@@ -95,15 +95,21 @@ class CurveCache:
 
 
 def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
-           target: float | None = None, concurrency: int = CONCURRENCY) -> dict[str, Any]:
-    """One job of ``variant`` as the service would run it; epochs counted as they are trained."""
+           target: float | None = None, concurrency: int = CONCURRENCY,
+           search_seed: int | None = None) -> dict[str, Any]:
+    """One job of ``variant`` as the service would run it; epochs counted as they are trained.
+
+    ``seed`` is the job's seed. In the service it seeds both the training (data split, model
+    init) and the search; ``search_seed`` (default: ``seed``) seeds the search alone, so the same
+    trainings and grid bests can be searched again with other draws."""
     from search.early_stopping import parse_early_stopping
     from search.space import parse_space
     from search.strategies import STRATEGIES, StrategySpec, TrialOutcome
 
     how = VARIANTS[variant]
     assert how is not None
-    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=seed, max_trials=budget)
+    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs,
+                        seed=seed if search_seed is None else search_seed, max_trials=budget)
     strategy = STRATEGIES[how["strategy"]](spec)
     stopper = parse_early_stopping(how["early_stopping"], epochs)
     # With early stopping the service's trials also stop after an epoch that learned nothing.
@@ -231,7 +237,9 @@ def grids_for(seeds: Sequence[int], epochs: int, points: int, workers: int,
 
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
-    lines = [f"Replayed in process: {len(cfg['seeds'])} seeds, {cfg['budget']} trials x {cfg['epochs']} epochs, "
+    offset = cfg.get("search_seed_offset") or 0
+    drawn = f" (each search seeded with its seed + {offset})" if offset else ""
+    lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, {cfg['budget']} trials x {cfg['epochs']} epochs, "
              f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
              "| variant | median epochs | vs random | median best val_loss | vs random | 3-seed runs passing the check |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -266,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--grid-workers", type=int, default=2)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="curve cache (default in the temp dir)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--search-seed-offset", type=int, default=0,
+                   help="seed each search with its seed + N, the trainings as before: how much of a result is the draw")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:
@@ -294,7 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for v in variants:
             for seed in seeds:
-                runs.append(replay(v, seed, args.budget, args.epochs, cache))
+                runs.append(replay(v, seed, args.budget, args.epochs, cache,
+                                   search_seed=seed + args.search_seed_offset))
             say(f"{v}: {args.budget}-trial replays done")
         targets: dict[str, float] = {}
         if args.target_budget:
@@ -302,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        grids_for(seeds, args.epochs, args.grid_points, args.grid_workers, own_grid).items()}
             for v in variants:
                 for seed in seeds:
-                    runs.append(replay(v, seed, args.target_budget, args.epochs, cache, targets[str(seed)]))
+                    runs.append(replay(v, seed, args.target_budget, args.epochs, cache, targets[str(seed)],
+                                       search_seed=seed + args.search_seed_offset))
                 say(f"{v}: {args.target_budget}-trial replays done")
     finally:
         cache.save()
@@ -332,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {
         "benchmark": "search_replay",
         "date": time.strftime("%Y-%m-%d"),
-        "config": {"seeds": seeds, "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
+        "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "budget": args.budget,
+                   "target_budget": args.target_budget, "epochs": args.epochs,
                    "concurrency": CONCURRENCY, "variants": {v: VARIANTS[v] for v in variants},
                    "grid_points": args.grid_points, "tolerance": TOLERANCE, "quick": args.quick},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},

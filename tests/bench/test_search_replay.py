@@ -103,3 +103,30 @@ def test_a_diverged_epoch_ends_the_trial_unheard_by_the_rule_as_in_the_runner(tm
     # so no trial is pruned at the rung against another's exploded loss.
     assert run["statuses"] == {"completed": 0, "pruned": 0, "diverged": 6}
     assert run["epochs"] == 6 * 2
+
+
+class RecordingCurves(CurveCache):
+    """Flat learning curves that remember which configs were asked for, and with which seed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.asked: list[tuple[float, int]] = []
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        self.asked.append((config["lr"], seed))
+        return [0.5] * epochs, False
+
+
+@pytest.mark.parametrize("variant", ["random", "bayesian"])
+def test_a_search_seed_draws_other_configs_on_the_same_trainings(tmp_path: Path, variant: str) -> None:
+    def asked(search_seed: int | None) -> list[tuple[float, int]]:
+        curves = RecordingCurves(tmp_path / "curves.pkl")
+        replay(variant, seed=3, budget=5, epochs=2, cache=curves, search_seed=search_seed)
+        return curves.asked
+
+    default = asked(None)
+    assert asked(3) == default  # the job's seed seeds the search too, as in the service
+    other = asked(1003)
+    assert len(other) == len(default) == 5
+    assert {seed for _, seed in other} == {3}  # trained with the job's seed ...
+    assert [lr for lr, _ in other] != [lr for lr, _ in default]  # ... on other draws

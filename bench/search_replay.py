@@ -239,7 +239,8 @@ def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     offset = cfg.get("search_seed_offset") or 0
     drawn = f" (each search seeded with its seed + {offset})" if offset else ""
-    lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, {cfg['budget']} trials x {cfg['epochs']} epochs, "
+    lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, "
+             f"{cfg['budget']} trials x {cfg['epochs']} epochs, "
              f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
              "| variant | median epochs | vs random | median best val_loss | vs random | 3-seed runs passing the check |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]

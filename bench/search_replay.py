@@ -276,7 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="curve cache (default in the temp dir)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--search-seed-offset", type=int, default=0,
-                   help="seed each search with its seed + N, the trainings as before: how much of a result is the draw")
+                   help="seed each search with its seed + N, the trainings (and the plain Optuna script) as "
+                        "before: how much of a result is the draw")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:

@@ -40,7 +40,7 @@ bench-search: install
 	$(PY) -m bench.search_efficiency
 
 # The same search replayed in process for many seeds (no Ray, no store): how often a 3-seed run of
-# the issue's check passes. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--seeds 40.
+# the issue's check passes. BENCH_ARGS passes flags, e.g. BENCH_ARGS="--seeds 40 --draws 5 --workers 2".
 bench-replay: install
 	$(PY) -m bench.search_replay $(BENCH_ARGS)
 

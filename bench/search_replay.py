@@ -20,11 +20,18 @@ Reported per variant:
 * at ``--target-budget`` trials (100, the benchmark): in how many seeds a trial came within 2% of
   that seed's grid best, and the median epochs until it did, next to the plain Optuna script.
 
-The grids come from ``bench/results/search_efficiency.json`` where it has the seed, else they are
-trained here and kept in this benchmark's results file.
+One replay is one draw of each search. ``--draws K`` replays every search K times, seeded with
+its seed + N, N + 1000, ... (the trainings, grid bests and the plain Optuna script stay), and adds
+the mean, lowest and highest of each figure over the draws: the same 40 seeds move by several seeds of
+reach from one draw to the next, as much as a change to the search does. ``--workers N`` replays
+the seeds in N processes (the results do not depend on it).
 
-Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--quick`` for a
-smoke run).
+The grids come from ``bench/results/search_efficiency.json`` where it has the seed, else from an
+earlier run of this one (its default results file or ``--out``), else they are trained here and
+kept in the results file.
+
+Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--draws 5
+--workers 2``; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ from workers.trainer import learned_nothing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "lrsearch-search-replay-curves.pkl"
+DRAW_STRIDE = 1000  # --draws: search seeds of successive draws this far apart
 REPLAYABLE = [v for v, how in VARIANTS.items() if how is not None and how["strategy"] != "auto"]
 Curve = tuple[list[float | None], bool]
 
@@ -235,6 +243,50 @@ def grids_for(seeds: Sequence[int], epochs: int, points: int, workers: int,
     return out
 
 
+def summarize(runs: list[dict[str, Any]], variants: Sequence[str], budget: int, target_budget: int,
+              optuna_hits: Sequence[int | None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The check (ratios to random, 3-seed pass share) and the 2% part (reach, 5-seed pass share) of
+    one draw's runs."""
+
+    def of(v: str, b: int) -> list[dict[str, Any]]:
+        return sorted((r for r in runs if r["variant"] == v and r["budget"] == b), key=lambda r: r["seed"])
+
+    rand = of("random", budget)
+    re, rb = [r["epochs"] for r in rand], [r["best_val_loss"] for r in rand]
+    check = {}
+    for v in variants:
+        rs = of(v, budget)
+        e, b = [r["epochs"] for r in rs], [r["best_val_loss"] for r in rs]
+        check[v] = {"median_epochs": _median(e), "epochs_ratio": _median(e) / _median(re),
+                    "median_best": _median(b), "best_ratio": _median(b) / _median(rb),
+                    "pass_share": three_seed_pass_share(e, b, re, rb)}
+    target: dict[str, Any] = {}
+    if target_budget:
+        for v in variants:
+            target[v] = _reach([r["epochs_to_2pct"] for r in of(v, target_budget)])
+            if optuna_hits is not None:
+                target[v]["pass_share"] = five_seed_pass_share(target[v]["per_seed"], optuna_hits)
+        if optuna_hits is not None:
+            target[OPTUNA] = _reach(list(optuna_hits))
+    return check, target
+
+
+def over_draws(draws: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each variant's figures over the draws: mean, lowest and highest."""
+    def spread(xs: list[float]) -> dict[str, float]:
+        return {"mean": sum(xs) / len(xs), "min": min(xs), "max": max(xs)}
+
+    out: dict[str, Any] = {}
+    for v in draws[0]["check"]:
+        row = {k: spread([d["check"][v][k] for d in draws]) for k in ("epochs_ratio", "best_ratio", "pass_share")}
+        if v in draws[0]["target"]:
+            row["reached"] = spread([d["target"][v]["reached"] for d in draws])
+            if "pass_share" in draws[0]["target"][v]:
+                row["five_seed_pass_share"] = spread([d["target"][v]["pass_share"] for d in draws])
+        out[v] = row
+    return out
+
+
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     offset = cfg.get("search_seed_offset") or 0
@@ -260,7 +312,45 @@ def render(result: dict[str, Any]) -> str:
             name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else v
             lines.append(f"| {name} | {s['reached']}/{len(s['per_seed'])} | "
                          f"{'not reached' if med is None else f'{med:.0f}'} | {ratio} | {share} |")
+    draws = result.get("draws") or []
+    if len(draws) > 1:
+        offsets = ", ".join(str(d["search_seed_offset"]) for d in draws)
+        lines += ["", f"The tables above are the first draw. Over {len(draws)} draws (each search seeded with its "
+                      f"seed + {offsets}; the trainings, grid bests and plain Optuna the same), mean (lowest-highest):", "",
+                  "| variant | epochs vs random | best vs random | 3-seed runs passing the check | seeds within 2% at "
+                  f"{cfg['target_budget']} trials | 5-seed runs passing the benchmark's line |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        n = len(cfg["seeds"])
+
+        def cell(s: dict[str, float] | None, fmt: str, ends: str | None = None) -> str:
+            ends = ends or fmt
+            return "n/a" if s is None else f"{fmt.format(s['mean'])} ({ends.format(s['min'])}-{ends.format(s['max'])})"
+
+        for v, s in result["over_draws"].items():
+            reached = cell(s.get("reached"), "{:.1f}/" + str(n), "{:.0f}")
+            lines.append(f"| {v} | {cell(s['epochs_ratio'], '{:.2f}x')} | {cell(s['best_ratio'], '{:.3f}x')} | "
+                         f"{cell(s['pass_share'], '{:.0%}')} | {reached} | "
+                         f"{cell(s.get('five_seed_pass_share'), '{:.0%}')} |")
     return "\n".join(lines)
+
+
+def replay_many(tasks: Sequence[tuple[str, int, int, int, float | None]], epochs: int,
+                cache_path: Path) -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve]]:
+    """Replay (variant, seed, budget, search_seed, target) tasks on a private copy of the curve cache:
+    the runs, and the curves trained on the way (a worker's share; the caller merges them)."""
+    import torch
+
+    torch.set_num_threads(1)  # as a 1-CPU TrialActor
+    cache = CurveCache(cache_path)
+    known = set(cache.curves)
+    cache.save = lambda: None  # type: ignore[method-assign]  # the caller saves the merged cache
+    runs = []
+    for i, (variant, seed, budget, search_seed, target) in enumerate(tasks, 1):
+        run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed)
+        runs.append({**run, "search_seed_offset": search_seed - seed})
+        if i % 50 == 0 or i == len(tasks):
+            say(f"worker {os.getpid()}: {i}/{len(tasks)} replays")
+    return runs, {k: v for k, v in cache.curves.items() if k not in known}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,6 +368,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--search-seed-offset", type=int, default=0,
                    help="seed each search with its seed + N, the trainings (and the plain Optuna script) as "
                         "before: how much of a result is the draw")
+    p.add_argument("--draws", type=int, default=1,
+                   help=f"replay every search K times, seeded with its seed + N, N + {DRAW_STRIDE}, ...; "
+                        "reports the first draw and the mean, lowest and highest over all")
+    p.add_argument("--workers", type=int, default=1, help="processes replaying seeds side by side (default 1)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:
@@ -288,73 +382,87 @@ def main(argv: Sequence[str] | None = None) -> int:
     for v in variants:
         if v not in REPLAYABLE:
             p.error(f"unknown variant {v!r}; replayable: {REPLAYABLE}")
+    if args.draws < 1 or args.workers < 1:
+        p.error("--draws and --workers must be at least 1")
+    from search.early_stopping import parse_early_stopping
+    from search.errors import SpecError
+
+    for v in variants:
+        try:
+            parse_early_stopping(VARIANTS[v]["early_stopping"], args.epochs)
+        except SpecError as e:
+            p.error(f"{v} cannot run {args.epochs} epochs: {e}")
     if "random" not in variants:
         variants.insert(0, "random")  # the check's reference
     import torch
 
     torch.set_num_threads(1)  # as a 1-CPU TrialActor
     seeds = list(range(args.seeds))
+    offsets = [args.search_seed_offset + d * DRAW_STRIDE for d in range(args.draws)]
     t0 = time.monotonic()
     cache = CurveCache(args.cache)
-    previous: dict[str, Any] = {}
-    try:
-        previous = json.loads(args.out.read_text())
-    except (OSError, ValueError):
-        pass
-    own_grid = previous.get("grid", {}) if previous.get("config", {}).get("grid_points") == args.grid_points else {}
-    runs: list[dict[str, Any]] = []
-    try:
-        for v in variants:
-            for seed in seeds:
-                runs.append(replay(v, seed, args.budget, args.epochs, cache,
-                                   search_seed=seed + args.search_seed_offset))
-            say(f"{v}: {args.budget}-trial replays done")
-        targets: dict[str, float] = {}
-        if args.target_budget:
-            targets = {k: b * (1 + TOLERANCE) for k, b in
-                       grids_for(seeds, args.epochs, args.grid_points, args.grid_workers, own_grid).items()}
-            for v in variants:
-                for seed in seeds:
-                    runs.append(replay(v, seed, args.target_budget, args.epochs, cache, targets[str(seed)],
-                                       search_seed=seed + args.search_seed_offset))
-                say(f"{v}: {args.target_budget}-trial replays done")
-    finally:
-        cache.save()
-
-    def of(v: str, budget: int) -> list[dict[str, Any]]:
-        return sorted((r for r in runs if r["variant"] == v and r["budget"] == budget), key=lambda r: r["seed"])
-
-    rand = of("random", args.budget)
-    check = {}
-    for v in variants:
-        rs = of(v, args.budget)
-        e, b = [r["epochs"] for r in rs], [r["best_val_loss"] for r in rs]
-        re, rb = [r["epochs"] for r in rand], [r["best_val_loss"] for r in rand]
-        check[v] = {"median_epochs": _median(e), "epochs_ratio": _median(e) / _median(re),
-                    "median_best": _median(b), "best_ratio": _median(b) / _median(rb),
-                    "pass_share": three_seed_pass_share(e, b, re, rb)}
-    target: dict[str, Any] = {}
+    # Grids trained by an earlier run, into this --out or the default one, are not trained again.
+    own_grid: dict[str, Any] = {}
+    for path in dict.fromkeys([DEFAULT_OUT, args.out]):
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = previous.get("config", {})
+        if cfg.get("grid_points") == args.grid_points and cfg.get("epochs") == args.epochs:
+            own_grid.update(previous.get("grid", {}))
+    targets: dict[str, float] = {}
     if args.target_budget:
-        for v in variants:
-            hits = [r["epochs_to_2pct"] for r in of(v, args.target_budget)]
-            target[v] = _reach(hits)
-        if not args.no_optuna:
-            hits = [optuna_epochs_to_target(s, args.target_budget, args.epochs, targets[str(s)]) for s in seeds]
-            target[OPTUNA] = _reach(hits)
-            for v in variants:
-                target[v]["pass_share"] = five_seed_pass_share(target[v]["per_seed"], hits)
+        targets = {k: b * (1 + TOLERANCE) for k, b in
+                   grids_for(seeds, args.epochs, args.grid_points, args.grid_workers, own_grid).items()}
+    tasks = [(v, seed, budget, seed + off, targets.get(str(seed)) if budget == args.target_budget else None)
+             for off in offsets for budget in (args.budget, args.target_budget) if budget
+             for v in variants for seed in seeds]
+    runs: list[dict[str, Any]] = []
+    if args.workers == 1:
+        try:
+            for task in tasks:
+                run = replay(task[0], task[1], task[2], args.epochs, cache, task[4], search_seed=task[3])
+                runs.append({**run, "search_seed_offset": task[3] - task[1]})
+        finally:
+            cache.save()
+    else:
+        import multiprocessing
+
+        cache.save()  # the workers start from what is cached now
+        shares = [[t for t in tasks if t[1] % args.workers == w] for w in range(args.workers)]
+        say(f"{len(tasks)} replays on {args.workers} workers")
+        with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+            for share_runs, curves in pool.starmap(replay_many, [(s, args.epochs, args.cache) for s in shares]):
+                runs.extend(share_runs)
+                cache.curves.update(curves)
+                cache.new += len(curves)
+        cache.save()
+        order = {t[:4]: i for i, t in enumerate(tasks)}
+        runs.sort(key=lambda r: order[(r["variant"], r["seed"], r["budget"], r["seed"] + r["search_seed_offset"])])
+    say("replays done")
+    optuna_hits = None
+    if args.target_budget and not args.no_optuna:
+        optuna_hits = [optuna_epochs_to_target(s, args.target_budget, args.epochs, targets[str(s)]) for s in seeds]
+    draws = []
+    for off in offsets:
+        check, target = summarize([r for r in runs if r["search_seed_offset"] == off], variants, args.budget,
+                                  args.target_budget, optuna_hits)
+        draws.append({"search_seed_offset": off, "check": check, "target": target})
     result = {
         "benchmark": "search_replay",
         "date": time.strftime("%Y-%m-%d"),
-        "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "budget": args.budget,
-                   "target_budget": args.target_budget, "epochs": args.epochs,
+        "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "draws": args.draws,
+                   "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
                    "concurrency": CONCURRENCY, "variants": {v: VARIANTS[v] for v in variants},
                    "grid_points": args.grid_points, "tolerance": TOLERANCE, "quick": args.quick},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "grid": own_grid,
         "runs": runs,
-        "check": check,
-        "target": target,
+        "check": draws[0]["check"],
+        "target": draws[0]["target"],
+        "draws": draws,
+        "over_draws": over_draws(draws),
         "seconds": round(time.monotonic() - t0, 1),
     }
     result["table"] = render(result)
@@ -363,7 +471,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(result["table"])
     say(f"results in {args.out} ({result['seconds']} s, {cache.new} new curves trained)")
     return 0
-
 
 
 if __name__ == "__main__":

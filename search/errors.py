@@ -11,6 +11,10 @@ class SpecError(ValueError):
         self.loc = loc
         self.message = message
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[tuple[str | int, ...], str]]:
+        # Pickled by (loc, message), not by the formatted text: crosses process pools and Ray intact.
+        return (SpecError, (self.loc, self.message))
+
 
 def int_at(loc: tuple[str | int, ...], value: object, low: int, high: int | None = None, why: str = "") -> int:
     """``value`` if it is an integer (not a bool) in [low, high] (no upper bound when ``high`` is

@@ -130,3 +130,43 @@ def test_a_search_seed_draws_other_configs_on_the_same_trainings(tmp_path: Path,
     assert len(other) == len(default) == 5
     assert {seed for _, seed in other} == {3}  # trained with the job's seed ...
     assert [lr for lr, _ in other] != [lr for lr, _ in default]  # ... on other draws
+
+
+def test_draws_replay_every_search_again_and_workers_change_nothing(tmp_path: Path, capsys) -> None:
+    import json
+
+    from bench.search_replay import DRAW_STRIDE, main
+
+    def run(workers: int, out: str) -> dict:
+        args = ["--quick", "--epochs", "3", "--draws", "2", "--workers", str(workers),
+                "--cache", str(tmp_path / "curves.pkl"), "--out", str(tmp_path / out)]
+        assert main(args) == 0
+        return json.loads((tmp_path / out).read_text())
+
+    two = run(2, "two.json")
+    assert [d["search_seed_offset"] for d in two["draws"]] == [0, DRAW_STRIDE]
+    assert len(two["runs"]) == 2 * 3 * 3  # draws x variants x seeds, 8 trials each
+    assert all(sum(r["statuses"].values()) == 8 for r in two["runs"])
+    first = [r for r in two["runs"] if r["search_seed_offset"] == 0]
+    again = [r for r in two["runs"] if r["search_seed_offset"] == DRAW_STRIDE]
+    assert [r["epochs"] for r in first] != [r["epochs"] for r in again] or \
+        [r["best_val_loss"] for r in first] != [r["best_val_loss"] for r in again]  # other draws
+    assert two["check"] == two["draws"][0]["check"]
+    ratios = [d["check"]["bayesian+asha"]["epochs_ratio"] for d in two["draws"]]
+    assert two["over_draws"]["bayesian+asha"]["epochs_ratio"] == {
+        "mean": sum(ratios) / 2, "min": min(ratios), "max": max(ratios)}
+    assert "Over 2 draws" in two["table"]
+    capsys.readouterr()
+    # One process, from the cache the workers filled and saved: the same runs, nothing trained again.
+    one = run(1, "one.json")
+    assert one["runs"] == two["runs"]
+    assert "0 new curves trained" in capsys.readouterr().err
+
+
+def test_a_variant_that_cannot_run_the_epochs_is_refused_up_front(capsys) -> None:
+    from bench.search_replay import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--quick", "--epochs", "2", "--variants", "bayesian+asha"])
+    assert exited.value.code == 2
+    assert "bayesian+asha cannot run 2 epochs" in capsys.readouterr().err

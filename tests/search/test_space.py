@@ -98,3 +98,14 @@ def test_contains() -> None:
     assert not space.contains({**inside, "schedule": "cosine"})
     assert space.contains({**inside, "schedule": "step", "step_size": 3})
     assert not space.contains({**inside, "schedule": "step", "step_size": 2})
+
+
+def test_a_spec_error_survives_pickling_with_its_field_and_message() -> None:
+    import pickle
+
+    with pytest.raises(SpecError) as err:
+        parse_space({"lr": {"low": -1, "high": 1}})
+    again = pickle.loads(pickle.dumps(err.value))  # as a process pool or Ray returns it
+    assert isinstance(again, SpecError)
+    assert (again.loc, again.message, str(again)) == (err.value.loc, err.value.message, str(err.value))
+    assert again.loc[:2] == ("space", "lr")

@@ -334,7 +334,17 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def replay_many(tasks: Sequence[tuple[str, int, int, int, float | None]], epochs: int,
+Task = tuple[str, int, int, int, float | None]  # variant, seed, budget, search seed, target
+
+
+def replay_task(task: Task, epochs: int, cache: CurveCache) -> dict[str, Any]:
+    """One task's replay, marked with its draw (the search seed's offset from the seed)."""
+    variant, seed, budget, search_seed, target = task
+    run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed)
+    return {**run, "search_seed_offset": search_seed - seed}
+
+
+def replay_many(tasks: Sequence[Task], epochs: int,
                 cache_path: Path) -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve]]:
     """Replay (variant, seed, budget, search_seed, target) tasks on a private copy of the curve cache:
     the runs, and the curves trained on the way (a worker's share; the caller merges them)."""
@@ -345,9 +355,8 @@ def replay_many(tasks: Sequence[tuple[str, int, int, int, float | None]], epochs
     known = set(cache.curves)
     cache.save = lambda: None  # type: ignore[method-assign]  # the caller saves the merged cache
     runs = []
-    for i, (variant, seed, budget, search_seed, target) in enumerate(tasks, 1):
-        run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed)
-        runs.append({**run, "search_seed_offset": search_seed - seed})
+    for i, task in enumerate(tasks, 1):
+        runs.append(replay_task(task, epochs, cache))
         if i % 50 == 0 or i == len(tasks):
             say(f"worker {os.getpid()}: {i}/{len(tasks)} replays")
     return runs, {k: v for k, v in cache.curves.items() if k not in known}
@@ -415,15 +424,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.target_budget:
         targets = {k: b * (1 + TOLERANCE) for k, b in
                    grids_for(seeds, args.epochs, args.grid_points, args.grid_workers, own_grid).items()}
-    tasks = [(v, seed, budget, seed + off, targets.get(str(seed)) if budget == args.target_budget else None)
+    tasks: list[Task] = [(v, seed, budget, seed + off, targets.get(str(seed)) if budget == args.target_budget else None)
              for off in offsets for budget in (args.budget, args.target_budget) if budget
              for v in variants for seed in seeds]
     runs: list[dict[str, Any]] = []
     if args.workers == 1:
         try:
             for task in tasks:
-                run = replay(task[0], task[1], task[2], args.epochs, cache, task[4], search_seed=task[3])
-                runs.append({**run, "search_seed_offset": task[3] - task[1]})
+                runs.append(replay_task(task, args.epochs, cache))
         finally:
             cache.save()
     else:

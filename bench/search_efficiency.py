@@ -133,6 +133,15 @@ def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[fl
     return curve, trainer.diverged
 
 
+def range_test_points(config: dict[str, Any], seed: int) -> list[tuple[float, float]]:
+    """The (lr, batch loss) points of the range test ``config`` describes, as a TrialActor runs it."""
+    from workers.range_test import run_range_test_trial
+
+    wl, data = _workload_and_data()
+    result = run_range_test_trial(wl, data, config, seed)
+    return list(zip(result.lrs, result.raw_losses))
+
+
 @functools.cache
 def untrained_val_loss(seed: int) -> float:
     """The val_loss of the model every trial of a job with this seed starts from (once per seed)."""

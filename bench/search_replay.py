@@ -7,7 +7,9 @@ are asked and told exactly as the runner asks and tells them, with ``max_concurr
 training side by side at the same speed (every epoch takes one tick; a slot that frees asks for
 its next trial at once), but with no Ray, no store and no timing noise. Every config's full curve is trained once
 with ``workers.trainer`` (as a 1-CPU actor trains it) and cached on disk, so variants that propose
-the same config share the training and a rerun trains nothing new.
+the same config share the training and a rerun trains nothing new. ``auto``'s range tests are run
+with ``workers.range_test`` as an actor runs them, cached the same way, and cost their steps as
+batches (the service benchmark's unit: a batch is ``batch size / training examples`` of an epoch).
 
 Reported per variant:
 
@@ -30,8 +32,11 @@ The grids come from ``bench/results/search_efficiency.json`` where it has the se
 earlier run of this one (its default results file or ``--out``), else they are trained here and
 kept in the results file.
 
+Trials started together reach each epoch at the same tick; the lower trial number is heard first, or,
+with ``--ties random``, the order is drawn from the search's seed (see ``replay``).
+
 Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--draws 5
---workers 2``; ``--quick`` for a smoke run).
+--workers 2``; ``--ties random``; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import json
 import math
 import os
 import pickle
+import random
 import sys
 import tempfile
 import time
@@ -56,6 +62,8 @@ from bench.search_efficiency import (
     TOLERANCE,
     VARIANTS,
     _median as median_reached,
+    batch_epochs,
+    range_test_points,
     run_grid,
     run_plain_optuna,
     say,
@@ -68,8 +76,10 @@ from workers.trainer import learned_nothing
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "lrsearch-search-replay-curves.pkl"
 DRAW_STRIDE = 1000  # --draws: search seeds of successive draws this far apart
-REPLAYABLE = [v for v, how in VARIANTS.items() if how is not None and how["strategy"] != "auto"]
+TIES = ("number", "random")  # replay(): the order of trials that reach an epoch at the same tick
+REPLAYABLE = [v for v, how in VARIANTS.items() if how is not None]
 Curve = tuple[list[float | None], bool]
+Points = list[tuple[float, float]]
 
 
 class CurveCache:
@@ -80,7 +90,7 @@ class CurveCache:
         self.new = 0
         try:
             with path.open("rb") as f:
-                self.curves: dict[tuple[str, int, int], Curve] = pickle.load(f)
+                self.curves: dict[tuple[str, int, int], Curve | Points] = pickle.load(f)
         except (OSError, pickle.UnpicklingError, EOFError):
             self.curves = {}
 
@@ -93,7 +103,17 @@ class CurveCache:
             self.new += 1
             if self.new % 200 == 0:
                 self.save()
-        return self.curves[key]
+        return self.curves[key]  # type: ignore[return-value]
+
+    def range_test(self, config: dict[str, Any], seed: int) -> Points:
+        """A range test's (lr, batch loss) points; epochs 0 in the key (a range test has none)."""
+        from search.strategies import config_key
+
+        key = (config_key(config), seed, 0)
+        if key not in self.curves:
+            self.curves[key] = range_test_points(config, seed)
+            self.new += 1
+        return self.curves[key]  # type: ignore[return-value]
 
     def save(self) -> None:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -104,18 +124,31 @@ class CurveCache:
 
 def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
            target: float | None = None, concurrency: int = CONCURRENCY,
-           search_seed: int | None = None) -> dict[str, Any]:
+           search_seed: int | None = None, ties: str = "number") -> dict[str, Any]:
     """One job of ``variant`` as the service would run it; epochs counted as they are trained.
 
     ``seed`` is the job's seed. In the service it seeds both the training (data split, model
     init) and the search; ``search_seed`` (default: ``seed``) seeds the search alone, so the same
-    trainings and grid bests can be searched again with other draws."""
+    trainings and grid bests can be searched again with other draws.
+
+    Trials started together reach each epoch at the same tick. ``ties`` orders them: ``"number"``
+    (the lower trial number first, as the service's slots usually go when both train at the same
+    speed: the lower one started first) or ``"random"`` (a draw seeded by the search seed, as when
+    their speeds differ). ASHA's rungs hear them in that order, and with a rung holding fewer
+    than 3 values the order decides who goes on.
+
+    A range test (``auto``'s first trials) holds its slot for its steps, each a batch: ``batch /
+    training examples`` of an epoch, the unit the service benchmark counts its rows in. It is
+    told to the strategy when it ends, as the runner tells it, and never to the early stopping."""
     from search.early_stopping import parse_early_stopping
     from search.space import parse_space
-    from search.strategies import STRATEGIES, StrategySpec, TrialOutcome
+    from search.strategies import STRATEGIES, StrategySpec, TrialOutcome, is_range_test
 
     how = VARIANTS[variant]
     assert how is not None
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+    order = random.Random(seed if search_seed is None else search_seed)
     spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs,
                         seed=seed if search_seed is None else search_seed, max_trials=budget)
     strategy = STRATEGIES[how["strategy"]](spec)
@@ -124,29 +157,49 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     untrained = untrained_val_loss(seed) if stopper is not None and epochs > 1 else None
     running: list[dict[str, Any]] = []
     finished: list[dict[str, Any]] = []
-    trained = 0
-    epochs_to_target: int | None = None
+    trained = 0.0
+    epochs_to_target: float | None = None
     next_number = 0
 
     def fill() -> None:
         nonlocal next_number
         while len(running) < concurrency and next_number < budget:
             config = strategy.suggest()
-            if not isinstance(config, dict):
+            if not isinstance(config, dict):  # WAIT (range tests still running) or the end
                 return
-            curve, diverged = cache.get(config, seed, epochs)
-            running.append({"number": next_number, "config": config, "curve": curve,
-                            "diverged": diverged, "done": 0, "started": now})
+            trial: dict[str, Any] = {"number": next_number, "config": config, "started": now, "done": 0,
+                                     "tie": next_number if ties == "number" else order.random()}
+            if is_range_test(config):
+                trial["points"] = cache.range_test(config, seed)
+                trial["cost"] = len(trial["points"]) * batch_epochs()
+                trial["next_at"] = now + trial["cost"]
+            else:
+                trial["curve"], trial["diverged"] = cache.get(config, seed, epochs)
+                trial["next_at"] = now + 1
+            running.append(trial)
             next_number += 1
 
-    now = 0  # ticks: one epoch each
+    def end(trial: dict[str, Any], outcome: TrialOutcome) -> None:
+        running.remove(trial)
+        strategy.observe(outcome)
+        finished.append({"status": outcome.status, "val_loss": outcome.val_loss})
+        fill()
+
+    now = 0.0  # ticks: one epoch each
     fill()
     while running:
-        # The epoch that ends first: slots train at the same speed, ties by trial number.
-        trial = min(running, key=lambda t: (t["started"] + t["done"] + 1, t["number"]))
-        now = trial["started"] + trial["done"] + 1
+        # The event that comes first (an epoch's end, a range test's end): slots train at the same
+        # speed, ties as ``ties`` says.
+        trial = min(running, key=lambda t: (t["next_at"], t["tie"]))
+        now = trial["next_at"]
+        if "points" in trial:
+            trained += trial["cost"]
+            end(trial, TrialOutcome(number=trial["number"], config=trial["config"], status="completed",
+                                    val_loss=None, epochs=len(trial["points"]), points=tuple(trial["points"])))
+            continue
         value = trial["curve"][trial["done"]]
         trial["done"] += 1
+        trial["next_at"] = now + 1
         trained += 1
         if epochs_to_target is None and target is not None and value is not None and value <= target:
             epochs_to_target = trained
@@ -165,23 +218,24 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
             status = "completed"
         if status is None:
             continue
-        running.remove(trial)
         seen = trial["curve"][:trial["done"]]
         finite = [v for v in seen if v is not None]
-        outcome = TrialOutcome(number=trial["number"], config=trial["config"], status=status,
-                               val_loss=min(finite) if finite else None, epochs=trial["done"],
-                               val_losses=tuple(math.nan if v is None else v for v in seen))
         if stopper is not None:
             stopper.trial_finished(trial["number"], status)
-        strategy.observe(outcome)
-        finished.append({"status": status, "val_loss": outcome.val_loss})
-        fill()
+        end(trial, TrialOutcome(number=trial["number"], config=trial["config"], status=status,
+                                val_loss=min(finite) if finite else None, epochs=trial["done"],
+                                val_losses=tuple(math.nan if v is None else v for v in seen)))
     # As the service's /best (and the service benchmark): every trial with a finite val_loss ranks,
-    # a pruned one with the lowest loss it reached.
+    # a pruned one with the lowest loss it reached; a range test has none.
     best = min((t["val_loss"] for t in finished if t["val_loss"] is not None), default=None)
-    return {"variant": variant, "seed": seed, "budget": budget, "epochs": trained, "best_val_loss": best,
-            "epochs_to_2pct": epochs_to_target,
+    # Whole epochs stay ints (the figures of runs without range tests read as before).
+    return {"variant": variant, "seed": seed, "budget": budget, "epochs": _whole(trained), "best_val_loss": best,
+            "epochs_to_2pct": None if epochs_to_target is None else _whole(epochs_to_target),
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
+
+
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(x, 3)
 
 
 def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) -> int | None:
@@ -291,6 +345,8 @@ def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     offset = cfg.get("search_seed_offset") or 0
     drawn = f" (each search seeded with its seed + {offset})" if offset else ""
+    if cfg.get("ties", "number") == "random":
+        drawn += " (trials reaching an epoch together heard in a seeded random order)"
     lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, "
              f"{cfg['budget']} trials x {cfg['epochs']} epochs, "
              f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
@@ -337,15 +393,15 @@ def render(result: dict[str, Any]) -> str:
 Task = tuple[str, int, int, int, float | None]  # variant, seed, budget, search seed, target
 
 
-def replay_task(task: Task, epochs: int, cache: CurveCache) -> dict[str, Any]:
+def replay_task(task: Task, epochs: int, cache: CurveCache, ties: str = "number") -> dict[str, Any]:
     """One task's replay, marked with its draw (the search seed's offset from the seed)."""
     variant, seed, budget, search_seed, target = task
-    run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed)
+    run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed, ties=ties)
     return {**run, "search_seed_offset": search_seed - seed}
 
 
-def replay_many(tasks: Sequence[Task], epochs: int,
-                cache_path: Path) -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve]]:
+def replay_many(tasks: Sequence[Task], epochs: int, cache_path: Path,
+                ties: str = "number") -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve | Points]]:
     """Replay (variant, seed, budget, search_seed, target) tasks on a private copy of the curve cache:
     the runs, and the curves trained on the way (a worker's share; the caller merges them)."""
     import torch
@@ -356,7 +412,7 @@ def replay_many(tasks: Sequence[Task], epochs: int,
     cache.save = lambda: None  # type: ignore[method-assign]  # the caller saves the merged cache
     runs = []
     for i, task in enumerate(tasks, 1):
-        runs.append(replay_task(task, epochs, cache))
+        runs.append(replay_task(task, epochs, cache, ties))
         if i % 50 == 0 or i == len(tasks):
             say(f"worker {os.getpid()}: {i}/{len(tasks)} replays")
     return runs, {k: v for k, v in cache.curves.items() if k not in known}
@@ -381,6 +437,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"replay every search K times, seeded with its seed + N, N + {DRAW_STRIDE}, ...; "
                         "reports the first draw and the mean, lowest and highest over all")
     p.add_argument("--workers", type=int, default=1, help="processes replaying seeds side by side (default 1)")
+    p.add_argument("--ties", choices=TIES, default="number",
+                   help="trials reaching an epoch at the same tick: the lower number first (default), or in "
+                        "a seeded random order")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:
@@ -431,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers == 1:
         try:
             for task in tasks:
-                runs.append(replay_task(task, args.epochs, cache))
+                runs.append(replay_task(task, args.epochs, cache, args.ties))
         finally:
             cache.save()
     else:
@@ -441,7 +500,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = [[t for t in tasks if t[1] % args.workers == w] for w in range(args.workers)]
         say(f"{len(tasks)} replays on {args.workers} workers")
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            for share_runs, curves in pool.starmap(replay_many, [(s, args.epochs, args.cache) for s in shares]):
+            for share_runs, curves in pool.starmap(replay_many, [(s, args.epochs, args.cache, args.ties)
+                                                                 for s in shares]):
                 runs.extend(share_runs)
                 cache.curves.update(curves)
                 cache.new += len(curves)
@@ -461,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "search_replay",
         "date": time.strftime("%Y-%m-%d"),
         "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "draws": args.draws,
+                   "ties": args.ties,
                    "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
                    "concurrency": CONCURRENCY, "variants": {v: VARIANTS[v] for v in variants},
                    "grid_points": args.grid_points, "tolerance": TOLERANCE, "quick": args.quick},

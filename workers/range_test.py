@@ -145,6 +145,18 @@ def run_range_test(
     )
 
 
+def run_range_test_trial(workload: Workload, data: Dataset, config: Mapping[str, Any], seed: int,
+                         device: str | torch.device = "cpu") -> RangeTestResult:
+    """The range test a range-test trial's ``config`` describes (search/strategies/_range_test.py:
+    the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry), with the
+    job's ``seed`` plus the entry's ``repeat``."""
+    test = config["range_test"]
+    return run_range_test(workload, data, {k: v for k, v in config.items() if k != "range_test"},
+                          lr_low=float(config["lr"]), lr_high=float(test["lr_high"]),
+                          num_steps=int(test["num_steps"]), seed=seed + int(test.get("repeat", 0)),
+                          divergence_factor=float(test.get("divergence_factor", 4.0)), device=device)
+
+
 def _check_arguments(
     lr_low: float, lr_high: float, num_steps: int, smoothing: float, divergence_factor: float
 ) -> None:

@@ -123,16 +123,10 @@ class TrialActor:
     def range_test(self, workload: str, config: dict, seed: int) -> dict:
         """Run the LR range test that ``config`` describes (search/strategies/_range_test.py):
         the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry."""
-        from workers.range_test import run_range_test
+        from workers.range_test import run_range_test_trial
 
         wl = self._workload_data(workload)
-        test = config["range_test"]
-        optimizer_config = {k: v for k, v in config.items() if k != "range_test"}
-        result = run_range_test(wl, self._data[workload], optimizer_config, lr_low=float(config["lr"]),
-                                lr_high=float(test["lr_high"]), num_steps=int(test["num_steps"]),
-                                seed=seed + int(test.get("repeat", 0)),
-                                divergence_factor=float(test.get("divergence_factor", 4.0)),
-                                device=self._device)
+        result = run_range_test_trial(wl, self._data[workload], config, seed, device=self._device)
         return result.to_dict() | {"node": self._node, "device": self._device}
 
     def _workload_data(self, workload: str) -> Any:

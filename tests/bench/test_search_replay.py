@@ -145,7 +145,7 @@ def test_draws_replay_every_search_again_and_workers_change_nothing(tmp_path: Pa
 
     two = run(2, "two.json")
     assert [d["search_seed_offset"] for d in two["draws"]] == [0, DRAW_STRIDE]
-    assert len(two["runs"]) == 2 * 3 * 3  # draws x variants x seeds, 8 trials each
+    assert len(two["runs"]) == 2 * 4 * 3  # draws x variants (random, bayesian, bayesian+asha, auto) x seeds
     assert all(sum(r["statuses"].values()) == 8 for r in two["runs"])
     first = [r for r in two["runs"] if r["search_seed_offset"] == 0]
     again = [r for r in two["runs"] if r["search_seed_offset"] == DRAW_STRIDE]
@@ -170,3 +170,82 @@ def test_a_variant_that_cannot_run_the_epochs_is_refused_up_front(capsys) -> Non
         main(["--quick", "--epochs", "2", "--variants", "bayesian+asha"])
     assert exited.value.code == 2
     assert "bayesian+asha cannot run 2 epochs" in capsys.readouterr().err
+
+
+class OrderedCurves(CurveCache):
+    """Real range tests, flat learning curves; remembers what was asked for, in order."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.asked: list[tuple[str, dict]] = []
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        self.asked.append(("train", config))
+        return [0.5] * epochs, False
+
+    def range_test(self, config: dict, seed: int) -> list[tuple[float, float]]:
+        self.asked.append(("range_test", config))
+        return super().range_test(config, seed)
+
+
+def test_auto_replays_its_range_tests_first_then_searches_inside_their_windows(tmp_path: Path) -> None:
+    from bench.search_efficiency import OPTIMIZERS, batch_epochs
+
+    cache = OrderedCurves(tmp_path / "curves.pkl")
+    run = replay("auto", seed=0, budget=12, epochs=4, cache=cache)
+    assert sum(run["statuses"].values()) == 12
+    asked = list(cache.asked)
+    kinds = [kind for kind, _ in asked]
+    assert kinds == ["range_test"] * len(OPTIMIZERS) + ["train"] * 8  # no training before every test ended
+    assert [c["optimizer"] for _, c in asked[:4]] == OPTIMIZERS
+    # A range test costs its steps as batches; the rest is whole epochs of the 8 trainings.
+    steps = sum(len(cache.range_test(c, 0)) for kind, c in asked if kind == "range_test")
+    training = run["epochs"] - steps * batch_epochs()
+    assert training == pytest.approx(round(training), abs=1e-3) and 8 <= round(training) <= 8 * 4  # 3 decimals kept
+    # Inside a decade either side of each optimizer's suggestion: 2 decades at most, not the space's 6.
+    for optimizer in OPTIMIZERS:
+        lrs = [c["lr"] for kind, c in asked if kind == "train" and c["optimizer"] == optimizer]
+        assert not lrs or max(lrs) / min(lrs) <= 100 * (1 + 1e-9)
+    # The range tests are saved with the curves: the same replay again runs no range test.
+    cache.save()
+    again = OrderedCurves(tmp_path / "curves.pkl")
+    assert replay("auto", seed=0, budget=12, epochs=4, cache=again) == run
+    assert again.new == 0
+
+
+class LrCurves(CurveCache):
+    """0.9 after the first epoch (no lower than another's first: not ranked against it), then a
+    level that grows with the lr; remembers the lrs asked for, in order."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.lrs: list[float] = []
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        self.lrs.append(config["lr"])
+        level = 0.1 + 0.05 * (math.log10(config["lr"]) + 5)  # 0.1 .. 0.4 over lr 1e-5 .. 10
+        return [0.9] + [level] * (epochs - 1), False
+
+
+@pytest.mark.parametrize("ties", ["number", "random"])
+def test_trials_reaching_a_rung_together_are_heard_in_the_order_ties_says(tmp_path: Path, ties: str) -> None:
+    import random
+
+    # Trials 0 and 1 start together and reach ASHA's 2-epoch rung at the same tick. With one value
+    # at the rung, the second goes on only if it is better: the worse one is pruned exactly when the
+    # better one is heard first.
+    outcomes = set()
+    for search_seed in range(8):
+        curves = LrCurves(tmp_path / "curves.pkl")
+        run = replay("bayesian+asha", seed=0, budget=2, epochs=4, cache=curves, search_seed=search_seed, ties=ties)
+        draw = random.Random(search_seed)
+        first = 0 if ties == "number" else min((draw.random(), n) for n in (0, 1))[1]
+        better = min((lr, n) for n, lr in enumerate(curves.lrs))[1]
+        expected = {"completed": 1, "pruned": 1} if first == better else {"completed": 2, "pruned": 0}
+        assert {k: run["statuses"][k] for k in ("completed", "pruned")} == expected
+        assert replay("bayesian+asha", seed=0, budget=2, epochs=4, cache=LrCurves(tmp_path / "c.pkl"),
+                      search_seed=search_seed, ties=ties) == run  # seeded: the same order again
+        outcomes.add(first == better)
+    assert outcomes == {True, False}  # both orders occurred over the 8 draws
+    with pytest.raises(ValueError, match="ties"):
+        replay("random", seed=0, budget=1, epochs=1, cache=LrCurves(tmp_path / "c.pkl"), ties="alphabetical")

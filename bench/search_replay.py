@@ -167,7 +167,7 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
             config = strategy.suggest()
             if not isinstance(config, dict):  # WAIT (range tests still running) or the end
                 return
-            trial: dict[str, Any] = {"number": next_number, "config": config, "started": now, "done": 0,
+            trial: dict[str, Any] = {"number": next_number, "config": config, "done": 0,
                                      "tie": next_number if ties == "number" else order.random()}
             if is_range_test(config):
                 trial["points"] = cache.range_test(config, seed)

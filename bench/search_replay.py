@@ -95,25 +95,23 @@ class CurveCache:
             self.curves = {}
 
     def get(self, config: dict[str, Any], seed: int, epochs: int) -> Curve:
+        return self._cached(config, seed, epochs, lambda: train_curve(config, epochs, seed))  # type: ignore[return-value]
+
+    def range_test(self, config: dict[str, Any], seed: int) -> Points:
+        """A range test's (lr, batch loss) points; epochs 0 in the key (a range test has none)."""
+        return self._cached(config, seed, 0, lambda: range_test_points(config, seed))  # type: ignore[return-value]
+
+    def _cached(self, config: dict[str, Any], seed: int, epochs: int,
+                compute: Callable[[], Curve | Points]) -> Curve | Points:
         from search.strategies import config_key
 
         key = (config_key(config), seed, epochs)
         if key not in self.curves:
-            self.curves[key] = train_curve(config, epochs, seed)
+            self.curves[key] = compute()
             self.new += 1
             if self.new % 200 == 0:
                 self.save()
-        return self.curves[key]  # type: ignore[return-value]
-
-    def range_test(self, config: dict[str, Any], seed: int) -> Points:
-        """A range test's (lr, batch loss) points; epochs 0 in the key (a range test has none)."""
-        from search.strategies import config_key
-
-        key = (config_key(config), seed, 0)
-        if key not in self.curves:
-            self.curves[key] = range_test_points(config, seed)
-            self.new += 1
-        return self.curves[key]  # type: ignore[return-value]
+        return self.curves[key]
 
     def save(self) -> None:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
@@ -148,9 +146,9 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     assert how is not None
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
-    order = random.Random(seed if search_seed is None else search_seed)
-    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs,
-                        seed=seed if search_seed is None else search_seed, max_trials=budget)
+    search_seed = seed if search_seed is None else search_seed
+    order = random.Random(search_seed)
+    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=search_seed, max_trials=budget)
     strategy = STRATEGIES[how["strategy"]](spec)
     stopper = parse_early_stopping(how["early_stopping"], epochs)
     # With early stopping the service's trials also stop after an epoch that learned nothing.

@@ -35,8 +35,11 @@ kept in the results file.
 Trials started together reach each epoch at the same tick; the lower trial number is heard first, or,
 with ``--ties random``, the order is drawn from the search's seed (see ``replay``).
 
+``--asha GRACE,FACTOR`` replays the variants with ASHA (bayesian+asha, auto) under other rung
+settings than the service benchmark's ``2,3``: how the figures move with them, without a patch.
+
 Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--draws 5
---workers 2``; ``--ties random``; ``--quick`` for a smoke run).
+--workers 2``; ``--ties random``; ``--asha 2,2``; ``--quick`` for a smoke run).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.search_efficiency import (
+    ASHA,
     CONCURRENCY,
     DEFAULT_OUT as SERVICE_RESULTS,
     OPTUNA,
@@ -122,7 +126,8 @@ class CurveCache:
 
 def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
            target: float | None = None, concurrency: int = CONCURRENCY,
-           search_seed: int | None = None, ties: str = "number") -> dict[str, Any]:
+           search_seed: int | None = None, ties: str = "number",
+           asha: dict[str, Any] | None = None) -> dict[str, Any]:
     """One job of ``variant`` as the service would run it; epochs counted as they are trained.
 
     ``seed`` is the job's seed. In the service it seeds both the training (data split, model
@@ -137,7 +142,10 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
 
     A range test (``auto``'s first trials) holds its slot for its steps, each a batch: ``batch /
     training examples`` of an epoch, the unit the service benchmark counts its rows in. It is
-    told to the strategy when it ends, as the runner tells it, and never to the early stopping."""
+    told to the strategy when it ends, as the runner tells it, and never to the early stopping.
+
+    ``asha`` (an ``early_stopping`` spec) replaces the variant's ASHA; a variant without early
+    stopping stays without."""
     from search.early_stopping import parse_early_stopping
     from search.space import parse_space
     from search.strategies import STRATEGIES, StrategySpec, TrialOutcome, is_range_test
@@ -150,7 +158,7 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     order = random.Random(search_seed)
     spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=search_seed, max_trials=budget)
     strategy = STRATEGIES[how["strategy"]](spec)
-    stopper = parse_early_stopping(how["early_stopping"], epochs)
+    stopper = parse_early_stopping(rule_of(variant, asha), epochs)
     # With early stopping the service's trials also stop after an epoch that learned nothing.
     untrained = untrained_val_loss(seed) if stopper is not None and epochs > 1 else None
     running: list[dict[str, Any]] = []
@@ -230,6 +238,21 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     return {"variant": variant, "seed": seed, "budget": budget, "epochs": _whole(trained), "best_val_loss": best,
             "epochs_to_2pct": None if epochs_to_target is None else _whole(epochs_to_target),
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
+
+
+def rule_of(variant: str, asha: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The variant's early-stopping spec, ``asha`` in place of its ASHA where given."""
+    how = VARIANTS[variant]
+    assert how is not None
+    return how["early_stopping"] if asha is None or how["early_stopping"] is None else asha
+
+
+def parse_asha(text: str) -> dict[str, Any]:
+    """``--asha GRACE,FACTOR`` as an early-stopping spec; ValueError names what is wrong."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"expected GRACE,FACTOR (two whole numbers, e.g. 2,3), got {text!r}")
+    return {"kind": "asha", "grace_epochs": int(parts[0]), "reduction_factor": int(parts[1])}
 
 
 def _whole(x: float) -> float | int:
@@ -345,6 +368,10 @@ def render(result: dict[str, Any]) -> str:
     drawn = f" (each search seeded with its seed + {offset})" if offset else ""
     if cfg.get("ties", "number") == "random":
         drawn += " (trials reaching an epoch together heard in a seeded random order)"
+    rules = {json.dumps(v["early_stopping"], sort_keys=True) for v in cfg["variants"].values() if v["early_stopping"]}
+    if rules and rules != {json.dumps(ASHA, sort_keys=True)}:
+        drawn += " (ASHA " + "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(r).items() if k != "kind")
+                                       for r in sorted(rules)) + ")"
     lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, "
              f"{cfg['budget']} trials x {cfg['epochs']} epochs, "
              f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
@@ -391,15 +418,17 @@ def render(result: dict[str, Any]) -> str:
 Task = tuple[str, int, int, int, float | None]  # variant, seed, budget, search seed, target
 
 
-def replay_task(task: Task, epochs: int, cache: CurveCache, ties: str = "number") -> dict[str, Any]:
+def replay_task(task: Task, epochs: int, cache: CurveCache, ties: str = "number",
+                asha: dict[str, Any] | None = None) -> dict[str, Any]:
     """One task's replay, marked with its draw (the search seed's offset from the seed)."""
     variant, seed, budget, search_seed, target = task
-    run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed, ties=ties)
+    run = replay(variant, seed, budget, epochs, cache, target, search_seed=search_seed, ties=ties, asha=asha)
     return {**run, "search_seed_offset": search_seed - seed}
 
 
 def replay_many(tasks: Sequence[Task], epochs: int, cache_path: Path,
-                ties: str = "number") -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve | Points]]:
+                ties: str = "number", asha: dict[str, Any] | None = None,
+                ) -> tuple[list[dict[str, Any]], dict[tuple[str, int, int], Curve | Points]]:
     """Replay (variant, seed, budget, search_seed, target) tasks on a private copy of the curve cache:
     the runs, and the curves trained on the way (a worker's share; the caller merges them)."""
     import torch
@@ -410,7 +439,7 @@ def replay_many(tasks: Sequence[Task], epochs: int, cache_path: Path,
     cache.save = lambda: None  # type: ignore[method-assign]  # the caller saves the merged cache
     runs = []
     for i, task in enumerate(tasks, 1):
-        runs.append(replay_task(task, epochs, cache, ties))
+        runs.append(replay_task(task, epochs, cache, ties, asha))
         if i % 50 == 0 or i == len(tasks):
             say(f"worker {os.getpid()}: {i}/{len(tasks)} replays")
     return runs, {k: v for k, v in cache.curves.items() if k not in known}
@@ -438,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ties", choices=TIES, default="number",
                    help="trials reaching an epoch at the same tick: the lower number first (default), or in "
                         "a seeded random order")
+    p.add_argument("--asha", metavar="GRACE,FACTOR",
+                   help="ASHA's grace_epochs and reduction_factor for the variants that use it (default "
+                        f"{ASHA['grace_epochs']},{ASHA['reduction_factor']}, as the service benchmark)")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:
@@ -453,9 +485,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from search.early_stopping import parse_early_stopping
     from search.errors import SpecError
 
+    asha = None
+    if args.asha is not None:
+        try:
+            asha = parse_asha(args.asha)
+        except ValueError as e:
+            p.error(f"--asha: {e}")
     for v in variants:
         try:
-            parse_early_stopping(VARIANTS[v]["early_stopping"], args.epochs)
+            parse_early_stopping(rule_of(v, asha), args.epochs)
         except SpecError as e:
             p.error(f"{v} cannot run {args.epochs} epochs: {e}")
     if "random" not in variants:
@@ -488,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers == 1:
         try:
             for task in tasks:
-                runs.append(replay_task(task, args.epochs, cache, args.ties))
+                runs.append(replay_task(task, args.epochs, cache, args.ties, asha))
         finally:
             cache.save()
     else:
@@ -498,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         shares = [[t for t in tasks if t[1] % args.workers == w] for w in range(args.workers)]
         say(f"{len(tasks)} replays on {args.workers} workers")
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            for share_runs, curves in pool.starmap(replay_many, [(s, args.epochs, args.cache, args.ties)
+            for share_runs, curves in pool.starmap(replay_many, [(s, args.epochs, args.cache, args.ties, asha)
                                                                  for s in shares]):
                 runs.extend(share_runs)
                 cache.curves.update(curves)
@@ -521,7 +559,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "draws": args.draws,
                    "ties": args.ties,
                    "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
-                   "concurrency": CONCURRENCY, "variants": {v: VARIANTS[v] for v in variants},
+                   "concurrency": CONCURRENCY,
+                   "variants": {v: {**VARIANTS[v], "early_stopping": rule_of(v, asha)} for v in variants},
                    "grid_points": args.grid_points, "tolerance": TOLERANCE, "quick": args.quick},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "grid": own_grid,

@@ -249,3 +249,39 @@ def test_trials_reaching_a_rung_together_are_heard_in_the_order_ties_says(tmp_pa
     assert outcomes == {True, False}  # both orders occurred over the 8 draws
     with pytest.raises(ValueError, match="ties"):
         replay("random", seed=0, budget=1, epochs=1, cache=LrCurves(tmp_path / "c.pkl"), ties="alphabetical")
+
+
+class LateCurves(LrCurves):
+    """As LrCurves, but 0.9 for the first three epochs: trials differ from the fourth on."""
+
+    def get(self, config: dict, seed: int, epochs: int) -> tuple[list[float | None], bool]:
+        curve, diverged = super().get(config, seed, epochs)
+        return [0.9, 0.9, 0.9] + curve[3:], diverged
+
+
+def test_asha_replaces_the_rung_settings_of_the_variants_that_stop_early(tmp_path: Path, capsys) -> None:
+    from bench.search_replay import main, parse_asha, rule_of
+
+    # Two trials reach each epoch together, trial 0 heard first. At the default rung (2 epochs) they
+    # tie and both go on; at a rung at 4 epochs trial 1 stops there when trial 0 is the better one.
+    late = parse_asha("4,2")
+    assert late == {"kind": "asha", "grace_epochs": 4, "reduction_factor": 2}
+    outcomes = set()
+    for search_seed in range(8):
+        curves = LateCurves(tmp_path / "curves.pkl")
+        default = replay("bayesian+asha", seed=0, budget=2, epochs=6, cache=curves, search_seed=search_seed)
+        assert default["epochs"] == 12 and default["statuses"]["pruned"] == 0
+        moved = replay("bayesian+asha", seed=0, budget=2, epochs=6, cache=LateCurves(tmp_path / "c.pkl"),
+                       search_seed=search_seed, asha=late)
+        first_is_better = curves.lrs[0] < curves.lrs[1]
+        assert (moved["epochs"], moved["statuses"]["pruned"]) == ((6 + 4, 1) if first_is_better else (12, 0))
+        outcomes.add(first_is_better)
+    assert outcomes == {True, False}
+    assert rule_of("random", late) is None and rule_of("auto", late) == late
+    for bad in ("2", "2,x", "2,3,4"):
+        with pytest.raises(ValueError, match="GRACE,FACTOR"):
+            parse_asha(bad)
+    with pytest.raises(SystemExit) as exited:
+        main(["--quick", "--asha", "10,3"])
+    assert exited.value.code == 2
+    assert "grace_epochs" in capsys.readouterr().err

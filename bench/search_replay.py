@@ -368,10 +368,8 @@ def render(result: dict[str, Any]) -> str:
     drawn = f" (each search seeded with its seed + {offset})" if offset else ""
     if cfg.get("ties", "number") == "random":
         drawn += " (trials reaching an epoch together heard in a seeded random order)"
-    rules = {json.dumps(v["early_stopping"], sort_keys=True) for v in cfg["variants"].values() if v["early_stopping"]}
-    if rules and rules != {json.dumps(ASHA, sort_keys=True)}:
-        drawn += " (ASHA " + "; ".join(", ".join(f"{k} {v}" for k, v in json.loads(r).items() if k != "kind")
-                                       for r in sorted(rules)) + ")"
+    if cfg.get("asha"):
+        drawn += f" (ASHA grace_epochs {cfg['asha']['grace_epochs']}, reduction_factor {cfg['asha']['reduction_factor']})"
     lines = [f"Replayed in process: {len(cfg['seeds'])} seeds{drawn}, "
              f"{cfg['budget']} trials x {cfg['epochs']} epochs, "
              f"{cfg['concurrency']} slots at the same speed; ratios to random on the same seeds:", "",
@@ -557,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "benchmark": "search_replay",
         "date": time.strftime("%Y-%m-%d"),
         "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "draws": args.draws,
-                   "ties": args.ties,
+                   "ties": args.ties, "asha": asha,
                    "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
                    "concurrency": CONCURRENCY,
                    "variants": {v: {**VARIANTS[v], "early_stopping": rule_of(v, asha)} for v in variants},

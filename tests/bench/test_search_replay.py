@@ -132,6 +132,32 @@ def test_a_search_seed_draws_other_configs_on_the_same_trainings(tmp_path: Path,
     assert [lr for lr, _ in other] != [lr for lr, _ in default]  # ... on other draws
 
 
+def test_the_gp_variant_runs_bayesian_with_the_gp_sampler_and_only_when_named(tmp_path: Path) -> None:
+    from bench.search_efficiency import DEFAULT_VARIANTS, job_spec
+    from bench.search_replay import DEFAULT_REPLAYED
+    from search.strategies import make_strategy
+    from service.config import Settings
+    from service.schemas import JobSpec
+    from service.validation import check_job_spec
+
+    # Through the service, the variant's JobSpec passes validation with GP as the strategy's sampler.
+    spec = job_spec("bayesian-gp+asha", seed=0, budget=8, epochs=4)
+    checked = check_job_spec(JobSpec.model_validate(spec), Settings(), ["mlp-digits"])
+    assert make_strategy("bayesian", checked.strategy_spec).sampler_name == "gp"
+    assert "options" not in job_spec("bayesian+asha", seed=0, budget=8, epochs=4)  # TPE by default
+    assert "bayesian-gp+asha" not in DEFAULT_VARIANTS and "bayesian-gp+asha" not in DEFAULT_REPLAYED
+
+    # Replayed: after the 4 start-up trials of an 8-trial job, GP proposes other lrs than TPE.
+    def asked(variant: str) -> list[float]:
+        curves = RecordingCurves(tmp_path / f"{variant}.pkl")
+        run = replay(variant, seed=0, budget=8, epochs=4, cache=curves)
+        assert sum(run["statuses"].values()) == 8
+        return [lr for lr, _ in curves.asked]
+
+    gp, tpe = asked("bayesian-gp+asha"), asked("bayesian+asha")
+    assert len(gp) == len(tpe) == 8 and gp[4:] != tpe[4:]
+
+
 def test_draws_replay_every_search_again_and_workers_change_nothing(tmp_path: Path, capsys) -> None:
     import json
 

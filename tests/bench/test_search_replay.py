@@ -311,3 +311,37 @@ def test_asha_replaces_the_rung_settings_of_the_variants_that_stop_early(tmp_pat
         main(["--quick", "--asha", "10,3"])
     assert exited.value.code == 2
     assert "grace_epochs" in capsys.readouterr().err
+
+
+def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) -> None:
+    import json
+
+    from bench.search_efficiency import DEFAULT_OUT as SERVICE_RESULTS, REGION_FACTORS
+    from bench.search_replay import main
+
+    def run(target: str) -> dict:
+        out = tmp_path / f"{target}.json"
+        assert main(["--seeds", "2", "--budget", "4", "--target-budget", "12", "--variants", "random",
+                     "--no-optuna", "--target", target, "--cache", str(tmp_path / "curves.pkl"),
+                     "--out", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    grid, region = run("grid"), run("region")
+    assert grid["config"]["target"] == "grid" and "region" not in grid
+    assert region["config"]["target"] == "region" and "of the region target" in region["table"]
+    service_grid = json.loads(SERVICE_RESULTS.read_text())["grid"]
+    for seed in ("0", "1"):
+        r = region["region"][seed]
+        assert r["factors"] == list(REGION_FACTORS) and len(r["configs"]) == 5
+        # The x1 training of the grid's best config is the grid best again (to the last digits, which
+        # differ between machines), and every score is a worst of three: no lower than the x1 losses.
+        assert REGION_FACTORS[1] == 1.0
+        assert math.isclose(r["configs"][0]["val_losses"][1], service_grid[seed]["best_val_loss"], rel_tol=0.01)
+        assert r["val_loss"] == min(max(c["val_losses"]) for c in r["configs"])
+        assert r["val_loss"] >= min(c["val_losses"][1] for c in r["configs"])
+    runs = {r["seed"]: r for r in grid["runs"] if r["budget"] == 12}
+    for r in (r for r in region["runs"] if r["budget"] == 12):
+        assert {k: v for k, v in r.items() if k != "epochs_to_2pct"} == \
+            {k: v for k, v in runs[r["seed"]].items() if k != "epochs_to_2pct"}
+        if runs[r["seed"]]["epochs_to_2pct"] is not None:
+            assert r["epochs_to_2pct"] is not None and r["epochs_to_2pct"] <= runs[r["seed"]]["epochs_to_2pct"]

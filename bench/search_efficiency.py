@@ -552,12 +552,16 @@ def render(result: dict[str, Any]) -> str:
     lines.append("| variant | reached | epochs to 2% per seed | median | vs plain Optuna "
                  "| epochs consumed (median) | best val_loss (median) | wall s (median) |")
     lines.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    def name_of(v: str) -> str:
+        if v == OPTUNA:
+            return "plain Optuna (TPE + Hyperband)"
+        return f"lrsearch {v}" + (f" ({cfg.get('auto_budget', AUTO_BUDGET)} trials)" if v == AUTO else "")
+
+    def per_seed(epochs_to: Sequence[float | None]) -> str:
+        return ", ".join("-" if e is None else str(e) for e in epochs_to)
+
     for v, s in result["summary"].items():
-        per_seed = ", ".join("-" if e is None else str(e) for e in s["epochs_to_2pct"])
-        name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else f"lrsearch {v}"
-        if v == AUTO:
-            name += f" ({cfg.get('auto_budget', AUTO_BUDGET)} trials)"
-        lines.append(f"| {name} | {s['reached']}/{len(s['seeds'])} | {per_seed} | "
+        lines.append(f"| {name_of(v)} | {s['reached']}/{len(s['seeds'])} | {per_seed(s['epochs_to_2pct'])} | "
                      f"{_fmt(s['median_epochs_to_2pct'])} | {_fmt(s['ratio_to_optuna'], '.2f', 'n/a', 'x')} | "
                      f"{s['median_epochs_total']:.0f} | {s['median_best_val_loss']:.4f} | "
                      f"{s['median_seconds']:.0f} |")
@@ -571,11 +575,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append("| variant | reached | epochs to 2% per seed | median | vs plain Optuna |")
         lines.append("| --- | ---: | --- | ---: | ---: |")
         for v, s in regional.items():
-            per_seed = ", ".join("-" if e is None else str(e) for e in s["epochs_to_2pct_region"])
-            name = "plain Optuna (TPE + Hyperband)" if v == OPTUNA else f"lrsearch {v}"
-            if v == AUTO:
-                name += f" ({cfg.get('auto_budget', AUTO_BUDGET)} trials)"
-            lines.append(f"| {name} | {s['reached_region']}/{len(s['seeds'])} | {per_seed} | "
+            lines.append(f"| {name_of(v)} | {s['reached_region']}/{len(s['seeds'])} | "
+                         f"{per_seed(s['epochs_to_2pct_region'])} | "
                          f"{_fmt(s['median_epochs_to_2pct_region'])} | "
                          f"{_fmt(s.get('ratio_to_optuna_region'), '.2f', 'n/a', 'x')} |")
     dw = result.get("done_when")

@@ -129,6 +129,11 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def lowest(curve: Iterable[float | None]) -> float | None:
+    """The lowest finite val_loss of a curve (None where not finite); None when it has none."""
+    return min((v for v in curve if v is not None), default=None)
+
+
 def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[float | None], bool]:
     """Every epoch's val_loss (None where not finite) of one full training, and whether it diverged."""
     from workers.trainer import TrialTrainer
@@ -186,9 +191,8 @@ def run_grid(seed: int, points: int, epochs: int, workers: int) -> dict[str, Any
     seconds = time.monotonic() - started
     scored = []
     for config, (curve, diverged) in zip(configs, results):
-        finite = [v for v in curve if v is not None]
-        if finite:
-            best = min(finite)
+        best = lowest(curve)
+        if best is not None:
             scored.append((best, curve.index(best), config))
     scored.sort(key=lambda t: t[0])
     best, best_epoch, best_config = scored[0]
@@ -212,11 +216,6 @@ REGION_FACTORS = (0.99, 1.0, 1.01)  # a top grid config is scored by the worst o
 REGION_TOP = 5  # how many of the grid's best configs are scored that way
 
 
-def _lowest(curve: Sequence[float | None]) -> float | None:
-    finite = [v for v in curve if v is not None]
-    return min(finite) if finite else None
-
-
 def region_target(grid: dict[str, Any], epochs: int,
                   train: Callable[[dict[str, Any]], tuple[list[float | None], bool]]) -> dict[str, Any]:
     """A target that is a property of the landscape rather than of one lucky training.
@@ -231,7 +230,7 @@ def region_target(grid: dict[str, Any], epochs: int,
     for top in grid["top5"][:REGION_TOP]:
         config = next(c for c in full if c["optimizer"] == top["optimizer"] and c["schedule"] == top["schedule"]
                       and math.isclose(c["lr"], top["lr"], rel_tol=1e-5))
-        losses = [_lowest(train({**config, "lr": min(max(config["lr"] * f, LR_LOW), LR_HIGH)})[0])
+        losses = [lowest(train({**config, "lr": min(max(config["lr"] * f, LR_LOW), LR_HIGH)})[0])
                   for f in REGION_FACTORS]
         score = None if any(v is None for v in losses) else max(losses)  # type: ignore[type-var]
         scored.append({**_short_config(config), "val_losses": losses, "score": score})
@@ -425,8 +424,7 @@ def account(rows: Sequence[Row], finish_order: Sequence[int],
             finish_to = _epochs(consumed + (hit + 1) * cost)
             break
         consumed += len(curve) * cost
-    finite = [v for _, _, v, _ in rows if v is not None]
-    best = min(finite) if finite else None
+    best = lowest(v for _, _, v, _ in rows)
     best_trial = next((t for t in trials.values() if best is not None and best in t["curve"]), None)
     statuses: dict[str, int] = {}
     for t in trials.values():
@@ -450,10 +448,9 @@ def _epochs(x: float) -> float | int:
 
 
 def _trial_detail(t: dict[str, Any]) -> dict[str, Any]:
-    curve = t["curve"]
-    finite = [v for v in curve if v is not None]
+    curve, best = t["curve"], lowest(t["curve"])
     return {"number": t["number"], **_short_config(t["config"]), "status": t["status"], "epochs": len(curve),
-            "best": round(min(finite), 5) if finite else None,
+            "best": None if best is None else round(best, 5),
             "started_at": t.get("started_at"), "finished_at": t.get("finished_at")}
 
 
@@ -466,8 +463,8 @@ def measure(variant: str, seed: int, budget: int, epochs: int, target: float, se
         trials = {t["number"]: {**t, "config": t["config"]} for t in out["trials"]}
         rows, finish_order = out["rows"], out["finish_order"]
         details = [{"number": t["number"], **t["config"], "status": t["status"], "epochs": len(t["curve"]),
-                    "best": (round(min(v for v in t["curve"] if v is not None), 5)
-                             if any(v is not None for v in t["curve"]) else None)} for t in out["trials"]]
+                    "best": None if (best := lowest(t["curve"])) is None else round(best, 5)}
+                   for t in out["trials"]]
     else:
         assert service is not None
         out = service.run_job(job_spec(variant, seed, budget, epochs), job_timeout)
@@ -679,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         grid[str(seed)] = run_grid(seed, args.grid_points, epochs, args.grid_workers)
         g = grid[str(seed)]
         say(f"grid seed {seed}: best {g['best_val_loss']:.4f} {g['best_config']} in {g['seconds']} s")
-    # The region target per seed (15 trainings each), kept with its grid.
+    # The region target per seed (REGION_TOP x REGION_FACTORS trainings each), kept with its grid.
     for seed in sorted(set(seeds) | set(dw_seeds)):
         g = grid[str(seed)]
         if not region_ok(g):

@@ -73,10 +73,13 @@ from bench.search_efficiency import (
     DEFAULT_OUT as SERVICE_RESULTS,
     DEFAULT_VARIANTS,
     OPTUNA,
+    REGION_FACTORS,
+    REGION_TOP,
     TOLERANCE,
     VARIANTS,
     _median as median_reached,
     batch_epochs,
+    lowest,
     range_test_points,
     region_target,
     run_grid,
@@ -239,11 +242,10 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
         if status is None:
             continue
         seen = trial["curve"][:trial["done"]]
-        finite = [v for v in seen if v is not None]
         if stopper is not None:
             stopper.trial_finished(trial["number"], status)
         end(trial, TrialOutcome(number=trial["number"], config=trial["config"], status=status,
-                                val_loss=min(finite) if finite else None, epochs=trial["done"],
+                                val_loss=lowest(seen), epochs=trial["done"],
                                 val_losses=tuple(math.nan if v is None else v for v in seen)))
     # As the service's /best (and the service benchmark): every trial with a finite val_loss ranks,
     # a pruned one with the lowest loss it reached; a range test has none.
@@ -542,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for seed in seeds:
                 regions[str(seed)] = region_target(grids[str(seed)], args.epochs,
                                                    lambda c, seed=seed: cache.get(c, seed, args.epochs))
-            say(f"region targets: {len(seeds) * 15} trainings, {cache.new} new")
+            say(f"region targets: {len(seeds) * REGION_TOP * len(REGION_FACTORS)} trainings, {cache.new} new")
         bests = {k: (regions[k]["val_loss"] if regions else g["best_val_loss"]) for k, g in grids.items()}
         targets = {k: b * (1 + TOLERANCE) for k, b in bests.items() if b is not None}
     tasks: list[Task] = [(v, seed, budget, seed + off, targets.get(str(seed)) if budget == args.target_budget else None)

@@ -321,7 +321,7 @@ def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) 
 
     def run(target: str) -> dict:
         out = tmp_path / f"{target}.json"
-        assert main(["--seeds", "2", "--budget", "4", "--target-budget", "12", "--variants", "random",
+        assert main(["--seeds", "4", "--budget", "4", "--target-budget", "12", "--variants", "random",
                      "--no-optuna", "--target", target, "--cache", str(tmp_path / "curves.pkl"),
                      "--out", str(out)]) == 0
         return json.loads(out.read_text())
@@ -330,7 +330,7 @@ def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) 
     assert grid["config"]["target"] == "grid" and "region" not in grid
     assert region["config"]["target"] == "region" and "of the region target" in region["table"]
     service_grid = json.loads(SERVICE_RESULTS.read_text())["grid"]
-    for seed in ("0", "1"):
+    for seed in ("0", "1", "2", "3"):
         r = region["region"][seed]
         assert r["factors"] == list(REGION_FACTORS) and len(r["configs"]) == 5
         # The x1 training of the grid's best config is the grid best again (to the last digits, which
@@ -340,6 +340,8 @@ def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) 
         assert r["val_loss"] == min(max(c["val_losses"]) for c in r["configs"])
         assert r["val_loss"] >= min(c["val_losses"][1] for c in r["configs"])
     runs = {r["seed"]: r for r in grid["runs"] if r["budget"] == 12}
+    # Seed 3's random search reaches its grid best's 2% within 12 trials: the comparison below bites.
+    assert runs[3]["epochs_to_2pct"] is not None
     for r in (r for r in region["runs"] if r["budget"] == 12):
         assert {k: v for k, v in r.items() if k != "epochs_to_2pct"} == \
             {k: v for k, v in runs[r["seed"]].items() if k != "epochs_to_2pct"}

@@ -226,8 +226,9 @@ def region_target(grid: dict[str, Any], epochs: int,
     exact when no higher than the grid's ``REGION_TOP``-th best loss (any config outside the top
     scores at least its own grid loss, so none could score lower); otherwise an upper bound."""
     full = grid_configs(grid["points"], epochs)  # the stored top configs' lrs are rounded: snap back
+    tops = grid["top5"][:REGION_TOP]
     scored = []
-    for top in grid["top5"][:REGION_TOP]:
+    for top in tops:
         config = next(c for c in full if c["optimizer"] == top["optimizer"] and c["schedule"] == top["schedule"]
                       and math.isclose(c["lr"], top["lr"], rel_tol=1e-5))
         losses = [lowest(train({**config, "lr": min(max(config["lr"] * f, LR_LOW), LR_HIGH)})[0])
@@ -236,7 +237,7 @@ def region_target(grid: dict[str, Any], epochs: int,
         scored.append({**_short_config(config), "val_losses": losses, "score": score})
     best = min((c["score"] for c in scored if c["score"] is not None), default=None)
     return {"factors": list(REGION_FACTORS), "val_loss": best,
-            "exact": best is not None and best <= grid["top5"][-1]["val_loss"], "configs": scored}
+            "exact": best is not None and best <= tops[-1]["val_loss"], "configs": scored}
 
 
 def region_ok(grid: dict[str, Any]) -> bool:
@@ -748,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratio = asha["ratio_to_optuna"]
         result["target"] = {"every_seed": asha["reached"] == len(seeds), "ratio": ratio,
                             "ratio_met": ratio is not None and ratio <= 0.7}
-        if "reached_region" in asha and "ratio_to_optuna_region" in asha:
+        if "reached_region" in asha:  # summarize() gives it a ratio_to_optuna_region too
             ratio = asha["ratio_to_optuna_region"]
             result["target"].update(every_seed_region=asha["reached_region"] == len(seeds), ratio_region=ratio,
                                     ratio_region_met=ratio is not None and ratio <= 0.7)

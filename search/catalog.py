@@ -67,7 +67,7 @@ SCHEDULES: dict[str, tuple[ParamSpec, ...]] = {
         ParamSpec("gamma", "float", 1e-6, 1.0, _exp_gamma, doc="factor applied each epoch"),
     ),
     "cosine": (
-        ParamSpec("eta_min", "float", 0.0, None, _const(0.0), doc="rate reached at the end of the run"),
+        ParamSpec("eta_min", "float", 0.0, 1e6, _const(0.0), doc="rate reached at the end of the run"),
     ),
     "onecycle": (
         ParamSpec("pct_start", "float", 0.01, 0.99, _const(0.3), doc="fraction of steps spent rising"),

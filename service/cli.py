@@ -34,14 +34,14 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
     db: DbOpt = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join this Ray cluster "
                                                        "(env RAY_ADDRESS); default: start a local Ray")] = None,
-    num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", help="CPUs of the local Ray "
+    num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray "
                                                     "(default: all)")] = None,
-    auth: Annotated[bool, typer.Option("--auth", help="require an API key (Authorization: Bearer KEY) "
-                                       "on every route; see `lrsearch keys create`")] = False,
+    auth: Annotated[bool, typer.Option("--auth", envvar="LRSEARCH_AUTH", help="require an API key "
+                                       "(Authorization: Bearer KEY) on every route; see `lrsearch keys create`")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the API and the dashboard, and run jobs."""
@@ -149,7 +149,7 @@ def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
     return Client(url, token)
 
 
-def _fail(exc: Exception, url: str) -> typer.Exit:
+def _fail(exc: Exception, url: str, what: str = "request") -> typer.Exit:
     import httpx
 
     from service.client import LrsearchError
@@ -160,7 +160,7 @@ def _fail(exc: Exception, url: str) -> typer.Exit:
         return typer.Exit(EXIT_UNREACHABLE)
     if isinstance(exc, LrsearchError):
         if exc.status == 422 and isinstance(exc.detail, list):
-            err.print("[red]the server rejected the spec:[/red]")
+            err.print(f"[red]the server rejected the {what}:[/red]")
             for d in exc.detail:
                 loc = ".".join(str(p) for p in d.get("loc", []) if p != "body")
                 err.print(f"  {loc}: {d.get('msg')}")
@@ -171,15 +171,24 @@ def _fail(exc: Exception, url: str) -> typer.Exit:
 
 
 def _load_spec(path: Path) -> dict[str, Any]:
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    """The JobSpec in a YAML or JSON file; a file that is not one exits with EXIT_REJECTED and says why."""
+    import yaml
 
-        data = yaml.safe_load(text)
-    else:
-        data = json.loads(text)
+    def reject(why: str) -> typer.Exit:
+        err.print(f"[red]{path} is not a JobSpec[/red]: {why}")
+        return typer.Exit(EXIT_REJECTED)
+
+    try:
+        text = path.read_text()
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise reject(str(exc)) from None
     if not isinstance(data, dict):
-        raise typer.BadParameter(f"{path} must hold one JobSpec object")
+        raise reject("it must hold one object (name, workload, strategy, ...)")
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as exc:  # YAML dates, sets, NaN: nothing the API accepts
+        raise reject(f"a value JSON cannot carry ({exc}); quote it")
     return data
 
 
@@ -209,6 +218,10 @@ def _print_best(best: dict[str, Any] | None) -> None:
     else:
         console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  val_loss={best['val_loss']:.6g}  "
                       f"epoch={best['epoch']}")
+    if best.get("transfer"):
+        t = best["transfer"]
+        console.print(f"lr scaled from {t['from_lr']:.6g} at batch size {t['from_batch_size']} to batch size "
+                      f"{t['to_batch_size']} ({t['rule']})")
     if best.get("suggestions"):
         console.print("range-test suggestions: " + "  ".join(f"{o}={lr:.4g}" for o, lr in best["suggestions"].items()))
     console.print_json(json.dumps(best["config"]))
@@ -225,7 +238,10 @@ def submit(
     spec = _load_spec(spec_file)
     try:
         with _client(url, token) as client:
-            job = client.submit(spec)
+            try:
+                job = client.submit(spec)
+            except Exception as exc:  # noqa: BLE001
+                raise _fail(exc, url, "spec") from None
             if not wait:
                 console.print(job["id"])
                 return
@@ -279,11 +295,13 @@ def status(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> No
 
 
 @app.command()
-def best(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+def best(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
+         batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help=(
+             "scale the learning rate from the job's batch size to this one"))] = None) -> None:
     """Print the best learning rate of a job (and its configuration)."""
     try:
         with _client(url, token) as client:
-            _print_best(client.best(job_id))
+            _print_best(client.best(job_id, batch_size=batch_size))
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
 
@@ -319,7 +337,16 @@ def export_optuna(
             curves = {t["number"]: [m["val_loss"] for m in client.metrics(job_id, t["number"])] for t in trials}
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
-    study = to_optuna_study(job, trials, curves, storage, name)
+    import optuna
+
+    try:
+        study = to_optuna_study(job, trials, curves, storage, name)
+    except optuna.exceptions.DuplicatedStudyError:
+        err.print(f"[red]a study named {name!r} already exists in {storage}[/red]; pass another --study-name")
+        raise typer.Exit(EXIT_ERROR) from None
+    except Exception as exc:  # noqa: BLE001 - a bad storage URL, a missing driver, an unwritable file
+        err.print(f"[red]cannot write the study to {storage}[/red]: {exc}")
+        raise typer.Exit(EXIT_ERROR) from None
     best = f"; best value {study.best_value:.6g}" if any(t.value is not None for t in study.trials) else ""
     console.print(f"wrote study {name!r} with {len(study.trials)} trials to {storage}{best}")
 

@@ -63,8 +63,10 @@ class Client:
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/jobs/{job_id}/cancel")
 
-    def best(self, job_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/jobs/{job_id}/best")
+    def best(self, job_id: int, batch_size: int | None = None) -> dict[str, Any]:
+        """The job's best trial; with ``batch_size``, its lr scaled from the job's batch size to that one."""
+        params = {"batch_size": batch_size} if batch_size is not None else None
+        return self._request("GET", f"/jobs/{job_id}/best", params=params)
 
     def trials(self, job_id: int, status: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": 10_000}

@@ -7,11 +7,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LRSEARCH_", extra="ignore")
+    # populate_by_name: Settings(database_url=...) works without an alias that would also read a
+    # machine-wide DATABASE_URL from the environment.
+    model_config = SettingsConfigDict(env_prefix="LRSEARCH_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         default="sqlite:///./lrsearch.db",
-        validation_alias=AliasChoices("LRSEARCH_DATABASE_URL", "database_url"),
+        validation_alias=AliasChoices("LRSEARCH_DATABASE_URL"),
     )
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "LRSEARCH_RAY_ADDRESS", "ray_address")

@@ -130,7 +130,7 @@ class JobExecution:
             assert job is not None
             self.spec = JobSpec.model_validate(job.spec)
             try:
-                checked = check_job_spec(self.spec, self.runner.settings, self.runner.workload_names())
+                checked = check_job_spec(self.spec, self.runner.settings, self.runner.workload_names(), new_job=False)
             except SpecError as exc:
                 raise RuntimeError(f"the spec is no longer valid on this server: {exc}") from exc
             self.strategy_spec: StrategySpec = checked.strategy_spec

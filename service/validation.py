@@ -46,8 +46,12 @@ def _options(spec: JobSpec) -> dict:
     return validate_options(spec.strategy, spec.options)
 
 
-def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> CheckedJob:
-    """Validate everything a job needs before anything is written."""
+def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, new_job: bool = True) -> CheckedJob:
+    """Validate everything a job needs before anything is written.
+
+    ``new_job=False`` when a stored job resumes: rules that only refuse a submission (a budget that
+    would cut a grid or a manual list short) are not applied to jobs an earlier version accepted.
+    """
     if spec.name is not None and not 1 <= len(spec.name) <= settings.max_name_length:
         raise SpecError(("name",), f"must be 1 to {settings.max_name_length} characters")
     if spec.workload not in workloads:
@@ -67,6 +71,10 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> C
             raise SpecError(("configs",), 'manual search needs a non-empty list, e.g. [{"lr": 0.1}]')
         if len(spec.configs) > settings.max_trials:
             raise SpecError(("configs",), f"at most {settings.max_trials} configs")
+        if new_job and spec.max_trials is not None and spec.max_trials < len(spec.configs):
+            # Manual means exactly these trials: cutting the list short would drop configs unseen.
+            raise SpecError(("max_trials",), f"is {spec.max_trials} but configs lists {len(spec.configs)}; "
+                                             "manual search runs every config (omit max_trials)")
         space = None
     else:
         if spec.configs is not None:
@@ -80,7 +88,7 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> C
         if spec.strategy == "grid" and space.grid_size() > settings.max_grid_points:
             raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
                                         f"{settings.max_grid_points} allowed")
-    if spec.strategy == "auto" and spec.early_stopping is None:
+    if spec.strategy == "auto" and spec.early_stopping is None and spec.epochs > 1:
         spec = spec.model_copy(update={"early_stopping": {"kind": "asha"}})  # auto means search + ASHA
     _early_stopping(spec)
     options = _options(spec)
@@ -90,5 +98,12 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str]) -> C
     strategy_spec = StrategySpec(space=space, epochs=spec.epochs, seed=spec.seed, max_trials=max_trials,
                                  configs=tuple(spec.configs or ()), options=options)
     strategy = make_strategy(spec.strategy, strategy_spec)  # manual configs are checked here
+    if new_job and spec.strategy == "grid" and spec.max_trials is not None:
+        points = strategy.size  # type: ignore[attr-defined]
+        if spec.max_trials < points:
+            # Cutting a grid short would keep only its lowest learning rates (lr varies slowest).
+            raise SpecError(("max_trials",), f"is {spec.max_trials} but the grid has {points} points; grid search "
+                                             "runs the whole product (omit max_trials, use fewer points, or use "
+                                             "random search for a budget)")
     return CheckedJob(spec=spec.model_copy(update={"max_trials": max_trials}),
                       strategy_spec=strategy_spec, total_trials=strategy.total())

@@ -34,6 +34,9 @@ def parse_early_stopping(raw: dict[str, Any] | None, epochs: int) -> EarlyStoppe
         raise SpecError(("early_stopping", "kind"), f"unknown kind {kind!r}; allowed: {allowed}")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise SpecError(("epochs",), f"must be an integer >= 1, got {epochs!r}")
+    if epochs < 2:
+        raise SpecError(("early_stopping",), "needs epochs >= 2: a trial can only be stopped before its last "
+                                             "epoch (use null with epochs 1)")
     return EARLY_STOPPERS[kind].from_spec(raw, epochs)
 
 

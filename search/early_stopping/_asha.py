@@ -33,6 +33,9 @@ from typing import Any, Self
 
 from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
 
+# At 100 a rung lets its best 1% go on; larger factors would only put absurd numbers into Hyperband's budgets.
+MAX_REDUCTION_FACTOR = 100
+
 
 def rung_milestones(grace_epochs: int, reduction_factor: int, epochs: int) -> list[int]:
     """Epoch counts g * r^k below ``epochs``, ascending."""
@@ -90,7 +93,7 @@ class SuccessiveHalving(EarlyStopper):
     @classmethod
     def from_spec(cls, raw: dict[str, Any], epochs: int) -> Self:
         check_keys(raw, cls)
-        return cls(epochs, grace_option(raw, epochs), int_option(raw, "reduction_factor", 3, 2))
+        return cls(epochs, grace_option(raw, epochs), int_option(raw, "reduction_factor", 3, 2, MAX_REDUCTION_FACTOR))
 
 
 class ASHA(SuccessiveHalving):

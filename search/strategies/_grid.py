@@ -26,6 +26,7 @@ class GridStrategy(Strategy):
             if key not in seen:  # parameters that don't apply collapse to one point
                 seen.add(key)
                 self._points.append(config)
+        self.size = len(self._points)  # distinct points of the whole product
         if spec.max_trials is not None:
             self._points = self._points[: spec.max_trials]
         self._next = 0

@@ -23,10 +23,10 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
     if lr > 1e6:
         raise SpecError(loc + ("lr",), "must be <= 1000000.0")
     optimizer = raw.get("optimizer", "sgd")
-    if optimizer not in OPTIMIZERS:
+    if not isinstance(optimizer, str) or optimizer not in OPTIMIZERS:
         raise SpecError(loc + ("optimizer",), f"unknown optimizer {optimizer!r}; allowed: {list(OPTIMIZERS)}")
     schedule = raw.get("schedule", "constant")
-    if schedule not in SCHEDULES:
+    if not isinstance(schedule, str) or schedule not in SCHEDULES:
         raise SpecError(loc + ("schedule",), f"unknown schedule {schedule!r}; allowed: {list(SCHEDULES)}")
     warmup = raw.get("warmup_fraction", 0.0)
     if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not 0.0 <= warmup <= 0.9:

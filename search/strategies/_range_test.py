@@ -99,6 +99,9 @@ class RangeTestPlan:
         self.num_steps: int = options["num_steps"]
         self.divergence_factor: float = options["divergence_factor"]
         self.lr_low, self.lr_high = lr_bounds(space)
+        if not self.lr_low < self.lr_high:
+            raise SpecError(("space", "lr"), "a range test sweeps the learning rate from low to high, so it needs "
+                                             f"a range (low < high), got {self.lr_low:g} to {self.lr_high:g}")
         self.count = len(self.optimizers) * self.repeats
         self._curves: dict[int, tuple[float, list[float], list[float]] | None] = {}
         self._summaries: dict[str, dict | None] | None = None  # until the next observe/reset

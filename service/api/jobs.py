@@ -98,7 +98,13 @@ def read_best(job_id: JobId, session: SessionDep,
         from search.analysis import transfer_lr
         from workers.registry import workload_batch_size
 
-        moved = transfer_lr(best.lr, best.config["optimizer"], workload_batch_size(job.spec["workload"]), batch_size)
+        workload = job.spec["workload"]
+        try:
+            from_batch_size = workload_batch_size(workload)
+        except Exception as exc:  # a plug-in uninstalled since the job ran, or one that fails to load
+            raise HTTPException(409, f"batch_size: the batch size of the job's workload {workload!r} is unknown "
+                                     f"on this server ({exc}); query without batch_size") from None
+        moved = transfer_lr(best.lr, best.config["optimizer"], from_batch_size, batch_size)
         best = best.model_copy(update={"lr": moved["lr"], "transfer": Transfer(
             rule=moved["rule"], from_lr=best.lr, from_batch_size=moved["from_batch_size"],
             to_batch_size=moved["to_batch_size"])})

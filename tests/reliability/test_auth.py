@@ -112,6 +112,19 @@ def test_cli_passes_the_token(secured: tuple[ServiceProcess, dict[str, str]]) ->
     assert out.returncode == 0, out.stderr
 
 
+def test_auth_from_the_environment(tmp_path: Path) -> None:
+    # LRSEARCH_AUTH=true does what --auth does (a deployment sets it in the environment).
+    db = f"sqlite:///{tmp_path / 'env-auth.db'}"
+    key = create_key(db, "read")
+    service = ServiceProcess(db, log_path=tmp_path / "serve.log",
+                             env={"LRSEARCH_AUTH": "true", "LRSEARCH_PREWARM_ACTORS": "0"}).start()
+    try:
+        assert httpx.get(f"{service.url}/api/v1/jobs").status_code == 401
+        assert httpx.get(f"{service.url}/api/v1/jobs", headers=bearer(key)).status_code == 200
+    finally:
+        service.stop()
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_public_address_without_auth_refuses_to_start(host: str, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--host", host, "--port", str(free_port()),

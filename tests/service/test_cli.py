@@ -82,3 +82,57 @@ def test_range_test_job_best_prints_the_suggestions(server: ServiceProcess, tmp_
     assert out.returncode == 0, out.stderr
     assert "range-test suggestion, not trained" in out.stdout
     assert "range-test suggestions: sgd=" in out.stdout and "adam=" in out.stdout
+
+
+@pytest.mark.parametrize("text, words", [
+    ("workload: [unclosed\n", "not a JobSpec"),
+    ("- just\n- a list\n", "one object"),
+    ("workload: mlp-digits\nname: 2024-01-01\n", "JSON cannot carry"),
+])
+def test_a_file_that_is_no_spec_exits_4_without_a_traceback(server: ServiceProcess, tmp_path: Path,
+                                                           text: str, words: str) -> None:
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    out = lrsearch("submit", str(spec), url=server.url)
+    assert out.returncode == 4, out.stderr
+    said = " ".join(out.stderr.split())  # rich wraps long lines
+    assert words in said and "Traceback" not in said
+
+
+def test_a_bad_job_id_is_a_rejected_request_not_a_spec(server: ServiceProcess) -> None:
+    out = lrsearch("status", "0", url=server.url)
+    assert out.returncode == 4
+    assert "rejected the request" in out.stderr and "job_id" in out.stderr
+
+
+def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "manual.yaml"
+    spec.write_text("workload: mlp-digits\nstrategy: manual\nepochs: 2\nconfigs:\n  - {lr: 0.05, optimizer: sgd}\n")
+    out = lrsearch("submit", str(spec), "--wait", url=server.url)
+    assert out.returncode == 0, out.stderr
+    import re
+
+    job_id = re.search(r"job (\d+) completed", out.stdout).group(1)
+    from workers.registry import workload_batch_size
+
+    batch = workload_batch_size("mlp-digits")
+    out = lrsearch("best", job_id, "--batch-size", str(batch * 4), url=server.url)
+    assert out.returncode == 0, out.stderr
+    assert "lr=0.2 " in out.stdout  # sgd: linear in the batch size
+    assert f"lr scaled from 0.05 at batch size {batch} to batch size {batch * 4} (linear)" in out.stdout
+
+
+def test_export_optuna_to_a_taken_study_name_says_so(server: ServiceProcess, tmp_path: Path) -> None:
+    spec = tmp_path / "manual.yaml"
+    spec.write_text("workload: mlp-digits\nstrategy: manual\nepochs: 2\nconfigs:\n  - {lr: 0.05}\n")
+    out = lrsearch("submit", str(spec), "--wait", url=server.url)
+    assert out.returncode == 0, out.stderr
+    import re
+
+    job_id = re.search(r"job (\d+) completed", out.stdout).group(1)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    first = lrsearch("export-optuna", job_id, "--storage", storage, url=server.url)
+    assert first.returncode == 0, first.stderr
+    again = lrsearch("export-optuna", job_id, "--storage", storage, url=server.url)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr and "Traceback" not in again.stderr

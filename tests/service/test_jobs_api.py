@@ -79,6 +79,25 @@ def test_grid_job_end_to_end(client: TestClient) -> None:
     assert client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 0}).status_code == 422
 
 
+def test_best_for_a_batch_size_when_the_workload_is_gone(client: TestClient, db_url: str) -> None:
+    # A plug-in workload uninstalled since its job ran: its batch size is unknown, which is a 409
+    # naming batch_size, not a 500; the best itself still answers.
+    spec = {"workload": "synthetic", "strategy": "manual", "epochs": 2, "configs": [{"lr": 0.05}]}
+    job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
+    from sqlalchemy import create_engine, update
+
+    from service.models import Job
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(update(Job).where(Job.id == job["id"]).values(spec={**job["spec"], "workload": "gone-plugin"}))
+    engine.dispose()
+    r = client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 128})
+    assert r.status_code == 409, r.text
+    assert "batch_size" in r.json()["detail"] and "gone-plugin" in r.json()["detail"]
+    assert client.get(f"/api/v1/jobs/{job['id']}/best").status_code == 200
+
+
 def test_random_job_is_reproducible_and_in_range(client: TestClient) -> None:
     spec = {"workload": "synthetic", "strategy": "random", "max_trials": 6, "max_concurrent": 2, "epochs": 2,
             "seed": 7, "space": {"lr": {"low": 1e-4, "high": 0.5}, "optimizer": ["sgd", "adam"]}}

@@ -35,6 +35,22 @@ BAD = [
                    "space": {"lr": {"low": 1e-5, "high": 1, "num": 1000},
                              "warmup_fraction": {"values": [0.0, 0.1, 0.2, 0.3, 0.4]},
                              "schedule": ["constant", "step", "cosine"]}}, "space"),
+    ("manual optimizer not a name", {"workload": "mlp-digits", "strategy": "manual",
+                                     "configs": [{"lr": 0.1, "optimizer": ["sgd"]}]}, "configs.0.optimizer"),
+    ("manual schedule not a name", {"workload": "mlp-digits", "strategy": "manual",
+                                    "configs": [{"lr": 0.1, "schedule": {"kind": "step"}}]}, "configs.0.schedule"),
+    ("manual budget below its configs", {"workload": "mlp-digits", "strategy": "manual", "max_trials": 1,
+                                         "configs": [{"lr": 0.1}, {"lr": 0.01}]}, "max_trials"),
+    ("grid budget below its points", {**GOOD, "strategy": "grid", "max_trials": 3,
+                                      "space": {"lr": {"low": 1e-3, "high": 1, "num": 4}}}, "max_trials"),
+    ("range test of one lr", {**GOOD, "strategy": "range_test", "max_trials": None,
+                              "space": {"lr": {"values": [0.1]}}}, "space.lr"),
+    ("auto over one lr", {**GOOD, "strategy": "auto", "space": {"lr": {"values": [0.1, 0.1]}}}, "space.lr"),
+    ("huge eta_min", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "schedule": ["cosine"],
+                                        "eta_min": {"values": [1e300]}}}, "space.eta_min"),
+    ("early stopping in one epoch", {**GOOD, "epochs": 1, "early_stopping": {"kind": "asha"}}, "early_stopping"),
+    ("huge reduction factor", {**GOOD, "early_stopping": {"kind": "asha", "reduction_factor": 10**30}},
+     "early_stopping.reduction_factor"),
     ("missing workload", {k: v for k, v in GOOD.items() if k != "workload"}, "workload"),
     ("wrong type", {**GOOD, "epochs": "ten"}, "epochs"),
 ]
@@ -75,6 +91,26 @@ def test_a_good_spec_is_accepted(api_only: TestClient) -> None:
     assert r.json()["spec"]["space"] == GOOD["space"]
 
 
+@pytest.mark.parametrize("spec, total", [
+    ({**GOOD, "strategy": "grid", "max_trials": 4, "space": {"lr": {"low": 1e-3, "high": 1, "num": 4}}}, 4),
+    ({**GOOD, "strategy": "grid", "max_trials": 50, "space": {"lr": {"low": 1e-3, "high": 1, "num": 4}}}, 4),
+    ({"workload": "mlp-digits", "strategy": "manual", "max_trials": 2, "configs": [{"lr": 0.1}, {"lr": 0.01}]}, 2),
+], ids=["grid budget equal to its points", "grid budget above its points", "manual budget equal to its configs"])
+def test_a_budget_that_covers_the_grid_or_configs_is_accepted(api_only: TestClient, spec: dict, total: int) -> None:
+    r = api_only.post("/api/v1/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    assert r.json()["total_trials"] == total
+
+
+def test_auto_with_one_epoch_runs_without_early_stopping(api_only: TestClient) -> None:
+    # ASHA cannot stop a one-epoch trial early, so auto does not add it (and does not reject the job).
+    r = api_only.post("/api/v1/jobs", json={**GOOD, "strategy": "auto", "epochs": 1})
+    assert r.status_code == 201, r.text
+    assert r.json()["spec"]["early_stopping"] is None
+    r = api_only.post("/api/v1/jobs", json={**GOOD, "strategy": "auto", "epochs": 2})
+    assert r.json()["spec"]["early_stopping"] == {"kind": "asha"}
+
+
 def _has_cuda() -> bool:
     import torch
 
@@ -100,3 +136,18 @@ def test_a_trial_no_node_can_hold_is_rejected(client: TestClient, resources: dic
     # What fits is taken: the whole of the node is fine.
     ok = client.post("/api/v1/jobs", json={**GOOD, "max_trials": 1, "epochs": 1, "resources": {"cpu": 2}})
     assert ok.status_code == 201, ok.text
+
+
+def test_a_job_an_earlier_version_accepted_still_resumes() -> None:
+    # Earlier versions cut a grid short at max_trials; a stored job like that must still run when the
+    # service restarts on this version (the runner re-checks with new_job=False).
+    from search import SpecError
+    from service.config import Settings
+    from service.schemas import JobSpec
+    from service.validation import check_job_spec
+
+    spec = JobSpec.model_validate({**GOOD, "strategy": "grid", "max_trials": 3,
+                                   "space": {"lr": {"low": 1e-3, "high": 1, "num": 4}}})
+    with pytest.raises(SpecError):
+        check_job_spec(spec, Settings(), ["mlp-digits"])
+    assert check_job_spec(spec, Settings(), ["mlp-digits"], new_job=False).total_trials == 3

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 class SpecError(ValueError):
     """A spec problem at ``loc`` (a path into the JobSpec, e.g. ("space", "lr", "low"))."""
@@ -23,3 +26,14 @@ def int_at(loc: tuple[str | int, ...], value: object, low: int, high: int | None
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         raise SpecError(loc, f"must be an integer {bounds}{why}, got {value!r}")
     return value
+
+
+def is_finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float: JSON's integers are unbounded, and
+    ``math.isfinite`` raises OverflowError for one beyond float's range instead of saying no."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False

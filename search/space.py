@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from search.catalog import OPTIMIZERS, SCHEDULES, param_specs
-from search.errors import SpecError
+from search.errors import SpecError, is_finite_number
 
 MAX_GRID_NUM = 1000  # points along one grid axis
 
@@ -98,8 +98,8 @@ class SearchSpace:
 def _finite_number(loc: tuple, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(loc, f"must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise SpecError(loc, "must be finite")
+    if not is_finite_number(value):
+        raise SpecError(loc, "must be finite (and within a float's range)")
     return float(value)
 
 

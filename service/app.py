@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,17 +29,25 @@ def _loc_text(loc: Any) -> str:
     return ".".join(str(p) for p in loc if p != "body")
 
 
+class ErrorResponse(JSONResponse):
+    """JSON escaped to ASCII: an error names the field, and a field name taken from the request may be
+    text UTF-8 cannot encode (a lone surrogate, legal in JSON); escaped, it is still the name sent."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "value_error")}
               for e in exc.errors()]
     message = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors)
-    return JSONResponse({"detail": errors, "message": message}, status_code=422)
+    return ErrorResponse({"detail": errors, "message": message}, status_code=422)
 
 
 async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
     loc = ["body", *exc.loc]
-    return JSONResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}],
-                         "message": f"{_loc_text(loc)}: {exc.message}"}, status_code=422)
+    return ErrorResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}],
+                          "message": f"{_loc_text(loc)}: {exc.message}"}, status_code=422)
 
 
 class BodySizeLimit:

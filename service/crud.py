@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +28,8 @@ from service.schemas import (
 )
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -223,7 +226,11 @@ def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], s
                                            status=status, lrs=lrs, losses=losses, smoothed=denoise(losses)))
         runs.setdefault(config["optimizer"], []).append((float(config["lr"]), lrs, losses))
     for optimizer, curves in runs.items():
-        summary = summarize(curves)
+        try:
+            summary = summarize(curves)
+        except ValueError as exc:  # a curve no reading can use (stored by an older version): no suggestion
+            log.warning("range tests of %s cannot be summarised: %s", optimizer, exc)
+            summary = None
         if summary is not None:
             by_optimizer[optimizer].suggestion = RangeTestSummary(**summary)
     return list(by_optimizer.values())

@@ -21,6 +21,14 @@ class CheckedJob:
     total_trials: int | None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _int_in(loc: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
         raise SpecError((loc,), f"must be an integer in [{low}, {high}], got {value}")
@@ -54,6 +62,8 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
     """
     if spec.name is not None and not 1 <= len(spec.name) <= settings.max_name_length:
         raise SpecError(("name",), f"must be 1 to {settings.max_name_length} characters")
+    if spec.name is not None and not _encodable(spec.name):
+        raise SpecError(("name",), "must be text UTF-8 can encode (it holds a lone surrogate)")
     if spec.workload not in workloads:
         raise SpecError(("workload",), f"unknown workload {spec.workload!r}; allowed: {workloads}")
     if spec.strategy not in STRATEGIES:

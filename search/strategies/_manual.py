@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
-from search.errors import SpecError
+from search.errors import SpecError, is_finite_number
 from search.strategies.base import Strategy, StrategySpec
+
+
+def _short(value: Any) -> str:
+    """A value for an error message: a 5,000-digit integer should not fill the answer."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
@@ -18,8 +23,8 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
     if "lr" not in raw:
         raise SpecError(loc + ("lr",), "is required")
     lr = raw["lr"]
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
-        raise SpecError(loc + ("lr",), f"must be a finite number > 0, got {lr!r}")
+    if not is_finite_number(lr) or lr <= 0:
+        raise SpecError(loc + ("lr",), f"must be a finite number > 0, got {_short(lr)}")
     if lr > 1e6:
         raise SpecError(loc + ("lr",), "must be <= 1000000.0")
     optimizer = raw.get("optimizer", "sgd")
@@ -42,8 +47,8 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
             if not isinstance(value, bool):
                 raise SpecError(loc + (key,), "must be true or false")
             continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SpecError(loc + (key,), f"must be a finite number, got {value!r}")
+        if not is_finite_number(value):
+            raise SpecError(loc + (key,), f"must be a finite number, got {_short(value)}")
         if p.kind == "int" and value != int(value):
             raise SpecError(loc + (key,), "must be an integer")
         if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):

@@ -102,6 +102,13 @@ class RangeTestPlan:
         if not self.lr_low < self.lr_high:
             raise SpecError(("space", "lr"), "a range test sweeps the learning rate from low to high, so it needs "
                                              f"a range (low < high), got {self.lr_low:g} to {self.lr_high:g}")
+        # The worker's geometric sweep (workers.range_test.lr_at); in a range only a few floats wide,
+        # neighbouring steps would get the same rate and the curve could not be read.
+        ratio = self.lr_high / self.lr_low
+        sweep = [self.lr_low * ratio ** (i / (self.num_steps - 1)) for i in range(self.num_steps)]
+        if any(b <= a for a, b in zip(sweep, sweep[1:])):
+            raise SpecError(("space", "lr"), f"{self.lr_low:g} to {self.lr_high:g} is too narrow for a range test of "
+                                             f"{self.num_steps} steps (each step must raise the rate)")
         self.count = len(self.optimizers) * self.repeats
         self._curves: dict[int, tuple[float, list[float], list[float]] | None] = {}
         self._summaries: dict[str, dict | None] | None = None  # until the next observe/reset

@@ -51,6 +51,15 @@ BAD = [
     ("early stopping in one epoch", {**GOOD, "epochs": 1, "early_stopping": {"kind": "asha"}}, "early_stopping"),
     ("huge reduction factor", {**GOOD, "early_stopping": {"kind": "asha", "reduction_factor": 10**30}},
      "early_stopping.reduction_factor"),
+    ("lr beyond a float", {**GOOD, "space": {"lr": {"low": 10**400, "high": 1}}}, "space.lr.low"),
+    ("param beyond a float", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "momentum": {"values": [10**400]}}},
+     "space.momentum"),
+    ("manual lr beyond a float", {"workload": "mlp-digits", "strategy": "manual", "configs": [{"lr": 10**400}]},
+     "configs.0.lr"),
+    ("manual param beyond a float", {"workload": "mlp-digits", "strategy": "manual",
+                                     "configs": [{"lr": 0.1, "momentum": -10**400}]}, "configs.0.momentum"),
+    ("range test a few floats wide", {**GOOD, "strategy": "range_test", "max_trials": None,
+                                      "space": {"lr": {"low": 0.001, "high": 0.001000000000000001}}}, "space.lr"),
     ("missing workload", {k: v for k, v in GOOD.items() if k != "workload"}, "workload"),
     ("wrong type", {**GOOD, "epochs": "ten"}, "epochs"),
 ]
@@ -151,3 +160,19 @@ def test_a_job_an_earlier_version_accepted_still_resumes() -> None:
     with pytest.raises(SpecError):
         check_job_spec(spec, Settings(), ["mlp-digits"])
     assert check_job_spec(spec, Settings(), ["mlp-digits"], new_job=False).total_trials == 3
+
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{"workload": "mlp-digits", "name": "a\\ud800b", "space": {"lr": {"low": 0.01, "high": 1}}}', "name"),
+    ('{"workload": "mlp-digits", "space": {"lr": {"low": 0.01, "high": 1}, "\\ud800": [1]}}', "space"),
+    ('{"workload": "mlp-digits", "strategy": "manual", "configs": [{"lr": 0.1, "\\ud800": 1}]}', "configs.0"),
+    ('{"workload": "mlp-digits", "space": {"lr": {"low": 0.01, "high": 1}}, "options": {"\\ud800": 1}}', "options"),
+], ids=["name", "space key", "manual key", "options key"])
+def test_text_utf8_cannot_encode_is_a_422(api_only: TestClient, body: str, field: str) -> None:
+    # JSON may carry a lone surrogate (\ud800); it can be neither stored nor echoed as UTF-8.
+    before = api_only.get("/api/v1/jobs").json()["total"]
+    r = api_only.post("/api/v1/jobs", content=body.encode("ascii"), headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["message"].startswith(field), r.json()
+    assert api_only.get("/api/v1/jobs").json()["total"] == before

@@ -105,14 +105,19 @@ def test_a_bad_job_id_is_a_rejected_request_not_a_spec(server: ServiceProcess) -
     assert "rejected the request" in out.stderr and "job_id" in out.stderr
 
 
-def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_path: Path) -> None:
+def completed_manual_job(server: ServiceProcess, tmp_path: Path) -> str:
+    """The id of a finished one-trial job (sgd at lr 0.05), submitted with the CLI."""
     spec = tmp_path / "manual.yaml"
     spec.write_text("workload: mlp-digits\nstrategy: manual\nepochs: 2\nconfigs:\n  - {lr: 0.05, optimizer: sgd}\n")
     out = lrsearch("submit", str(spec), "--wait", url=server.url)
     assert out.returncode == 0, out.stderr
     import re
 
-    job_id = re.search(r"job (\d+) completed", out.stdout).group(1)
+    return re.search(r"job (\d+) completed", out.stdout).group(1)
+
+
+def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_path: Path) -> None:
+    job_id = completed_manual_job(server, tmp_path)
     from workers.registry import workload_batch_size
 
     batch = workload_batch_size("mlp-digits")
@@ -123,13 +128,7 @@ def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_pa
 
 
 def test_export_optuna_to_a_taken_study_name_says_so(server: ServiceProcess, tmp_path: Path) -> None:
-    spec = tmp_path / "manual.yaml"
-    spec.write_text("workload: mlp-digits\nstrategy: manual\nepochs: 2\nconfigs:\n  - {lr: 0.05}\n")
-    out = lrsearch("submit", str(spec), "--wait", url=server.url)
-    assert out.returncode == 0, out.stderr
-    import re
-
-    job_id = re.search(r"job (\d+) completed", out.stdout).group(1)
+    job_id = completed_manual_job(server, tmp_path)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     first = lrsearch("export-optuna", job_id, "--storage", storage, url=server.url)
     assert first.returncode == 0, first.stderr

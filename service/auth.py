@@ -127,6 +127,15 @@ input{{padding:.5rem;font:inherit}}button{{padding:.5rem;font:inherit;cursor:poi
 <small>Create a key with <code>lrsearch keys create --scope read</code>.</small></form></body></html>"""
 
 
+# The sign-in page has one inline style and no script; it may not be framed (no clickjacking of the
+# form) and may post only here.
+LOGIN_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin", "Cache-Control": "no-store",
+}
+
+
 def login_page(next_path: str = "/", error: str = "") -> str:
     return LOGIN_PAGE.format(next=html.escape(next_path, quote=True), error=html.escape(error))
 
@@ -179,7 +188,8 @@ class AuthMiddleware:
         if principal is None:
             if _wants_html(scope) and method == "GET":
                 await _send(send, 401, login_page(path, "a valid key is needed" if key else "").encode(),
-                            b"text/html; charset=utf-8")
+                            b"text/html; charset=utf-8",
+                            [(k.lower().encode(), v.encode()) for k, v in LOGIN_PAGE_HEADERS.items()])
             else:
                 body = b'{"detail": "missing or invalid API key: send Authorization: Bearer KEY"}'
                 await _send(send, 401, body, b"application/json", [(b"www-authenticate", b"Bearer")])

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.auth import COOKIE, login_page
+from service.auth import COOKIE, LOGIN_PAGE_HEADERS, login_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -19,7 +19,7 @@ def _safe_next(path: str) -> str:
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(next: str = "/") -> HTMLResponse:
-    return HTMLResponse(login_page(_safe_next(next)))
+    return HTMLResponse(login_page(_safe_next(next)), headers=LOGIN_PAGE_HEADERS)
 
 
 @router.post("/login", response_model=None)
@@ -29,7 +29,7 @@ async def login(request: Request) -> Response:
     target = _safe_next((form.get("next") or ["/"])[0])
     principal = request.app.state.verifier.verify(key) if key else None
     if principal is None:
-        return HTMLResponse(login_page(target, "that key is not valid"), status_code=401)
+        return HTMLResponse(login_page(target, "that key is not valid"), status_code=401, headers=LOGIN_PAGE_HEADERS)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         max_age=7 * 24 * 3600, path="/")

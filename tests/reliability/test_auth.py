@@ -55,6 +55,10 @@ def test_dashboard_without_key_shows_the_login_page(secured: tuple[ServiceProces
     with httpx.Client(base_url=service.url) as browser:
         bad = browser.post("/login", data={"key": "lrs_00000000_nope", "next": "/"})
         assert bad.status_code == 401
+        # Every form of the sign-in page refuses to be framed (no clickjacking) and to be sniffed.
+        for page in (r, bad, browser.get("/login")):
+            assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+            assert page.headers["x-content-type-options"] == "nosniff"
         ok = browser.post("/login", data={"key": keys["read"], "next": "//evil.example/"})
         assert ok.status_code == 303 and ok.headers["location"] == "/"  # never an open redirect
         assert "httponly" in ok.headers["set-cookie"].lower()

@@ -27,14 +27,28 @@ def trial_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[s
     return header, rows
 
 
+# A text cell starting with one of these is a formula to a spreadsheet; an error message from a
+# plug-in could start with one. Numbers are written as numbers, so a negative value is not touched.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, dict):  # a range test's settings: JSON, not Python's repr
+        return json.dumps(value)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value  # shown as text, as spreadsheets do for a leading apostrophe
+    return value
+
+
 def to_csv(trials: Sequence[dict[str, Any]]) -> str:
     header, rows = trial_rows(trials)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        # A nested value (a range test's settings) as JSON, not as Python's repr.
-        writer.writerow({k: "" if v is None else json.dumps(v) if isinstance(v, dict) else v for k, v in row.items()})
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
     return buf.getvalue()
 
 

@@ -38,6 +38,27 @@ def test_csv_has_a_header_with_lr_and_a_row_per_trial(client: TestClient, finish
     assert rows[0]["step_size"] != "" and rows[1]["step_size"] == ""
 
 
+def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(client: TestClient, finished_job: dict,
+                                                                  db_url: str) -> None:
+    # A trial's error comes from the workload's code (a plug-in's exception message): a cell starting
+    # with "=" would be a formula in a spreadsheet. Numbers stay numbers.
+    from sqlalchemy import create_engine, update
+
+    from service.models import Trial
+
+    engine = create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(update(Trial).where(Trial.job_id == finished_job["id"], Trial.number == 0)
+                     .values(error='=HYPERLINK("http://example.invalid","x")'))
+    engine.dispose()
+    r = client.get(f"/api/v1/jobs/{finished_job['id']}/export", params={"format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert rows[0]["error"] == "'" + '=HYPERLINK("http://example.invalid","x")'
+    assert float(rows[0]["lr"]) == 0.05 and rows[1]["error"] == ""
+    # The JSON export keeps the text exactly as stored.
+    assert client.get(f"/api/v1/jobs/{finished_job['id']}/export").json()["rows"][0]["error"].startswith("=HYPERLINK")
+
+
 def test_json_export_matches_trials(client: TestClient, finished_job: dict) -> None:
     body = client.get(f"/api/v1/jobs/{finished_job['id']}/export").json()
     trials = client.get(f"/api/v1/jobs/{finished_job['id']}/trials").json()["items"]

@@ -39,6 +39,13 @@ STEEPEST_WINDOW_FRACTION = 0.05
 DENOISE_HALF_WIDTH_FRACTION = 0.03
 
 
+def lr_at(step: int, *, lr_low: float, lr_high: float, num_steps: int) -> float:
+    """The rate of step ``step`` (0-based): geometric from ``lr_low`` (step 0) to ``lr_high`` (last)."""
+    if num_steps == 1:
+        return lr_low
+    return lr_low * (lr_high / lr_low) ** (step / (num_steps - 1))
+
+
 def _curve(lrs: Sequence[float], losses: Sequence[float]) -> tuple[list[float], list[float], list[float]]:
     """Validated (lrs, log10 lrs, losses), cut at the first non-finite loss."""
     if len(lrs) != len(losses):

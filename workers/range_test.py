@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from search.catalog import complete_config
-from search.range_test import suggest
+from search.range_test import lr_at, suggest
 from workers import _params
 from workers.optimizers import build_optimizer
 from workers.trainer import _SHUFFLE_SEED_OFFSET
@@ -58,13 +58,6 @@ class RangeTestResult:
         """``search.range_test.suggest`` on this curve, reading the batch losses (see there).
         ValueError when fewer than 2 points were recorded (the loss blew up at once)."""
         return suggest(self.lrs, self.losses, raw_losses=self.raw_losses)
-
-
-def lr_at(step: int, *, lr_low: float, lr_high: float, num_steps: int) -> float:
-    """The rate of step ``step`` (0-based): geometric from ``lr_low`` (step 0) to ``lr_high`` (last)."""
-    if num_steps == 1:
-        return lr_low
-    return lr_low * (lr_high / lr_low) ** (step / (num_steps - 1))
 
 
 def run_range_test(

@@ -12,12 +12,11 @@ is never recorded (its answer is always stop: the trial diverged).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from search.errors import SpecError, int_at
+from search.errors import SpecError, int_at, is_finite_number
 
 
 class Decision(StrEnum):
@@ -55,8 +54,7 @@ class EarlyStopper(ABC):
         return None
 
 
-def is_finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+is_finite = is_finite_number  # a reported loss: an int or float, finite as a float
 
 
 def check_keys(raw: dict[str, Any], cls: type[EarlyStopper]) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from search.catalog import complete_config, relevant_params
 from search.errors import SpecError, int_at
-from search.range_test import summarize
+from search.range_test import lr_at, summarize
 from search.space import Categorical, Numeric, SearchSpace
 from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
 
@@ -102,10 +102,10 @@ class RangeTestPlan:
         if not self.lr_low < self.lr_high:
             raise SpecError(("space", "lr"), "a range test sweeps the learning rate from low to high, so it needs "
                                              f"a range (low < high), got {self.lr_low:g} to {self.lr_high:g}")
-        # The worker's geometric sweep (workers.range_test.lr_at); in a range only a few floats wide,
-        # neighbouring steps would get the same rate and the curve could not be read.
-        ratio = self.lr_high / self.lr_low
-        sweep = [self.lr_low * ratio ** (i / (self.num_steps - 1)) for i in range(self.num_steps)]
+        # The sweep the worker runs; in a range only a few floats wide, neighbouring steps would get
+        # the same rate and the curve could not be read.
+        sweep = [lr_at(i, lr_low=self.lr_low, lr_high=self.lr_high, num_steps=self.num_steps)
+                 for i in range(self.num_steps)]
         if any(b <= a for a, b in zip(sweep, sweep[1:])):
             raise SpecError(("space", "lr"), f"{self.lr_low:g} to {self.lr_high:g} is too narrow for a range test of "
                                              f"{self.num_steps} steps (each step must raise the rate)")

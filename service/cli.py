@@ -37,7 +37,7 @@ def serve(
     port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
     db: DbOpt = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join this Ray cluster "
-                                                       "(env RAY_ADDRESS); default: start a local Ray")] = None,
+                                                       "(env RAY_ADDRESS or LRSEARCH_RAY_ADDRESS); default: start a local Ray")] = None,
     num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray "
                                                     "(default: all)")] = None,
     auth: Annotated[bool, typer.Option("--auth", envvar="LRSEARCH_AUTH", help="require an API key "

@@ -39,6 +39,8 @@
   };
 
   // -- formatting ----------------------------------------------------------------------------
+  // For Plotly's text (labels, hover, legend), which parses its own tags (<b>, <br>, <a href=...>):
+  // with < and > escaped no tag can form, so quotes need nothing; Plotly would show "&quot;" as is.
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   function describe(t) {
     const c = t.config || {};

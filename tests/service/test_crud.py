@@ -12,7 +12,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from search.range_test import summarize
-from service.crud import range_tests
+from service.crud import range_tests, suggestion_best
 from service.db import make_engine, make_session_factory, upgrade
 from service.models import Job, Metric, Trial
 
@@ -100,3 +100,29 @@ def test_range_test_answers_are_reused_until_a_test_changes(sessions: sessionmak
         assert expected is not None and both[0].suggestion is not None
         assert both[0].suggestion.lr == pytest.approx(expected["lr"])
         assert both[0].suggestion.lr != pytest.approx(first[0].suggestion.lr)  # type: ignore[union-attr]
+
+
+def test_a_stored_curve_no_reading_can_use_gives_no_suggestion(
+        sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture) -> None:
+    """New jobs cannot store such a curve (a range over one lr is refused), but older ones may
+    have: every step at the same lr, which summarize() rejects. The answer is the curve without a
+    suggestion and a logged reason, never an error for the whole request."""
+    with sessions.begin() as s:
+        job = Job(name="finder", status="completed", spec={"strategy": "range_test"}, strategy_state={})
+        s.add(job)
+        s.flush()
+        job_id = job.id
+        trial_id = add_test(s, job_id, 0, "completed", None)
+        _, losses = finder_curve(1.0)
+        for step, loss in enumerate(losses):
+            s.add(Metric(trial_id=trial_id, epoch=step, train_loss=loss, val_loss=None, val_accuracy=None, lr=1e-3))
+
+    with sessions() as s, caplog.at_level("WARNING", logger="service.crud"):
+        job = s.get(Job, job_id)
+        assert job is not None
+        finder = range_tests(s, job)
+        assert [f.optimizer for f in finder] == ["sgd"]
+        assert [len(f.curves) for f in finder] == [1] and finder[0].curves[0].lrs == [1e-3] * STEPS
+        assert finder[0].suggestion is None
+        assert suggestion_best(s, job, finder) is None
+    assert "range tests of sgd cannot be summarised" in caplog.text

@@ -269,7 +269,7 @@ class JobExecution:
 
         def attempt(key: str) -> tuple[str | None, str | None]:
             nonlocal last_write
-            for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.seed,
+            for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.trial_seed,
                                                   resources, checkpoint, checkpoint_every,
                                                   checkpoint_seconds, spec.divergence_factor,
                                                   pause_after, stop_without_progress=self.stopper is not None):
@@ -386,7 +386,7 @@ class JobExecution:
 
         def attempt(key: str) -> tuple[str | None, str | None]:
             nonlocal result
-            result = self.executor.run_range_test(key, spec.workload, item.config, spec.seed, resources)
+            result = self.executor.run_range_test(key, spec.workload, item.config, spec.trial_seed, resources)
             if result is None:  # stopped before it started
                 return (None if self.shutting_down else "cancelled"), None
             return "completed", None

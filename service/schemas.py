@@ -29,7 +29,11 @@ class JobSpec(BaseModel):
     max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
     max_concurrent: int = Field(default=2, description="trials running at once")
     epochs: int = Field(default=10, description="epochs per trial")
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description=(
+        "seeds the search, and the training unless training_seed is set"))
+    training_seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description=(
+        "seeds every trial's initialisation and batch order (and the range tests); default: seed. "
+        "Jobs with one training_seed and different seeds search the same landscape"))
     space: dict[str, Any] | None = Field(default=None, description=(
         "the search space (not for manual; range_test and auto default lr to 1e-7..10)"))
     configs: list[dict[str, Any]] | None = Field(default=None, description="manual: the trials to run")
@@ -39,6 +43,11 @@ class JobSpec(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a trial whose worker died")
     divergence_factor: float = Field(default=10.0, gt=1.0, le=1e6, description=(
         "a trial diverges when its val_loss exceeds this multiple of its first epoch's (or is NaN/inf)"))
+
+    @property
+    def trial_seed(self) -> int:
+        """The seed every trial of the job trains with."""
+        return self.seed if self.training_seed is None else self.training_seed
 
 
 class Best(BaseModel):

@@ -207,10 +207,11 @@
   }
 
   // -- best configuration --------------------------------------------------------------------
+  // A manual rerun of the best trial, trained from the same init as it was (its job's training seed).
   function rerunSpec() {
     const b = state.best, spec = state.job.spec || {};
     return { name: `rerun of ${state.job.name} #${b.trial}`.slice(0, 200), workload: spec.workload,
-             strategy: "manual", epochs: spec.epochs, seed: spec.seed ?? 0, configs: [b.config] };
+             strategy: "manual", epochs: spec.epochs, seed: spec.training_seed ?? spec.seed ?? 0, configs: [b.config] };
   }
   function curlSnippet() {
     const body = JSON.stringify(rerunSpec()).replace(/'/g, "'\\''");

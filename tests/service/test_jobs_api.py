@@ -252,3 +252,41 @@ def test_jobs_running_side_by_side_share_the_cluster(client: TestClient) -> None
     assert [j["status"] for j in jobs] == ["completed", "completed", "cancelled"], jobs
     assert jobs[0]["trial_counts"]["completed"] == 4 and jobs[1]["trial_counts"]["completed"] == 8
     assert jobs[2]["trial_counts"]["running"] == 0 and jobs[2]["trial_counts"]["queued"] == 0
+
+
+def test_training_seed_sets_the_landscape_and_seed_the_search(client: TestClient) -> None:
+    """``seed`` seeds the search; ``training_seed`` (default: ``seed``) every trial's init and batch
+    order. Jobs with one training seed train a config identically whatever their search seed."""
+    def run(**fields: object) -> list[tuple[float, str, float]]:
+        spec = {"workload": "synthetic", "max_concurrent": 2, "epochs": 2, **fields}
+        job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == "completed", job
+        trials = client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]
+        return [(t["config"]["lr"], t["config"]["optimizer"], t["val_loss"]) for t in trials]
+
+    configs = [{"lr": 0.05, "optimizer": "sgd"}, {"lr": 0.01, "optimizer": "adam"}]
+    manual = {"strategy": "manual", "configs": configs}
+    landscape_5 = run(**manual, seed=1, training_seed=5)
+    assert run(**manual, seed=2, training_seed=5) == landscape_5
+    assert run(**manual, seed=5) == landscape_5  # no training_seed: the seed trains too
+    landscape_6 = run(**manual, seed=1, training_seed=6)
+    assert [v for *_, v in landscape_6] != [v for *_, v in landscape_5]
+
+    search = {"strategy": "random", "max_trials": 4, "space": {"lr": {"low": 1e-3, "high": 0.5},
+                                                               "optimizer": ["sgd", "adam"]}}
+    a, b = run(**search, seed=7, training_seed=3), run(**search, seed=7, training_seed=4)
+    assert [c[:2] for c in a] == [c[:2] for c in b]  # the same suggestions ...
+    assert [c[2] for c in a] != [c[2] for c in b]  # ... trained from another init
+
+
+def test_training_seed_is_checked_and_echoed(api_only: TestClient) -> None:
+    base = {"workload": "synthetic", "strategy": "random", "max_trials": 2,
+            "space": {"lr": {"low": 1e-3, "high": 0.5}}}
+    for bad in (-1, 2**31, "3", 1.5, True):
+        r = api_only.post("/api/v1/jobs", json={**base, "training_seed": bad})
+        assert r.status_code == 422, (bad, r.text)
+        assert "training_seed" in r.text
+    assert api_only.get("/api/v1/jobs").json()["total"] == 0
+    job = api_only.post("/api/v1/jobs", json={**base, "seed": 3, "training_seed": 9}).json()
+    assert (job["spec"]["seed"], job["spec"]["training_seed"]) == (3, 9)
+    assert api_only.post("/api/v1/jobs", json=base).json()["spec"]["training_seed"] is None

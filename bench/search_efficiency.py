@@ -1,7 +1,10 @@
 """Sample efficiency: epochs until a trial is within 2% of the best reachable val_loss.
 
 The workload is ``mlp-digits`` over the standard space (lr 1e-5..10 on a log scale; sgd, adam,
-rmsprop, adagrad; constant, step, exponential, cosine; 10 epochs). Per seed:
+rmsprop, adagrad; constant, step, exponential, cosine; 10 epochs). By default seed s is both the
+search's and the training's (the model's init and batch order), so each seed is its own landscape
+with its own grid. ``--training-seed N`` trains every run from init N instead (the JobSpec's
+``training_seed``): one landscape and one grid, the ``--seeds`` seeding the searches only.
 
 1. A dense grid (``--grid-points`` log-spaced lrs x 4 optimizers x 4 schedules, 400 configs by
    default), trained directly with ``workers.trainer`` in a process pool, gives the best
@@ -19,8 +22,8 @@ rmsprop, adagrad; constant, step, exponential, cosine; 10 epochs). Per seed:
    ``workers.trainer`` and the workload, so model, data, init and batch order are identical)
    at the same trial budget, sequential (``study.optimize`` with one job).
 
-The JobSpec ``seed`` seeds both the search and the training (every trial of a job trains from
-the same init), so seed s of every variant uses training seed s and its own grid.
+The JobSpec ``seed`` seeds the search and ``training_seed`` every trial's init and batch order; the
+plain Optuna script seeds its TPESampler with the seed and trains from the same training seed.
 
 Epoch accounting ("epochs to 2%"): every metric row is one trained epoch. Rows of concurrent
 trials are put in the order they were produced by stamping the k-th of a trial's n rows at
@@ -250,8 +253,9 @@ def _short_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- the plain Optuna script ------------------------------------------------------------------------
-def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
-    """What a user writes with Optuna alone: multivariate TPE + HyperbandPruner, sequential."""
+def run_plain_optuna(seed: int, budget: int, epochs: int, training_seed: int) -> dict[str, Any]:
+    """What a user writes with Optuna alone: multivariate TPE + HyperbandPruner, sequential. ``seed``
+    seeds the sampler; every trial trains from ``training_seed``."""
     import warnings
 
     import optuna
@@ -270,7 +274,7 @@ def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
             "schedule": trial.suggest_categorical("schedule", SCHEDULES),
             "lr": trial.suggest_float("lr", LR_LOW, LR_HIGH, log=True),
         }
-        trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=seed)
+        trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=training_seed)
         record: dict[str, Any] = {"number": trial.number, "config": _short_config(trainer.config),
                                   "curve": [], "status": "completed"}
         trials.append(record)
@@ -293,7 +297,7 @@ def run_plain_optuna(seed: int, budget: int, epochs: int) -> dict[str, Any]:
     study = optuna.create_study(
         # A fixed name: HyperbandPruner assigns brackets from a hash of the study name and the
         # trial number, so an auto-generated (random) name would make runs irreproducible.
-        study_name=f"plain-optuna-seed{seed}",
+        study_name=f"plain-optuna-seed{seed}" + ("" if training_seed == seed else f"-train{training_seed}"),
         direction="minimize",
         sampler=optuna.samplers.TPESampler(multivariate=True, seed=seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=3),
@@ -366,17 +370,20 @@ def batch_epochs() -> float:
     return wl.batch_size / len(data.train_x)
 
 
-def job_spec(variant: str, seed: int, budget: int, epochs: int) -> dict[str, Any]:
+def job_spec(variant: str, seed: int, budget: int, epochs: int, training_seed: int | None = None) -> dict[str, Any]:
+    """The JobSpec of one run: searched with ``seed``, trained from ``training_seed`` (default: the seed)."""
     how = VARIANTS[variant]
     assert how is not None
+    training_seed = seed if training_seed is None else training_seed
     return {
-        "name": f"bench-{variant}-seed{seed}-{budget}x{epochs}",
+        "name": f"bench-{variant}-seed{seed}-train{training_seed}-{budget}x{epochs}",
         "workload": WORKLOAD,
         "strategy": how["strategy"],
         "max_trials": budget,
         "max_concurrent": CONCURRENCY,
         "epochs": epochs,
         "seed": seed,
+        "training_seed": training_seed,
         "space": standard_space(),
         "early_stopping": how["early_stopping"],
         **({"options": how["options"]} if how.get("options") else {}),
@@ -456,11 +463,14 @@ def _trial_detail(t: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(variant: str, seed: int, budget: int, epochs: int, target: float, service: Service | None,
-            job_timeout: float, region: float | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One run of one variant: its summary, and per-trial details. ``region``: a second target (the
-    region target's 2%), counted the same way into ``epochs_to_2pct_region``."""
+            job_timeout: float, region: float | None = None,
+            training_seed: int | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One run of one variant (searched with ``seed``, trained from ``training_seed``, default the
+    seed): its summary, and per-trial details. ``region``: a second target (the region target's
+    2%), counted the same way into ``epochs_to_2pct_region``."""
+    training_seed = seed if training_seed is None else training_seed
     if variant == OPTUNA:
-        out = run_plain_optuna(seed, budget, epochs)
+        out = run_plain_optuna(seed, budget, epochs, training_seed)
         trials = {t["number"]: {**t, "config": t["config"]} for t in out["trials"]}
         rows, finish_order = out["rows"], out["finish_order"]
         details = [{"number": t["number"], **t["config"], "status": t["status"], "epochs": len(t["curve"]),
@@ -468,11 +478,11 @@ def measure(variant: str, seed: int, budget: int, epochs: int, target: float, se
                    for t in out["trials"]]
     else:
         assert service is not None
-        out = service.run_job(job_spec(variant, seed, budget, epochs), job_timeout)
+        out = service.run_job(job_spec(variant, seed, budget, epochs, training_seed), job_timeout)
         trials = {t["number"]: t for t in out["trials"]}
         rows, finish_order = service_rows(out["trials"])
         details = [_trial_detail(t) for t in out["trials"]]
-    summary = {"variant": variant, "seed": seed, "budget": budget,
+    summary = {"variant": variant, "seed": seed, "training_seed": training_seed, "budget": budget,
                **account(rows, finish_order, trials, target), "seconds": round(out["seconds"], 1)}
     if region is not None:
         by_region = account(rows, finish_order, trials, region)
@@ -529,13 +539,15 @@ def _fmt(x: float | None, spec: str = ".0f", none: str = "not reached", unit: st
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = []
+    training_seed = cfg.get("training_seed", "search")  # older results: each seed trained from itself
+    landscapes = cfg.get("training_seeds", cfg["seeds"])
     lines.append(f"Dense grid ({cfg['grid_points']} lrs x 4 optimizers x 4 schedules, {cfg['epochs']} epochs), "
-                 f"best val_loss per seed (target = best x {1 + TOLERANCE:g}):")
+                 f"best val_loss per training seed (target = best x {1 + TOLERANCE:g}):")
     lines.append("")
-    lines.append("| seed | grid best val_loss | best config | configs within 2% | region target (x grid best) |")
+    lines.append("| training seed | grid best val_loss | best config | configs within 2% | region target (x grid best) |")
     lines.append("| ---: | ---: | --- | ---: | ---: |")
     for g in sorted(result["grid"].values(), key=lambda g: g["seed"]):
-        if g["seed"] not in cfg["seeds"]:
+        if g["seed"] not in landscapes:
             continue
         c, r = g["best_config"], g.get("region") or {}
         region = ("n/a" if r.get("val_loss") is None else
@@ -543,7 +555,9 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"| {g['seed']} | {g['best_val_loss']:.4f} | {c['optimizer']}, {c['schedule']}, "
                      f"lr {c['lr']:.3g} | {g['within_2pct']} | {region} |")
     lines.append("")
-    lines.append(f"Epochs until a trial is within 2% of the grid best: {len(cfg['seeds'])} seeds, "
+    trained = ("each seed also the training's" if training_seed == "search"
+               else f"every run trained from training seed {training_seed}")
+    lines.append(f"Epochs until a trial is within 2% of the grid best: {len(cfg['seeds'])} search seeds ({trained}), "
                  f"{cfg['budget']} trials x {cfg['epochs']} epochs, lrsearch through the service at "
                  f"concurrency {CONCURRENCY}; plain Optuna sequential:")
     lines.append("")
@@ -630,9 +644,24 @@ def _write(path: Path, result: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def _training_seed(text: str) -> int | str:
+    if text == "search":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed >= 0 or 'search', got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.search_efficiency", description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 per variant (default 5)")
+    p.add_argument("--seeds", type=int, default=5, help="search seeds 0..N-1 per variant (default 5)")
+    p.add_argument("--training-seed", type=_training_seed, default="search", help=(
+        "the init and batch order every run trains from: 'search' (default) for each seed its own, "
+        "with a grid per seed; a number N for one landscape and one grid, the seeds seeding the searches only"))
     p.add_argument("--budget", type=int, default=100, help="trials per run (default 100)")
     p.add_argument("--epochs", type=int, default=EPOCHS, help="epochs per trial (default 10)")
     p.add_argument("--grid-points", type=int, default=25, help="log-spaced lrs in the dense grid (default 25)")
@@ -663,13 +692,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     epochs = args.epochs
     t0 = time.monotonic()
 
+    def landscape(seed: int) -> int:
+        """The training seed the runs of search seed ``seed`` train from."""
+        return seed if args.training_seed == "search" else int(args.training_seed)
+
+    landscapes = sorted({landscape(s) for s in seeds + dw_seeds})
+
     # 1. The dense grid per training seed, cached in the results file.
     previous = _load(args.out) if args.reuse_grid else {}
     grid: dict[str, dict[str, Any]] = {}
     prev_cfg = previous.get("config", {})
     if prev_cfg.get("grid_points") == args.grid_points and prev_cfg.get("epochs") == epochs:
         grid = {k: g for k, g in previous.get("grid", {}).items()}
-    for seed in sorted(set(seeds) | set(dw_seeds)):
+    for seed in landscapes:
         if str(seed) in grid:
             say(f"grid seed {seed}: reused, best {grid[str(seed)]['best_val_loss']:.4f}")
             continue
@@ -678,7 +713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         g = grid[str(seed)]
         say(f"grid seed {seed}: best {g['best_val_loss']:.4f} {g['best_config']} in {g['seconds']} s")
     # The region target per seed (REGION_TOP x REGION_FACTORS trainings each), kept with its grid.
-    for seed in sorted(set(seeds) | set(dw_seeds)):
+    for seed in landscapes:
         g = grid[str(seed)]
         if not region_ok(g):
             g["region"] = region_target(g, epochs, lambda c, seed=seed: train_curve(c, epochs, seed))
@@ -686,16 +721,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"grid seed {seed}: region target " + ("none (every top config diverged near its lr)"
                 if r["val_loss"] is None else f"{r['val_loss']:.4f} ({r['val_loss'] / g['best_val_loss']:.3f}x the "
                 f"grid best{'' if r['exact'] else ', an upper bound'})"))
-    grid_seconds = sum(g["seconds"] for g in grid.values())
+    grid_seconds = sum(grid[str(seed)]["seconds"] for seed in landscapes)
 
     result: dict[str, Any] = {
         "benchmark": "search_efficiency",
         "date": time.strftime("%Y-%m-%d"),
         "config": {"workload": WORKLOAD, "space": standard_space(), "epochs": epochs, "seeds": seeds,
+                   "training_seed": args.training_seed, "training_seeds": landscapes,
                    "budget": args.budget, "auto_budget": args.auto_budget, "grid_points": args.grid_points, "tolerance": TOLERANCE,
                    "concurrency": CONCURRENCY, "asha": ASHA, "variants": variants, "quick": args.quick,
                    "plain_optuna": "TPESampler(multivariate=True, seed=seed) + HyperbandPruner(min_resource=1, "
-                                   "max_resource=epochs, reduction_factor=3), sequential",
+                                   "max_resource=epochs, reduction_factor=3), sequential, trained from the "
+                                   "training seed",
                    "epoch_order": "rows stamped at started_at + k/n*(finished_at-started_at), sorted"},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "grid": grid,
@@ -704,10 +741,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     details: list[dict[str, Any]] = []
 
     def target_of(seed: int) -> float:
-        return grid[str(seed)]["best_val_loss"] * (1 + TOLERANCE)
+        return grid[str(landscape(seed))]["best_val_loss"] * (1 + TOLERANCE)
 
     def region_of(seed: int) -> float | None:
-        best = grid[str(seed)]["region"]["val_loss"]
+        best = grid[str(landscape(seed))]["region"]["val_loss"]
         return None if best is None else best * (1 + TOLERANCE)
 
     def record(summary: dict[str, Any], trials: list[dict[str, Any]], bucket: list[dict[str, Any]]) -> None:
@@ -723,7 +760,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if OPTUNA in variants:
         for seed in seeds:
             s, d = measure(OPTUNA, seed, args.budget, epochs, target_of(seed), None, args.job_timeout,
-                           region_of(seed))
+                           region_of(seed), landscape(seed))
             record(s, d, result["runs"])
     # 3. lrsearch through the service, one job at a time.
     service_variants = [v for v in variants if v != OPTUNA]
@@ -735,12 +772,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 budget = args.auto_budget if v == AUTO else args.budget
                 for seed in seeds:
                     s, d = measure(v, seed, budget, epochs, target_of(seed), service, args.job_timeout,
-                                   region_of(seed))
+                                   region_of(seed), landscape(seed))
                     record(s, d, result["runs"])
             for v in dw_variants:
                 for seed in dw_seeds:
                     s, d = measure(v, seed, args.done_when_budget, epochs, target_of(seed), service,
-                                   args.job_timeout)
+                                   args.job_timeout, training_seed=landscape(seed))
                     record(s, d, dw_runs)
 
     result["summary"] = summarize(result["runs"], [v for v in VARIANTS if v in variants])
@@ -757,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if auto is not None and asha is not None:
         ratio = (auto["median_epochs_to_2pct"] / asha["median_epochs_to_2pct"]
                  if auto["median_epochs_to_2pct"] is not None and asha["median_epochs_to_2pct"] else None)
-        grid_epochs = statistics.median(grid[str(seed)]["epochs"] for seed in seeds)
+        grid_epochs = statistics.median(grid[str(landscape(seed))]["epochs"] for seed in seeds)
         result["auto_target"] = {
             "reached": auto["reached"], "seeds": len(seeds), "ratio_to_bayesian_asha": ratio,
             "ratio_met": ratio is not None and ratio <= 0.7, "grid_epochs": grid_epochs,

@@ -275,8 +275,12 @@ def _whole(x: float) -> float | int:
     return int(x) if float(x).is_integer() else round(x, 3)
 
 
-def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float) -> int | None:
-    rows = run_plain_optuna(seed, budget, epochs)["rows"]
+def optuna_epochs_to_target(seed: int, budget: int, epochs: int, target: float,
+                            search_seed: int | None = None) -> int | None:
+    """The plain Optuna script's epochs to ``target`` on seed ``seed``'s trainings, its sampler
+    seeded with ``search_seed`` (default: ``seed``)."""
+    search_seed = seed if search_seed is None else search_seed
+    rows = run_plain_optuna(search_seed, budget, epochs, training_seed=seed)["rows"]
     return next((i + 1 for i, row in enumerate(rows) if row[2] is not None and row[2] <= target), None)
 
 
@@ -363,6 +367,40 @@ def summarize(runs: list[dict[str, Any]], variants: Sequence[str], budget: int, 
     return check, target
 
 
+def landscapes(runs: list[dict[str, Any]], variants: Sequence[str], budget: int, target_budget: int,
+               offsets: Sequence[int], optuna_by_draw: dict[int, list[int | None]] | None) -> dict[str, Any]:
+    """Each seed as one landscape and its draws as the search seeds, as the service benchmark runs
+    its seeds on one training seed: per variant, the landscapes on which the check holds over the
+    first 3 draws (against random's same draws), on which every draw reaches 2% at
+    ``target_budget``, and, with the plain Optuna script run on every draw, on which the
+    benchmark's line holds (every draw reaches, at a median of at most 0.7x plain Optuna's over the
+    same draws)."""
+    by = {(r["variant"], r["seed"], r["budget"], r["search_seed_offset"]): r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    first3 = list(offsets[:3])
+    out: dict[str, Any] = {"draws": len(offsets), "check_draws": len(first3), "landscapes": len(seeds)}
+    for v in variants:
+        row: dict[str, Any] = {}
+        if v != "random" and len(first3) == 3:
+            def check(seed: int) -> bool:
+                mine = [by[(v, seed, budget, off)] for off in first3]
+                rand = [by[("random", seed, budget, off)] for off in first3]
+                return (_median([r["epochs"] for r in mine]) <= 0.5 * _median([r["epochs"] for r in rand])
+                        and _median([r["best_val_loss"] for r in mine])
+                        <= (1 + TOLERANCE) * _median([r["best_val_loss"] for r in rand]))
+            row["check"] = [s for s in seeds if check(s)]
+        if target_budget:
+            hits = {s: [by[(v, s, target_budget, off)]["epochs_to_2pct"] for off in offsets] for s in seeds}
+            row["every_draw_reached"] = [s for s in seeds if all(h is not None for h in hits[s])]
+            if optuna_by_draw is not None:
+                row["line"] = [s for s in row["every_draw_reached"]
+                               if _median(hits[s]) <= 0.7 * _median([optuna_by_draw[off][s] for off in offsets])]
+                if "check" in row:
+                    row["both"] = [s for s in row["line"] if s in row["check"]]
+        out[v] = row
+    return out
+
+
 def over_draws(draws: list[dict[str, Any]]) -> dict[str, Any]:
     """Each variant's figures over the draws: mean, lowest and highest."""
     def spread(xs: list[float]) -> dict[str, float]:
@@ -412,8 +450,10 @@ def render(result: dict[str, Any]) -> str:
     draws = result.get("draws") or []
     if len(draws) > 1:
         offsets = ", ".join(str(d["search_seed_offset"]) for d in draws)
+        same = "the trainings and grid bests the same, plain Optuna drawn with each" if cfg.get("optuna_per_draw") \
+            else "the trainings, grid bests and plain Optuna the same"
         lines += ["", f"The tables above are the first draw. Over {len(draws)} draws (each search seeded with its "
-                      f"seed + {offsets}; the trainings, grid bests and plain Optuna the same), mean (lowest-highest):", "",
+                      f"seed + {offsets}; {same}), mean (lowest-highest):", "",
                   "| variant | epochs vs random | best vs random | 3-seed runs passing the check | seeds within 2% at "
                   f"{cfg['target_budget']} trials | 5-seed runs passing the benchmark's line |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -428,6 +468,26 @@ def render(result: dict[str, Any]) -> str:
             lines.append(f"| {v} | {cell(s['epochs_ratio'], '{:.2f}x')} | {cell(s['best_ratio'], '{:.3f}x')} | "
                          f"{cell(s['pass_share'], '{:.0%}')} | {reached} | "
                          f"{cell(s.get('five_seed_pass_share'), '{:.0%}')} |")
+    ls = result.get("landscapes")
+    if ls:
+        n, k = ls["landscapes"], ls["draws"]
+        lines += ["", f"Each seed's trainings as one landscape and its {k} draws as {k} search seeds on it (as the "
+                      "service benchmark runs its seeds with --training-seed N): landscapes on which the check holds "
+                      f"over the first {ls['check_draws']} draws, on which every draw reaches 2% at "
+                      f"{cfg['target_budget']} trials, on which the benchmark's line holds (every draw, at most "
+                      "0.7x plain Optuna's median epochs over the same draws), and on which both lines hold:", "",
+                  "| variant | check | every draw within 2% | the benchmark's line | both |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for v in result["check"]:
+            if v == "random" or v not in ls:
+                continue
+            row = ls[v]
+
+            def count(key: str) -> str:
+                return f"{len(row[key])}/{n}" if key in row else "n/a"
+
+            lines.append(f"| {v} | {count('check')} | {count('every_draw_reached')} | {count('line')} | "
+                         f"{count('both')} |")
     return "\n".join(lines)
 
 
@@ -461,6 +521,29 @@ def replay_many(tasks: Sequence[Task], epochs: int, cache_path: Path,
     return runs, {k: v for k, v in cache.curves.items() if k not in known}
 
 
+def _optuna_hits(seeds: Sequence[int], offset: int, budget: int, epochs: int,
+                 targets: dict[str, float]) -> list[int | None]:
+    import torch
+
+    torch.set_num_threads(1)  # as a 1-CPU TrialActor
+    return [optuna_epochs_to_target(s, budget, epochs, targets[str(s)], search_seed=s + offset)
+            if str(s) in targets else None for s in seeds]
+
+
+def optuna_hits_of(seeds: Sequence[int], offset: int, budget: int, epochs: int, targets: dict[str, float],
+                   workers: int = 1) -> list[int | None]:
+    """The plain Optuna script's epochs to each seed's target, its sampler seeded with seed + ``offset``."""
+    if workers == 1 or len(seeds) < 2:
+        return _optuna_hits(seeds, offset, budget, epochs, targets)
+    import multiprocessing
+
+    shares = [list(seeds[w::workers]) for w in range(workers)]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        parts = pool.starmap(_optuna_hits, [(share, offset, budget, epochs, targets) for share in shares])
+    hits = {s: h for share, part in zip(shares, parts) for s, h in zip(share, part)}
+    return [hits[s] for s in seeds]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.search_replay", description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (default 20)")
@@ -491,6 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="the 100-trial part's 2%% is of each seed's grid best (default), or of its region "
                         "target: the grid's 5 best configs trained at lr x 0.99, x 1, x 1.01, each scored by "
                         "the worst of the three, the lowest score")
+    p.add_argument("--optuna-per-draw", action="store_true",
+                   help="run the plain Optuna script on every draw too (its sampler seeded as the draw's "
+                        "searches): each draw's 5-seed shares use its own, and the per-landscape line is counted")
     p.add_argument("--quick", action="store_true", help="a smoke run: 3 seeds, 8 trials, no 100-trial part")
     args = p.parse_args(argv)
     if args.quick:
@@ -573,12 +659,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         order = {t[:4]: i for i, t in enumerate(tasks)}
         runs.sort(key=lambda r: order[(r["variant"], r["seed"], r["budget"], r["seed"] + r["search_seed_offset"])])
     say("replays done")
-    optuna_hits = None
+    optuna_by_draw: dict[int, list[int | None]] = {}
     if args.target_budget and not args.no_optuna:
-        optuna_hits = [optuna_epochs_to_target(s, args.target_budget, args.epochs, targets[str(s)])
-                       if str(s) in targets else None for s in seeds]
+        for off in (offsets if args.optuna_per_draw else offsets[:1]):
+            optuna_by_draw[off] = optuna_hits_of(seeds, off, args.target_budget, args.epochs, targets,
+                                                 args.workers)
+            say(f"plain Optuna, draw {off}: {sum(h is not None for h in optuna_by_draw[off])}/{len(seeds)} reached")
     draws = []
     for off in offsets:
+        optuna_hits = optuna_by_draw.get(off, optuna_by_draw.get(offsets[0]))
         check, target = summarize([r for r in runs if r["search_seed_offset"] == off], variants, args.budget,
                                   args.target_budget, optuna_hits)
         draws.append({"search_seed_offset": off, "check": check, "target": target})
@@ -587,6 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "config": {"seeds": seeds, "search_seed_offset": args.search_seed_offset, "draws": args.draws,
                    "ties": args.ties, "asha": asha, "target": args.target,
+                   "optuna_per_draw": args.optuna_per_draw,
                    "budget": args.budget, "target_budget": args.target_budget, "epochs": args.epochs,
                    "concurrency": CONCURRENCY,
                    "variants": {v: {**VARIANTS[v], "early_stopping": rule_of(v, asha)} for v in variants},
@@ -599,6 +689,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "target": draws[0]["target"],
         "draws": draws,
         "over_draws": over_draws(draws),
+        **({"landscapes": landscapes(runs, variants, args.budget, args.target_budget, offsets,
+                                     optuna_by_draw if args.optuna_per_draw and optuna_by_draw else None)}
+           if args.draws > 1 else {}),
         "seconds": round(time.monotonic() - t0, 1),
     }
     result["table"] = render(result)

@@ -11,8 +11,11 @@ from bench.search_efficiency import (
     OPTUNA,
     REGION_FACTORS,
     grid_configs,
+    job_spec,
+    main,
     region_target,
     render,
+    run_plain_optuna,
     summarize,
 )
 
@@ -118,3 +121,35 @@ def test_runs_without_a_region_target_are_summarized_as_before() -> None:
     assert "reached_region" not in out["random"] and "ratio_to_optuna_region" not in out["random"]
     assert "region target" not in render({"config": {"grid_points": POINTS, "epochs": EPOCHS, "seeds": [0, 1],
                                                      "budget": 100}, "grid": {}, "summary": out}).split("\n\n", 2)[2]
+
+
+def test_a_run_is_searched_with_its_seed_and_trained_from_the_training_seed() -> None:
+    spec = job_spec("bayesian+asha", 3, 100, EPOCHS, training_seed=0)
+    assert (spec["seed"], spec["training_seed"]) == (3, 0)
+    # The plain Optuna script: the sampler follows the seed, the trainings the training seed.
+    a, again = (run_plain_optuna(seed=1, budget=2, epochs=1, training_seed=5) for _ in range(2))
+    other_init = run_plain_optuna(seed=1, budget=2, epochs=1, training_seed=6)
+    assert [t["curve"] for t in a["trials"]] == [t["curve"] for t in again["trials"]]
+    assert [t["config"] for t in a["trials"]] == [t["config"] for t in other_init["trials"]]
+    assert [t["curve"] for t in a["trials"]] != [t["curve"] for t in other_init["trials"]]
+
+
+def test_the_tables_say_which_landscape_the_runs_trained_on() -> None:
+    grid = {str(s): {"seed": s, "best_val_loss": 0.1, "within_2pct": 1,
+                     "best_config": {"lr": 0.01, "optimizer": "adam", "schedule": "constant"}} for s in (0, 1)}
+    out = summarize([run("random", s, 100, 90) for s in (0, 1)], ["random"])
+    one = render({"config": {"grid_points": POINTS, "epochs": EPOCHS, "seeds": [0, 1], "budget": 100,
+                             "training_seed": 1, "training_seeds": [1]}, "grid": grid, "summary": out})
+    assert "2 search seeds (every run trained from training seed 1)" in one
+    assert [line.split(" |")[0] for line in one.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")] == ["| 1"]
+    each = render({"config": {"grid_points": POINTS, "epochs": EPOCHS, "seeds": [0, 1], "budget": 100},
+                   "grid": grid, "summary": out})  # results from before the option: each seed its own
+    assert "2 search seeds (each seed also the training's)" in each
+    assert sum(line.startswith(("| 0 |", "| 1 |")) for line in each.splitlines()) == 2
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5"])
+def test_a_training_seed_that_is_not_one_is_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--training-seed", value])
+    assert exit_.value.code == 2 and "--training-seed" in capsys.readouterr().err

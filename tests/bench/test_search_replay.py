@@ -347,3 +347,38 @@ def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) 
             {k: v for k, v in runs[r["seed"]].items() if k != "epochs_to_2pct"}
         if runs[r["seed"]]["epochs_to_2pct"] is not None:
             assert r["epochs_to_2pct"] is not None and r["epochs_to_2pct"] <= runs[r["seed"]]["epochs_to_2pct"]
+
+
+def test_landscapes_count_each_seed_with_its_draws_as_the_search_seeds() -> None:
+    from bench.search_replay import landscapes, render
+
+    offsets = [0, 1000, 2000]
+
+    def run(variant: str, seed: int, budget: int, off: int, epochs: int, best: float, hit: int | None) -> dict:
+        return {"variant": variant, "seed": seed, "budget": budget, "search_seed_offset": off, "epochs": epochs,
+                "best_val_loss": best, "epochs_to_2pct": hit}
+
+    runs = []
+    for off in offsets:
+        runs += [run("random", s, 30, off, 240, 0.10, None) for s in (0, 1, 2)]
+        runs += [run("random", s, 100, off, 800, 0.09, None) for s in (0, 1, 2)]
+        # Seed 0: cheap and as good as random, every draw reaches. Seed 1: too many epochs, one
+        # draw misses. Seed 2: cheap but worse than random, every draw reaches, but slowly.
+        runs += [run("bayesian+asha", 0, 30, off, 100, 0.095, None), run("bayesian+asha", 0, 100, off, 400, 0.08, 200),
+                 run("bayesian+asha", 1, 30, off, 130, 0.095, None),
+                 run("bayesian+asha", 1, 100, off, 400, 0.08, None if off == 2000 else 100),
+                 run("bayesian+asha", 2, 30, off, 100, 0.11, None), run("bayesian+asha", 2, 100, off, 400, 0.08, 300)]
+    optuna = {off: [400, 300, 350] for off in offsets}
+    out = landscapes(runs, ["random", "bayesian+asha"], 30, 100, offsets, optuna)
+    asha = out["bayesian+asha"]
+    assert asha["check"] == [0]
+    assert asha["every_draw_reached"] == [0, 2]
+    assert asha["line"] == [0]  # seed 2: 300 > 0.7 x 350
+    assert asha["both"] == [0]
+    # Without the plain Optuna script on every draw, the line is not counted.
+    assert "line" not in landscapes(runs, ["random", "bayesian+asha"], 30, 100, offsets, None)["bayesian+asha"]
+    check = {v: {"median_epochs": 1.0, "epochs_ratio": 1.0, "median_best": 0.1, "best_ratio": 1.0, "pass_share": 0.0}
+             for v in ("random", "bayesian+asha")}
+    table = render({"config": {"seeds": [0, 1, 2], "budget": 30, "epochs": 10, "concurrency": 2, "target_budget": 100},
+                    "check": check, "landscapes": out})
+    assert "| bayesian+asha | 1/3 | 2/3 | 1/3 | 1/3 |" in table

@@ -134,3 +134,18 @@ def test_bad_finder_specs_are_rejected_and_write_nothing(api_only: TestClient, p
     assert r.status_code == 422, r.text
     assert loc in r.text
     assert api_only.get("/api/v1/jobs").json()["total"] == before
+
+
+def test_range_tests_run_from_the_training_seed(client: TestClient) -> None:
+    """A range test trains from the job's training seed (plus its repeat), not its search seed."""
+    def curves(**seeds: int) -> list[list[float]]:
+        spec = range_test_spec(options={"num_steps": 40, "repeats": 1, "verify": False}, **seeds)
+        job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
+        assert job["status"] == "completed", job
+        finder = client.get(f"/api/v1/jobs/{job['id']}/range_test").json()["items"]
+        return [c["losses"] for f in finder for c in f["curves"]]
+
+    on_5 = curves(seed=1, training_seed=5)
+    assert curves(seed=2, training_seed=5) == on_5
+    assert curves(seed=5) == on_5
+    assert curves(seed=1, training_seed=6) != on_5

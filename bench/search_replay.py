@@ -43,11 +43,18 @@ each seed's 5 best grid configs trained again at lr x 0.99, x 1 and x 1.01 (cach
 each scored by the worst of the three, and the lowest score. On seeds whose grid best is a single
 lucky training, that is what a search can reach by landing within 1% of a good lr.
 
+With ``--draws K`` (K >= 2) every seed is also counted as one landscape searched with its K draws as
+the search seeds, as the service benchmark's ``--training-seed N`` runs its seeds (``landscapes``): on
+how many the check holds over the first 3 draws, and on how many every draw reaches 2%.
+``--optuna-per-draw`` runs the plain Optuna script on every draw too, its sampler seeded as the draw's
+searches (the trainings still the seed's): each draw's 5-seed share is then measured against its own
+plain Optuna, and the landscapes on which the benchmark's line holds are counted.
+
 ``bayesian-gp+asha`` (bayesian with ``"options": {"sampler": "gp"}``) replays only when named in
 ``--variants``: GP's suggestions cost about 0.3 s each at 100 trials, against TPE's 15 ms.
 
 Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--draws 5
---workers 2``; ``--ties random``; ``--asha 2,2``; ``--target region``; ``--quick`` for a smoke
+--workers 2``; ``--ties random``; ``--asha 2,2``; ``--target region``; ``--optuna-per-draw``; ``--quick`` for a smoke
 run).
 """
 

@@ -307,22 +307,33 @@ def _subset_share(n: int, k: int, passes: Callable[[tuple[int, ...]], bool]) -> 
     return sum(passes(idx) for idx in subsets) / len(subsets) if subsets else math.nan
 
 
-def _med_at(xs: Sequence[float | None], idx: tuple[int, ...]) -> float:
-    return _median([xs[i] for i in idx])
+def _at(xs: Sequence[Any], idx: tuple[int, ...]) -> list[Any]:
+    return [xs[i] for i in idx]
+
+
+def line_holds(hits: Sequence[int | None], optuna_hits: Sequence[int | None]) -> bool:
+    """The benchmark's line on these runs: every one reaches 2% of its target, at a median of at
+    most 0.7x the plain Optuna script's on the same runs."""
+    return all(h is not None for h in hits) and _median(hits) <= 0.7 * _median(optuna_hits)
+
+
+def check_holds(epochs: Sequence[float], best: Sequence[float | None], random_epochs: Sequence[float],
+                random_best: Sequence[float | None]) -> bool:
+    """The done-when check on these runs: a median best within 2% of random's, at most half its epochs."""
+    return (_median(epochs) <= 0.5 * _median(random_epochs)
+            and _median(best) <= (1 + TOLERANCE) * _median(random_best))
 
 
 def five_seed_pass_share(hits: Sequence[int | None], optuna_hits: Sequence[int | None]) -> float:
-    """Share of all 5-seed subsets in which the benchmark's line holds: every seed reaches 2% of its
-    grid best, at a median of at most 0.7x the plain Optuna script's on the same seeds."""
-    return _subset_share(len(hits), 5, lambda idx: all(hits[i] is not None for i in idx)
-                         and _med_at(hits, idx) <= 0.7 * _med_at(optuna_hits, idx))
+    """Share of all 5-seed subsets in which the benchmark's line holds (``line_holds``)."""
+    return _subset_share(len(hits), 5, lambda idx: line_holds(_at(hits, idx), _at(optuna_hits, idx)))
 
 
 def three_seed_pass_share(epochs: Sequence[int], best: Sequence[float | None], random_epochs: Sequence[int],
                           random_best: Sequence[float | None]) -> float:
-    """Share of all 3-seed subsets in which the check holds (best within 2%, at most half the epochs)."""
-    return _subset_share(len(epochs), 3, lambda idx: _med_at(epochs, idx) <= 0.5 * _med_at(random_epochs, idx)
-                         and _med_at(best, idx) <= (1 + TOLERANCE) * _med_at(random_best, idx))
+    """Share of all 3-seed subsets in which the check holds (``check_holds``)."""
+    return _subset_share(len(epochs), 3, lambda idx: check_holds(_at(epochs, idx), _at(best, idx),
+                                                                 _at(random_epochs, idx), _at(random_best, idx)))
 
 
 def grids_for(seeds: Sequence[int], epochs: int, points: int, workers: int,
@@ -386,22 +397,21 @@ def landscapes(runs: list[dict[str, Any]], variants: Sequence[str], budget: int,
     seeds = sorted({r["seed"] for r in runs})
     first3 = list(offsets[:3])
     out: dict[str, Any] = {"draws": len(offsets), "check_draws": len(first3), "landscapes": len(seeds)}
+    def of(variant: str, seed: int, b: int, key: str, draws: Sequence[int]) -> list[Any]:
+        return [by[(variant, seed, b, off)][key] for off in draws]
+
     for v in variants:
         row: dict[str, Any] = {}
         if v != "random" and len(first3) == 3:
-            def check(seed: int) -> bool:
-                mine = [by[(v, seed, budget, off)] for off in first3]
-                rand = [by[("random", seed, budget, off)] for off in first3]
-                return (_median([r["epochs"] for r in mine]) <= 0.5 * _median([r["epochs"] for r in rand])
-                        and _median([r["best_val_loss"] for r in mine])
-                        <= (1 + TOLERANCE) * _median([r["best_val_loss"] for r in rand]))
-            row["check"] = [s for s in seeds if check(s)]
+            row["check"] = [s for s in seeds if check_holds(
+                of(v, s, budget, "epochs", first3), of(v, s, budget, "best_val_loss", first3),
+                of("random", s, budget, "epochs", first3), of("random", s, budget, "best_val_loss", first3))]
         if target_budget:
-            hits = {s: [by[(v, s, target_budget, off)]["epochs_to_2pct"] for off in offsets] for s in seeds}
+            hits = {s: of(v, s, target_budget, "epochs_to_2pct", offsets) for s in seeds}
             row["every_draw_reached"] = [s for s in seeds if all(h is not None for h in hits[s])]
             if optuna_by_draw is not None:
-                row["line"] = [s for s in row["every_draw_reached"]
-                               if _median(hits[s]) <= 0.7 * _median([optuna_by_draw[off][s] for off in offsets])]
+                row["line"] = [s for s in seeds
+                               if line_holds(hits[s], [optuna_by_draw[off][s] for off in offsets])]
                 if "check" in row:
                     row["both"] = [s for s in row["line"] if s in row["check"]]
         out[v] = row

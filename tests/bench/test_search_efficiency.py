@@ -141,7 +141,7 @@ def test_the_tables_say_which_landscape_the_runs_trained_on() -> None:
     one = render({"config": {"grid_points": POINTS, "epochs": EPOCHS, "seeds": [0, 1], "budget": 100,
                              "training_seed": 1, "training_seeds": [1]}, "grid": grid, "summary": out})
     assert "2 search seeds (every run trained from training seed 1)" in one
-    assert [line.split(" |")[0] for line in one.splitlines() if line.startswith("| 0 |") or line.startswith("| 1 |")] == ["| 1"]
+    assert [line.split(" |")[0] for line in one.splitlines() if line.startswith(("| 0 |", "| 1 |"))] == ["| 1"]
     each = render({"config": {"grid_points": POINTS, "epochs": EPOCHS, "seeds": [0, 1], "budget": 100},
                    "grid": grid, "summary": out})  # results from before the option: each seed its own
     assert "2 search seeds (each seed also the training's)" in each

@@ -249,9 +249,15 @@ def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, se
 
 def test_cancel_takes_two_clicks_on_both_pages(page: Any, service: dict[str, Any]) -> None:
     api = service["api"].http
-    spec = {"name": "dash-cancel", "workload": "mlp-digits", "strategy": "random", "max_trials": 50,
-            "epochs": 50, "max_concurrent": 1, "space": {"lr": {"low": 0.001, "high": 0.1}}}
+    # Long enough that only a cancel ends them, however slowly the pages answer on a loaded machine.
+    spec = {"name": "dash-cancel", "workload": "mlp-digits", "strategy": "random", "max_trials": 1000,
+            "epochs": 200, "max_concurrent": 1, "space": {"lr": {"low": 0.001, "high": 0.1}}}
     from_list, from_page = (api.post("/jobs", json=spec).json()["id"] for _ in range(2))
+    # The pages' clock stands still while the buttons are clicked: a first click arms a button for
+    # 3 s of the page's time, and on a loaded machine two Playwright actions can be further apart.
+    start = time.time()
+    page.clock.install(time=start)
+    page.clock.pause_at(start + 60)  # seconds; ahead of the clock however long install took
     page.goto(service["url"] + "/")
     button = page.locator(f'#jobs tbody tr[data-job-id="{from_list}"] button')
     button.click()
@@ -261,6 +267,11 @@ def test_cancel_takes_two_clicks_on_both_pages(page: Any, service: dict[str, Any
     job_button = page.locator("#cancel")
     job_button.click()
     assert job_button.inner_text() == "Click again to cancel"
+    page.clock.run_for(3100)  # unconfirmed, it disarms: the next click arms it again
+    assert job_button.inner_text() == "Cancel job"
+    job_button.click()
+    assert job_button.inner_text() == "Click again to cancel"
+    assert api.get(f"/jobs/{from_page}").json()["status"] in ("queued", "running")
     job_button.click()
     deadline = time.monotonic() + 120
     while (jobs := [api.get(f"/jobs/{i}").json() for i in (from_list, from_page)]) and \

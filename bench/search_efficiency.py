@@ -90,9 +90,11 @@ VARIANTS: dict[str, dict[str, Any] | None] = {
     "auto": {"strategy": "auto", "early_stopping": ASHA},
     # Bayesian's other sampler (``options.sampler``); run only when asked for with --variants.
     "bayesian-gp+asha": {"strategy": "bayesian", "options": {"sampler": "gp"}, "early_stopping": ASHA},
+    # Bayesian whose model sees lr as a position in a window around each optimizer's best so far.
+    "bayesian-tr+asha": {"strategy": "bayesian", "options": {"lr_window_decades": 1.0}, "early_stopping": ASHA},
     OPTUNA: None,
 }
-OPT_IN = {"bayesian-gp+asha"}  # left out of the default --variants
+OPT_IN = {"bayesian-gp+asha", "bayesian-tr+asha"}  # left out of the default --variants
 DEFAULT_VARIANTS = [v for v in VARIANTS if v not in OPT_IN]
 AUTO = "auto"
 AUTO_BUDGET = 20  # issue: auto at 20 trials against bayesian+asha at the benchmark's budget

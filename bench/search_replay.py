@@ -52,6 +52,8 @@ plain Optuna, and the landscapes on which the benchmark's line holds are counted
 
 ``bayesian-gp+asha`` (bayesian with ``"options": {"sampler": "gp"}``) replays only when named in
 ``--variants``: GP's suggestions cost about 0.3 s each at 100 trials, against TPE's 15 ms.
+``bayesian-tr+asha`` (bayesian with ``"options": {"lr_window_decades": 1.0}``) also replays only when
+named.
 
 Run: ``python -m bench.search_replay`` (``--seeds 40``; ``--variants`` a subset; ``--draws 5
 --workers 2``; ``--ties random``; ``--asha 2,2``; ``--target region``; ``--optuna-per-draw``; ``--quick`` for a smoke

@@ -33,7 +33,7 @@ def validate_options(name: str, options: dict[str, Any] | None) -> dict[str, Any
     """Check a spec's ``options`` for strategy ``name``; returns them normalised.
 
     Raises SpecError(("options", key), ...) naming what is allowed: ``bayesian`` takes
-    ``sampler`` ("tpe" | "gp") and ``n_startup_trials``; ``range_test`` takes ``num_steps``,
+    ``sampler`` ("tpe" | "gp"), ``n_startup_trials`` and ``lr_window_decades``; ``range_test`` takes ``num_steps``,
     ``repeats``, ``divergence_factor`` and ``verify``; ``auto`` takes those of the range test
     (but ``verify``), ``window_decades`` and bayesian's; the others take none.
     """

@@ -42,6 +42,10 @@ GPSampler regresses on values and only reads COMPLETE trials, so:
                       while no finite value exists.
   failed, cancelled   FAIL.
 
+With ``"lr_window_decades": W`` the model sees a log-scale lr as its position in [0, 1] inside a
+window of W decades either side of the best lr its optimizer has reached so far (see
+``_lr_windows``); the configs, the records and the store keep the real lr.
+
 GPSampler needs torch at sampling time (Optuna imports it lazily); search/ itself never does.
 """
 
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
 
 SAMPLERS = ("tpe", "gp")
 MAX_STARTUP_TRIALS = 10_000
+MAX_WINDOW_DECADES = 6.0
 # A proposal that repeats a known config is asked again with another seed this many times,
 # then a seeded uniform draw looks for an unseen config (like random search) before giving up.
 _MODEL_ATTEMPTS = 3
@@ -163,12 +168,13 @@ class BayesianStrategy(Strategy):
         self._records: dict[int, _Record] = {}
         self._asks = 0  # next trial number == suggestions made so far
         self._exhausted = False
+        self._windows: dict[str, tuple[float, float]] | None = None  # set by _study()
 
     # -- options ---------------------------------------------------------------------------------
     @classmethod
     def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
         options = _options_dict(options)
-        allowed = ["n_startup_trials", "sampler"]
+        allowed = ["n_startup_trials", "sampler", "lr_window_decades"]
         for key in options:
             if key not in allowed:
                 raise SpecError(("options", key), f"unknown option; allowed: {allowed}")
@@ -182,6 +188,12 @@ class BayesianStrategy(Strategy):
                 raise SpecError(("options", "n_startup_trials"),
                                 f"must be an integer in [0, {MAX_STARTUP_TRIALS}], got {n!r}")
             out["n_startup_trials"] = n
+        if options.get("lr_window_decades") is not None:
+            w = options["lr_window_decades"]
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WINDOW_DECADES:
+                raise SpecError(("options", "lr_window_decades"),
+                                f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {w!r}")
+            out["lr_window_decades"] = float(w)
         return out
 
     # -- the space as Optuna distributions -----------------------------------------------------
@@ -208,6 +220,54 @@ class BayesianStrategy(Strategy):
             else:
                 self._dists[name] = FloatDistribution(dim.low, dim.high, log=dim.log)
 
+    def _lr_windows(self, upto: int) -> dict[str, tuple[float, float]] | None:
+        """Each optimizer's lr window for the study of trial ``upto``, or None (the whole range).
+
+        With ``lr_window_decades`` W, once the start-up trials are known the model sees the
+        learning rate as its position in [0, 1] inside a window of W decades either side of the best
+        lr that optimizer has reached so far (its whole range while it has no finite loss). A
+        trust region per optimizer: the model's kernels are then a fraction of a window, not of
+        the whole range, and what it learns about one optimizer's position carries to the others.
+        A pure function of the records before ``upto`` (ties to the lower number), so restarts
+        rebuild the same windows."""
+        width = self.options.get("lr_window_decades")
+        dist = self._dists.get("lr")
+        if width is None or dist is None or not getattr(dist, "log", False) or upto < self._n_startup:
+            return None
+        best: dict[str, tuple[float, float]] = {}
+        for n in sorted(self._records):
+            rec = self._records[n]
+            if n >= upto or rec.kind not in (_COMPLETED, _PRUNED) or rec.val_loss is None:
+                continue
+            optimizer = rec.config.get("optimizer")
+            if optimizer not in best or rec.val_loss < best[optimizer][0]:
+                best[optimizer] = (rec.val_loss, float(rec.config["lr"]))
+        low, high, factor = float(dist.low), float(dist.high), 10.0 ** width
+        # An optimizer with no finite loss yet keeps the whole range (_window's default).
+        windows = {str(o): (max(low, c / factor), min(high, c * factor)) for o, (_, c) in best.items()}
+        return windows
+
+    def _window(self, optimizer: str) -> tuple[float, float]:
+        assert self._windows is not None
+        dist = self._dists["lr"]
+        return self._windows.get(optimizer, (float(dist.low), float(dist.high)))  # type: ignore[attr-defined]
+
+    def _lr_to_position(self, optimizer: str, lr: float) -> float:
+        low, high = self._window(optimizer)
+        return min(1.0, max(0.0, math.log(float(lr) / low) / math.log(high / low)))
+
+    def _position_to_lr(self, optimizer: str, u: float) -> float:
+        low, high = self._window(optimizer)
+        return min(high, max(low, low * (high / low) ** float(u)))
+
+    def _study_dist(self, name: str) -> BaseDistribution:
+        """The distribution the study holds for ``name``: lr's position while windows are active."""
+        if name == "lr" and self._windows is not None:
+            from optuna.distributions import FloatDistribution
+
+            return FloatDistribution(0.0, 1.0)
+        return self._dists[name]
+
     def _names_for(self, optimizer: str, schedule: str) -> list[str]:
         """The dims a config with this optimizer and schedule draws, in define-by-run order."""
         names = ["optimizer", "schedule", "lr", "warmup_fraction"]
@@ -220,7 +280,7 @@ class BayesianStrategy(Strategy):
             return self._fixed[name]
         from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-        dist = self._dists[name]
+        dist = self._study_dist(name)
         if isinstance(dist, CategoricalDistribution):
             return trial.suggest_categorical(name, dist.choices)  # type: ignore[arg-type]
         if isinstance(dist, FloatDistribution):
@@ -232,6 +292,8 @@ class BayesianStrategy(Strategy):
         raw = {name: self._draw(trial, name) for name in ("optimizer", "schedule")}
         for name in self._names_for(raw["optimizer"], raw["schedule"])[2:]:
             raw[name] = self._draw(trial, name)
+        if self._windows is not None and "lr" in self._dists:
+            raw["lr"] = self._position_to_lr(str(raw["optimizer"]), raw["lr"])
         return complete_config(raw, self.spec.epochs)
 
     def _params_of(self, config: dict) -> dict[str, Any] | None:
@@ -245,6 +307,11 @@ class BayesianStrategy(Strategy):
                 if name not in config:
                     return None
                 params[name] = config[name]
+        if self._windows is not None and "lr" in params:
+            try:
+                params["lr"] = self._lr_to_position(str(optimizer), params["lr"])
+            except (TypeError, ValueError, KeyError):
+                return None
         return params
 
     # -- the study ---------------------------------------------------------------------------------
@@ -252,7 +319,7 @@ class BayesianStrategy(Strategy):
         from optuna.trial import TrialState, create_trial
 
         params = self._params_of(rec.config) if rec is not None else None
-        dists = {k: self._dists[k] for k in params} if params is not None else {}
+        dists = {k: self._study_dist(k) for k in params} if params is not None else {}
         kind = rec.kind if rec is not None and params is not None else _FAILED
         gp = self._sampler_name == "gp"
         state, value, intermediate = TrialState.FAIL, None, None
@@ -301,6 +368,7 @@ class BayesianStrategy(Strategy):
     def _study(self, number: int, attempt: int) -> optuna.Study:
         """A fresh in-memory study holding trials 0..number-1 as known now."""
         optuna = _optuna()
+        self._windows = self._lr_windows(number)
         study = optuna.create_study(direction="minimize", sampler=self._sampler(number, attempt))
         penalty = self._gp_penalty(number) if self._sampler_name == "gp" else None
         study.add_trials([self._frozen(self._records.get(n), penalty) for n in range(number)])

@@ -83,6 +83,9 @@ SPECS = [
     ("early stopping unknown", {**GOOD, "early_stopping": {"kind": "magic"}}),
     ("early stopping grace", {**GOOD, "early_stopping": {"kind": "asha", "grace_epochs": 0}}),
     ("bad sampler", {**GOOD, "strategy": "bayesian", "options": {"sampler": "genetic"}}),
+    ("lr window nan", {**GOOD, "strategy": "bayesian", "options": {"lr_window_decades": float("nan")}}),
+    ("lr window huge", {**GOOD, "strategy": "bayesian", "options": {"lr_window_decades": 1e308}}),
+    ("lr window for auto", {**GOOD, "strategy": "auto", "options": {"lr_window_decades": 1.0}}),
 ]
 
 BAD_PATHS = [

@@ -34,9 +34,10 @@ EPOCHS = 6
 
 # (strategy, options) for every strategy; ids name them in test output.
 ALL_STRATEGIES = [("grid", {}), ("random", {}), ("manual", {}), ("bayesian", {"sampler": "tpe"}),
-                  ("bayesian", {"sampler": "gp", "n_startup_trials": 3}), ("range_test", {"num_steps": 40}),
+                  ("bayesian", {"sampler": "gp", "n_startup_trials": 3}),
+                  ("bayesian", {"lr_window_decades": 1.0, "n_startup_trials": 3}), ("range_test", {"num_steps": 40}),
                   ("auto", {"num_steps": 40})]
-ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "range_test", "auto"]
+ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "bayesian-windowed", "range_test", "auto"]
 
 
 def is_gp(options: dict | None) -> bool:

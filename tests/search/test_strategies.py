@@ -278,6 +278,41 @@ def test_bayesian_counts_a_trial_the_saved_state_missed() -> None:
     assert fresh.suggest() is not None and fresh.state_dict()["asks"] == 2
 
 
+def test_bayesian_lr_windows_follow_each_optimizers_best() -> None:
+    """With lr_window_decades W, after the start-up every lr lies within W decades of its optimizer's
+    best lr so far (the whole range for an optimizer with no finite loss yet)."""
+    space = parse_space({"lr": {"low": 1e-5, "high": 10.0}, "optimizer": ["sgd", "adam", "rmsprop"]})
+    strategy = make("bayesian", {"lr_window_decades": 0.5, "n_startup_trials": 4}, space=space, seed=3,
+                    max_trials=40)
+    best: dict[str, tuple[float, float]] = {}
+    in_windows = 0
+    for number in range(40):
+        config = strategy.suggest()
+        assert config is not None and 1e-5 <= config["lr"] <= 10.0
+        if number >= 4 and config["optimizer"] in best:
+            centre = best[config["optimizer"]][1]
+            assert centre / 10 ** 0.5 * (1 - 1e-9) <= config["lr"] <= centre * 10 ** 0.5 * (1 + 1e-9), (config, centre)
+            in_windows += 1
+        value = objective(config)
+        strategy.observe(TrialOutcome(number, config, "completed", value, 3, (value,)))
+        if config["optimizer"] not in best or value < best[config["optimizer"]][0]:
+            best[config["optimizer"]] = (value, config["lr"])
+    assert in_windows > 20
+    # The study sees lr as a position in [0, 1] of each trial's window, and suggestions still learn.
+    assert all(0.0 <= t.params["lr"] <= 1.0 for t in strategy.study().trials)
+    assert min(v for v, _ in best.values()) < 0.12, best  # 0.1 at the optimum (constant schedule)
+
+
+def test_bayesian_lr_windows_leave_lr_values_and_the_start_up_alone() -> None:
+    values = parse_space({"lr": {"values": [0.3, 0.03, 0.003]}, "optimizer": ["sgd", "adam"]})
+    sim = Sim(make("bayesian", {"lr_window_decades": 1.0, "n_startup_trials": 2}, space=values, max_trials=6)).run()
+    assert sim.made and all(c["lr"] in (0.3, 0.03, 0.003) for c in sim.made)
+    plain, windowed = make("bayesian", {"n_startup_trials": 5}), make("bayesian", {"n_startup_trials": 5,
+                                                                                 "lr_window_decades": 1.0})
+    a, b = Sim(plain, concurrency=1).run(max_events=10), Sim(windowed, concurrency=1).run(max_events=10)
+    assert configs_equal(a.made[:5], b.made[:5])  # start-up draws do not depend on the windows
+
+
 def test_bayesian_defaults_and_options() -> None:
     assert validate_options("bayesian", {}) == {"sampler": "tpe"}
     assert validate_options("bayesian", {"sampler": "gp", "n_startup_trials": 0}) == {
@@ -285,7 +320,12 @@ def test_bayesian_defaults_and_options() -> None:
     for bad, loc in [({"sampler": "cmaes"}, ("options", "sampler")),
                      ({"n_startup_trials": -1}, ("options", "n_startup_trials")),
                      ({"n_startup_trials": True}, ("options", "n_startup_trials")),
-                     ({"n_startup_trials": 2.5}, ("options", "n_startup_trials"))]:
+                     ({"n_startup_trials": 2.5}, ("options", "n_startup_trials")),
+                     ({"lr_window_decades": 0}, ("options", "lr_window_decades")),
+                     ({"lr_window_decades": -1.0}, ("options", "lr_window_decades")),
+                     ({"lr_window_decades": 7}, ("options", "lr_window_decades")),
+                     ({"lr_window_decades": True}, ("options", "lr_window_decades")),
+                     ({"lr_window_decades": "1"}, ("options", "lr_window_decades"))]:
         with pytest.raises(SpecError) as err:
             validate_options("bayesian", bad)
         assert err.value.loc == loc

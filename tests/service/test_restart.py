@@ -37,11 +37,14 @@ BAYES = {**SPEC, "strategy": "bayesian", "early_stopping": {"kind": "asha", "gra
 # most trials stop after 2 epochs and the job can end between two polls).
 AUTO = {**SPEC, "strategy": "auto", "space": {"lr": {"low": 1e-5, "high": 1.0}, "optimizer": ["sgd", "adam"]},
         "options": {"num_steps": 40}, "early_stopping": BAYES["early_stopping"]}
-SPECS = {"random": SPEC, "bayesian": BAYES, "auto": AUTO}
+# Bayesian whose lr windows follow each optimizer's best: rebuilt from the store after the restart.
+WINDOWED = {**BAYES, "options": {"lr_window_decades": 1.0, "n_startup_trials": 3}}
+SPECS = {"random": SPEC, "bayesian": BAYES, "bayesian-windowed": WINDOWED, "auto": AUTO}
 
 
 @pytest.mark.parametrize(("strategy", "how"), [("random", "sigterm"), ("random", "sigkill"),
-                                               ("bayesian", "sigkill"), ("auto", "sigkill")])
+                                               ("bayesian", "sigkill"), ("bayesian-windowed", "sigkill"),
+                                               ("auto", "sigkill")])
 def test_restart_keeps_everything_and_finishes_the_running_job(db_url: str, tmp_path: Path, strategy: str,
                                                                how: str) -> None:
     spec = SPECS[strategy]

@@ -52,6 +52,8 @@ BAD = [
     ("huge reduction factor", {**GOOD, "early_stopping": {"kind": "asha", "reduction_factor": 10**30}},
      "early_stopping.reduction_factor"),
     ("lr beyond a float", {**GOOD, "space": {"lr": {"low": 10**400, "high": 1}}}, "space.lr.low"),
+    ("lr window of zero decades", {**GOOD, "strategy": "bayesian", "options": {"lr_window_decades": 0}},
+     "options.lr_window_decades"),
     ("param beyond a float", {**GOOD, "space": {"lr": {"low": 0.01, "high": 1}, "momentum": {"values": [10**400]}}},
      "space.momentum"),
     ("manual lr beyond a float", {"workload": "mlp-digits", "strategy": "manual", "configs": [{"lr": 10**400}]},

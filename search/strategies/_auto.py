@@ -18,17 +18,15 @@ own state, so restarts and replays work as for ``bayesian``. Early stopping defa
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
 from search.errors import SpecError
 from search.space import Numeric, SearchSpace
 from search.strategies._bayesian import BayesianStrategy
+from search.strategies._lr_window import lr_at_position, position_in, validate_window_decades, window_around
 from search.strategies._range_test import RangeTestPlan, fixed_config, validate_range_test_options
 from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
-
-MAX_WINDOW_DECADES = 6.0
 
 
 class AutoStrategy(Strategy):
@@ -60,11 +58,7 @@ class AutoStrategy(Strategy):
         bayesian_keys = ("sampler", "n_startup_trials")
         out = validate_range_test_options(options, repeats=1, extra=("window_decades", *bayesian_keys))
         out.update(BayesianStrategy.validate_options({k: options[k] for k in bayesian_keys if k in options}))
-        window = options.get("window_decades", 1.0)
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 < window <= MAX_WINDOW_DECADES:
-            raise SpecError(("options", "window_decades"),
-                            f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {window!r}")
-        out["window_decades"] = float(window)
+        out["window_decades"] = validate_window_decades(options.get("window_decades", 1.0), "window_decades")
         return out
 
     def total(self) -> int:
@@ -75,7 +69,6 @@ class AutoStrategy(Strategy):
         """``{optimizer: (low, high, suggestion)}`` once every range test has finished; the whole
         ``lr`` range (and no suggestion) for an optimizer whose range tests all failed."""
         assert self.plan.done
-        width = 10.0 ** self.options["window_decades"]
         low, high = self.plan.lr_low, self.plan.lr_high
         windows: dict[str, tuple[float, float, float | None]] = {}
         for optimizer, summary in self.plan.summaries().items():
@@ -83,17 +76,16 @@ class AutoStrategy(Strategy):
                 windows[optimizer] = (low, high, None)
             else:
                 s = summary["lr"]
-                windows[optimizer] = (max(low, s / width), min(high, s * width), s)
+                windows[optimizer] = (*window_around(s, self.options["window_decades"], low, high), s)
         return windows
 
     def _outer(self, inner: dict) -> dict:
         low, high, _ = self.windows()[inner["optimizer"]]
-        return {**inner, "lr": low * (high / low) ** float(inner["lr"])}
+        return {**inner, "lr": lr_at_position(inner["lr"], (low, high))}
 
     def _inner(self, outer: dict) -> dict:
         low, high, _ = self.windows()[outer["optimizer"]]
-        u = math.log(float(outer["lr"]) / low) / math.log(high / low)
-        return {**outer, "lr": min(1.0, max(0.0, u))}
+        return {**outer, "lr": position_in(outer["lr"], (low, high))}
 
     # -- the Strategy interface ----------------------------------------------------------------------
     def suggest(self) -> dict | None | _Wait:

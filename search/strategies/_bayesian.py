@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 from search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
 from search.errors import SpecError
 from search.space import Categorical, Numeric
+from search.strategies._lr_window import Window, lr_at_position, position_in, validate_window_decades, window_around
 from search.strategies.base import Strategy, StrategySpec, TrialOutcome, _options_dict, config_key
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ if TYPE_CHECKING:
 
 SAMPLERS = ("tpe", "gp")
 MAX_STARTUP_TRIALS = 10_000
-MAX_WINDOW_DECADES = 6.0
 # A proposal that repeats a known config is asked again with another seed this many times,
 # then a seeded uniform draw looks for an unseen config (like random search) before giving up.
 _MODEL_ATTEMPTS = 3
@@ -168,7 +168,7 @@ class BayesianStrategy(Strategy):
         self._records: dict[int, _Record] = {}
         self._asks = 0  # next trial number == suggestions made so far
         self._exhausted = False
-        self._windows: dict[str, tuple[float, float]] | None = None  # set by _study()
+        self._windows: dict[str, Window] | None = None  # set by _study()
 
     # -- options ---------------------------------------------------------------------------------
     @classmethod
@@ -189,11 +189,7 @@ class BayesianStrategy(Strategy):
                                 f"must be an integer in [0, {MAX_STARTUP_TRIALS}], got {n!r}")
             out["n_startup_trials"] = n
         if options.get("lr_window_decades") is not None:
-            w = options["lr_window_decades"]
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w <= MAX_WINDOW_DECADES:
-                raise SpecError(("options", "lr_window_decades"),
-                                f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {w!r}")
-            out["lr_window_decades"] = float(w)
+            out["lr_window_decades"] = validate_window_decades(options["lr_window_decades"], "lr_window_decades")
         return out
 
     # -- the space as Optuna distributions -----------------------------------------------------
@@ -220,7 +216,7 @@ class BayesianStrategy(Strategy):
             else:
                 self._dists[name] = FloatDistribution(dim.low, dim.high, log=dim.log)
 
-    def _lr_windows(self, upto: int) -> dict[str, tuple[float, float]] | None:
+    def _lr_windows(self, upto: int) -> dict[str, Window] | None:
         """Each optimizer's lr window for the study of trial ``upto``, or None (the whole range).
 
         With ``lr_window_decades`` W, once the start-up trials are known the model sees the
@@ -242,23 +238,18 @@ class BayesianStrategy(Strategy):
             optimizer = rec.config.get("optimizer")
             if optimizer not in best or rec.val_loss < best[optimizer][0]:
                 best[optimizer] = (rec.val_loss, float(rec.config["lr"]))
-        low, high, factor = float(dist.low), float(dist.high), 10.0 ** width
+        low, high = float(dist.low), float(dist.high)
         # An optimizer with no finite loss yet keeps the whole range (_window's default).
-        windows = {str(o): (max(low, c / factor), min(high, c * factor)) for o, (_, c) in best.items()}
-        return windows
+        return {str(o): window_around(c, width, low, high) for o, (_, c) in best.items()}
 
-    def _window(self, optimizer: str) -> tuple[float, float]:
+    def _window(self, optimizer: str) -> Window:
         assert self._windows is not None
         dist = self._dists["lr"]
         return self._windows.get(optimizer, (float(dist.low), float(dist.high)))  # type: ignore[attr-defined]
 
-    def _lr_to_position(self, optimizer: str, lr: float) -> float:
-        low, high = self._window(optimizer)
-        return min(1.0, max(0.0, math.log(float(lr) / low) / math.log(high / low)))
-
     def _position_to_lr(self, optimizer: str, u: float) -> float:
-        low, high = self._window(optimizer)
-        return min(high, max(low, low * (high / low) ** float(u)))
+        low, high = window = self._window(optimizer)
+        return min(high, max(low, lr_at_position(u, window)))  # rounding never leaves the space
 
     def _study_dist(self, name: str) -> BaseDistribution:
         """The distribution the study holds for ``name``: lr's position while windows are active."""
@@ -309,8 +300,8 @@ class BayesianStrategy(Strategy):
                 params[name] = config[name]
         if self._windows is not None and "lr" in params:
             try:
-                params["lr"] = self._lr_to_position(str(optimizer), params["lr"])
-            except (TypeError, ValueError, KeyError):
+                params["lr"] = position_in(params["lr"], self._window(str(optimizer)))
+            except (TypeError, ValueError):
                 return None
         return params
 

@@ -1,0 +1,41 @@
+"""A learning-rate window some decades either side of a rate, and a rate's position in it (log scale).
+
+``auto`` centres one on each optimizer's range-test suggestion, ``bayesian``'s ``lr_window_decades``
+on each optimizer's best lr so far. Both show the model the position in [0, 1], the same
+distribution for every optimizer, so what it learns about one window carries to the others.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from search.errors import SpecError
+
+MAX_WINDOW_DECADES = 6.0
+Window = tuple[float, float]
+
+
+def validate_window_decades(value: Any, key: str) -> float:
+    """``value`` as a width in decades, or SpecError(("options", key), ...) saying what is allowed."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_WINDOW_DECADES:
+        raise SpecError(("options", key), f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {value!r}")
+    return float(value)
+
+
+def window_around(centre: float, decades: float, low: float, high: float) -> Window:
+    """``decades`` either side of ``centre``, cut to [low, high]."""
+    width = 10.0 ** decades
+    return max(low, centre / width), min(high, centre * width)
+
+
+def position_in(lr: float, window: Window) -> float:
+    """Where ``lr`` lies in ``window`` on a log scale, clamped to [0, 1]."""
+    low, high = window
+    return min(1.0, max(0.0, math.log(float(lr) / low) / math.log(high / low)))
+
+
+def lr_at_position(u: float, window: Window) -> float:
+    """The rate at position ``u`` of ``window`` on a log scale."""
+    low, high = window
+    return low * (high / low) ** float(u)

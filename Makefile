@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench bench-search bench-replay bench-finder clean
+.PHONY: install install-test run test bench bench-search bench-replay bench-finder bench-gpt clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -34,6 +34,11 @@ test: install-test
 bench: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.perf
+
+# gpt-stdlib: the trainer's overhead against plain PyTorch, and the search against the default rate.
+# BENCH_ARGS passes flags, e.g. BENCH_ARGS="--only overhead --repeats 7".
+bench-gpt: install
+	$(PY) -m bench.gpt_stdlib $(BENCH_ARGS)
 
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'

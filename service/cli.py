@@ -209,15 +209,31 @@ def _best_or_none(client: Any, job_id: int) -> dict[str, Any] | None:
         raise
 
 
+def _objective_text(best: dict[str, Any]) -> str:
+    """``val_accuracy=0.9722 (max)``: the ranking metric's best value, or val_loss for older answers."""
+    objective = best.get("objective")
+    if objective:
+        mode = "" if objective["metric"] == "val_loss" else f" ({objective['mode']})"
+        return f"{objective['metric']}={objective['value']:.6g}{mode}"
+    return f"val_loss={best['val_loss']:.6g}"
+
+
+def _where(best: dict[str, Any]) -> str:
+    return f"step={best['step']}" if best.get("step") is not None else f"epoch={best['epoch']}"
+
+
 def _print_best(best: dict[str, Any] | None) -> None:
     if best is None:
-        console.print("no trial reported a validation loss")
+        console.print("no trial reported a value of the job's objective yet")
         return
-    if best.get("val_loss") is None:  # a range test's suggestion, nothing trained
+    if best.get("objective") is None and best.get("val_loss") is None:  # a range test's suggestion
         console.print(f"best: lr={best['lr']:.6g} (range-test suggestion, not trained)")
     else:
-        console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  val_loss={best['val_loss']:.6g}  "
-                      f"epoch={best['epoch']}")
+        extra = ""
+        if best.get("objective") and best["objective"]["metric"] != "val_loss" and best.get("val_loss") is not None:
+            extra = f"  val_loss={best['val_loss']:.6g}"
+        console.print(f"best: trial {best['trial']}  lr={best['lr']:.6g}  {_objective_text(best)}{extra}  "
+                      f"{_where(best)}")
     if best.get("transfer"):
         t = best["transfer"]
         console.print(f"lr scaled from {t['from_lr']:.6g} at batch size {t['from_batch_size']} to batch size "
@@ -254,7 +270,7 @@ def submit(
                     best = j.get("best")
                     progress.update(task, completed=_finished(j), total=j.get("total_trials"),
                                     description=f"job {j['id']} {j['status']}",
-                                    best=f"best lr={best['lr']:.3g} val_loss={best['val_loss']:.4f}" if best else "")
+                                    best=f"best lr={best['lr']:.3g} {_objective_text(best)}" if best else "")
 
                 final = client.wait(job["id"], on_update=update)
             console.print(f"job {final['id']} {final['status']}")
@@ -276,22 +292,46 @@ def list_jobs(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
             jobs = client.jobs(limit=limit)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
-    table = Table("id", "name", "status", "trials", "best lr", "best val_loss", "created")
+    table = Table("id", "name", "status", "trials", "best lr", "best objective", "created")
     for j in jobs:
         b = j.get("best")
         table.add_row(str(j["id"]), j["name"], j["status"], f"{_finished(j)}/{j.get('total_trials') or '?'}",
-                      f"{b['lr']:.4g}" if b else "", f"{b['val_loss']:.5g}" if b else "", j["created_at"][:19])
+                      f"{b['lr']:.4g}" if b else "", _objective_text(b) if b else "", j["created_at"][:19])
     console.print(table)
 
 
 @app.command()
 def status(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
-    """Show a job as JSON."""
+    """Show a job as JSON, then why it failed (if it did)."""
     try:
         with _client(url, token) as client:
-            console.print_json(json.dumps(client.job(job_id)))
+            job = client.job(job_id)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
+    console.print_json(json.dumps(job))
+    if job.get("error"):
+        err.print(f"job {job_id} {job['status']}: {job['error']}")
+
+
+@app.command()
+def trials(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
+           status: Annotated[Optional[str], typer.Option("--status", help=(
+               "only trials in this status (completed, pruned, diverged, failed, ...)"))] = None) -> None:
+    """List a job's trials: number, status, config, objective and error."""
+    try:
+        with _client(url, token) as client:
+            job = client.job(job_id)
+            rows = client.trials(job_id, status=status)
+    except Exception as exc:  # noqa: BLE001
+        raise _fail(exc, url) from None
+    metric = (job["spec"].get("objective") or {}).get("metric", "val_loss")
+    table = Table("#", "status", "lr", "optimizer", "schedule", "warmup", metric, "error")
+    for t in rows:
+        c, value = t["config"], t.get("objective", t.get("val_loss"))
+        table.add_row(str(t["number"]), t["status"], f"{c.get('lr', 0):.4g}", str(c.get("optimizer", "")),
+                      str(c.get("schedule", "")), f"{c.get('warmup_fraction', 0):g}",
+                      "" if value is None else f"{value:.5g}", t.get("error") or "")
+    console.print(table)
 
 
 @app.command()
@@ -334,7 +374,8 @@ def export_optuna(
         with _client(url, token) as client:
             job = client.job(job_id)
             trials = client.trials(job_id)
-            curves = {t["number"]: [m["val_loss"] for m in client.metrics(job_id, t["number"])] for t in trials}
+            metric = (job["spec"].get("objective") or {}).get("metric", "val_loss")
+            curves = {t["number"]: [m.get(metric) for m in client.metrics(job_id, t["number"])] for t in trials}
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
     import optuna

@@ -26,7 +26,8 @@ class Settings(BaseSettings):
 
     # Caps: a spec beyond them is rejected with 422.
     max_trials: int = 10_000
-    max_epochs: int = 1_000
+    max_epochs: int = 1_000  # also the most evaluations a step job's trial may make
+    max_steps: int = 10_000_000
     max_concurrent: int = 256
     max_grid_points: int = 10_000
     max_name_length: int = 200

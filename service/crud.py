@@ -11,14 +11,16 @@ from typing import Any, TypeVar
 
 from fastapi import Response
 from sqlalchemy import Text, cast, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
+from search.objective import Objective
 from service.models import Job, Metric, Trial
 from service.schemas import (
     Best,
     BestDetail,
     JobPublic,
     LrInterval,
+    ObjectiveValue,
     OptimizerBest,
     RangeTestCurve,
     RangeTestOptimizer,
@@ -52,42 +54,54 @@ def trial_counts(session: Session, job_ids: Sequence[int]) -> dict[int, TrialCou
     return {j: TrialCounts(**c) for j, c in counts.items()}
 
 
-def best_trials(session: Session, job_ids: Sequence[int]) -> dict[int, Best]:
-    """The lowest-val_loss trial of each job (ties: lowest number), one query for all jobs."""
-    if not job_ids:
-        return {}
-    ranked = (
-        select(
-            Trial,
-            func.row_number()
-            .over(partition_by=Trial.job_id, order_by=(Trial.val_loss.asc(), Trial.number.asc()))
-            .label("rank"),
-        )
-        .where(Trial.job_id.in_(job_ids), Trial.val_loss.is_not(None))
-        .subquery()
-    )
+def job_objective(job: Job) -> Objective:
+    return Objective.of(job.spec.get("objective"))
+
+
+def _ranking(objective: Objective) -> tuple[Any, Any]:
+    """ORDER BY for a job's trials, best first (ties: lowest number)."""
+    return (Trial.objective.desc() if objective.maximize else Trial.objective.asc()), Trial.number.asc()
+
+
+def best_trials(session: Session, jobs: Sequence[Job]) -> dict[int, Best]:
+    """The best trial of each job by its objective (ties: lowest number): one query per direction."""
     from sqlalchemy.orm import aliased
 
-    t = aliased(Trial, ranked)
     out: dict[int, Best] = {}
-    for trial in session.scalars(select(t).where(ranked.c.rank == 1)):
-        out[trial.job_id] = to_best(trial)
+    by_objective: dict[Objective, list[int]] = {}
+    for job in jobs:
+        by_objective.setdefault(job_objective(job), []).append(job.id)
+    for objective, job_ids in by_objective.items():
+        ranked = (
+            select(Trial, func.row_number().over(partition_by=Trial.job_id, order_by=_ranking(objective))
+                   .label("rank"))
+            .where(Trial.job_id.in_(job_ids), Trial.objective.is_not(None))
+            .subquery()
+        )
+        t = aliased(Trial, ranked)
+        for trial in session.scalars(select(t).where(ranked.c.rank == 1)):
+            out[trial.job_id] = to_best(trial, objective)
     return out
 
 
-def best_trial(session: Session, job_id: int) -> Trial | None:
+def best_trial(session: Session, job: Job) -> Trial | None:
     return session.scalars(
         select(Trial)
-        .where(Trial.job_id == job_id, Trial.val_loss.is_not(None))
-        .order_by(Trial.val_loss.asc(), Trial.number.asc())
+        .where(Trial.job_id == job.id, Trial.objective.is_not(None))
+        .order_by(*_ranking(job_objective(job)))
         .limit(1)
     ).first()
 
 
-def to_best(trial: Trial) -> Best:
-    assert trial.val_loss is not None
+def to_best(trial: Trial, objective: Objective) -> Best:
+    assert trial.objective is not None
+    step = None
+    if trial.best_epoch is not None:
+        step = object_session(trial).scalar(  # type: ignore[union-attr]  # a loaded trial has its session
+            select(Metric.step).where(Metric.trial_id == trial.id, Metric.epoch == trial.best_epoch))
     return Best(trial=trial.number, config=trial.config, lr=float(trial.config["lr"]),
-                val_loss=trial.val_loss, epoch=trial.best_epoch)
+                val_loss=trial.val_loss, epoch=trial.best_epoch, step=step,
+                objective=ObjectiveValue(metric=objective.metric, mode=objective.mode, value=trial.objective))
 
 
 def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic:
@@ -101,19 +115,19 @@ def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic
 def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
     ids = [j.id for j in jobs]
     counts = trial_counts(session, ids)
-    bests = best_trials(session, ids)
+    bests = best_trials(session, jobs)
     return [to_job_public(j, counts[j.id], bests.get(j.id)) for j in jobs]
 
 
 def to_trial_public(t: Trial) -> TrialPublic:
     return TrialPublic(number=t.number, status=t.status, config=t.config, val_loss=t.val_loss,
-                       best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
+                       objective=t.objective, best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
                        finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node)
 
 
 # The config is selected as its stored JSON text and spliced into the answer unparsed.
 TRIAL_COLUMNS = (Trial.number, Trial.status, cast(Trial.config, Text).label("config_json"), Trial.val_loss,
-                 Trial.best_epoch, Trial.epochs, Trial.started_at, Trial.finished_at, Trial.error, Trial.attempts,
+                 Trial.objective, Trial.best_epoch, Trial.epochs, Trial.started_at, Trial.finished_at, Trial.error, Trial.attempts,
                  Trial.node)
 
 
@@ -124,8 +138,10 @@ def iso(dt: datetime | None) -> str | None:
 
 def trial_json(row: Any) -> str:
     """A TrialPublic as JSON text, from a row of TRIAL_COLUMNS."""
-    (number, status, config_json, val_loss, best_epoch, epochs, started, finished, error, attempts, node) = row
-    rest = json.dumps({"status": status, "val_loss": val_loss, "best_epoch": best_epoch, "epochs": epochs,
+    (number, status, config_json, val_loss, objective, best_epoch, epochs, started, finished, error, attempts,
+     node) = row
+    rest = json.dumps({"status": status, "val_loss": val_loss, "objective": objective, "best_epoch": best_epoch,
+                       "epochs": epochs,
                        "started_at": iso(started), "finished_at": iso(finished), "error": error,
                        "attempts": attempts, "node": node}, separators=(",", ":"))
     return f'{{"number":{int(number)},"config":{config_json},{rest[1:]}'
@@ -156,29 +172,38 @@ def _cached(session: Session, job_id: int, what: str, stamp: tuple[Any, ...], co
     return value
 
 
-def best_detail(session: Session, job_id: int, best: Best) -> BestDetail:
-    """The best with its lr_interval and the best per optimizer, cached until the job's trials change."""
+def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
+    """The best with its lr_interval and the best per optimizer, cached until the job's trials change.
+    Both are read on the objective as a score (lower is better), so they hold for either direction."""
     from search.analysis import lr_interval, per_optimizer_best
 
+    objective = job_objective(job)
     stamp = tuple(session.execute(
-        select(func.count(Trial.val_loss), func.sum(Trial.epochs), func.max(Trial.finished_at))
-        .where(Trial.job_id == job_id)).one())
+        select(func.count(Trial.objective), func.sum(Trial.epochs), func.max(Trial.finished_at))
+        .where(Trial.job_id == job.id)).one())
 
     def compute() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        rows = [{"number": n, "config": json.loads(c) if isinstance(c, str) else c, "val_loss": v, "best_epoch": e}
-                for n, c, v, e in session.execute(
-                    select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.best_epoch)
-                    .where(Trial.job_id == job_id, Trial.val_loss.is_not(None)))]
+        rows = [{"number": n, "config": json.loads(c) if isinstance(c, str) else c, "val_loss": objective.score(o),
+                 "loss": v, "objective": o, "best_epoch": e}
+                for n, c, v, o, e in session.execute(
+                    select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.objective, Trial.best_epoch)
+                    .where(Trial.job_id == job.id, Trial.objective.is_not(None)))]
         same = [(r["config"]["lr"], r["val_loss"]) for r in rows
                 if r["config"].get("optimizer") == best.config.get("optimizer")]
-        per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": b["val_loss"], "epoch": b.get("epoch")}
+        by_number = {r["number"]: r for r in rows}
+        per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": by_number[b["trial"]]["loss"],
+                         "objective": by_number[b["trial"]]["objective"], "epoch": b.get("epoch")}
                    for opt, b in per_optimizer_best(rows).items()}
-        return lr_interval(same, best.lr, best.val_loss), per_opt
+        best_score = objective.score(best.objective.value if best.objective else best.val_loss)
+        assert best_score is not None
+        return lr_interval(same, best.lr, best_score), per_opt
 
     # The best trial is part of the stamp: the interval is built around it.
-    interval, per_opt = _cached(session, job_id, "best", (*stamp, best.trial), compute)
-    return BestDetail(**best.model_dump(), lr_interval=LrInterval(**{k: interval[k] for k in
-                                                                    ("low", "high", "method", "tolerance")}),
+    interval, per_opt = _cached(session, job.id, "best", (*stamp, best.trial), compute)
+    tolerance = interval["tolerance"]
+    return BestDetail(**best.model_dump(), lr_interval=LrInterval(
+                          low=interval["low"], high=interval["high"], method=interval["method"],
+                          tolerance=tolerance, metric=objective.metric),
                       per_optimizer={k: OptimizerBest(**v) for k, v in per_opt.items()})
 
 

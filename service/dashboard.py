@@ -33,6 +33,8 @@ from sqlalchemy.orm import Session
 
 from service import __version__
 from service.api import API_PREFIX
+from service.crud import job_objective
+from service.ingest import stored_value
 from service.models import Job, Metric, Trial
 
 router = APIRouter(include_in_schema=False)
@@ -235,23 +237,27 @@ def curves(
     for what it lacks). Without it, every trial from number ``start`` on, ordered by trial and epoch,
     at most ``limit`` rows; ``more`` says whether rows were left off (ask again from the last trial).
     """
-    if not 1 <= job_id <= 2**63 - 1 or session.get(Job, job_id) is None:
+    job = session.get(Job, job_id) if 1 <= job_id <= 2**63 - 1 else None
+    if job is None:
         raise HTTPException(404, f"job {job_id} not found")
-    query = (select(Trial.number, Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr)
+    query = (select(Trial.number, Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr,
+                    Metric.step, Metric.extra)
              .join(Trial, Trial.id == Metric.trial_id).where(Trial.job_id == job_id))
     if trials is not None:
         wanted = _parse_trials(trials)
         if not wanted:
-            return JSONResponse(_columns([], more=False))
+            return JSONResponse(_columns([], "val_loss", more=False))
         query = query.where(or_(*(and_(Trial.number == n, Metric.epoch >= e) for n, e in wanted.items())))
     else:
         query = query.where(Trial.number >= start)
     rows = list(session.execute(query.order_by(Trial.number, Metric.epoch).limit(limit + 1)))
     more = len(rows) > limit
-    return JSONResponse(_columns(rows[:limit], more=more))
+    return JSONResponse(_columns(rows[:limit], job_objective(job).metric, more=more))
 
 
-def _columns(rows: list[Any], more: bool) -> dict[str, Any]:
-    return {"trial": [r[0] for r in rows], "epoch": [r[1] for r in rows],
+def _columns(rows: list[Any], metric: str, more: bool) -> dict[str, Any]:
+    """The rows as columns; ``objective`` is the job's objective metric at each evaluation."""
+    return {"trial": [r[0] for r in rows], "epoch": [r[1] for r in rows], "step": [r[6] for r in rows],
             "train_loss": [_num(r[2]) for r in rows], "val_loss": [_num(r[3]) for r in rows],
-            "val_accuracy": [_num(r[4]) for r in rows], "lr": [_num(r[5]) for r in rows], "more": more}
+            "val_accuracy": [_num(r[4]) for r in rows], "lr": [_num(r[5]) for r in rows],
+            "objective": [_num(stored_value(metric, r[3], r[4], r[7])) for r in rows], "more": more}

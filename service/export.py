@@ -10,8 +10,9 @@ from typing import Any
 
 from search import is_range_test
 from search.catalog import COMMON_KEYS
+from search.objective import Objective
 
-TRIAL_COLUMNS = ("number", "status", "val_loss", "best_epoch", "epochs", "node", "error")
+TRIAL_COLUMNS = ("number", "status", "objective", "val_loss", "best_epoch", "epochs", "node", "error")
 
 
 def trial_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -76,8 +77,10 @@ def _distributions(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
                     curves: dict[int, list[float | None]], storage: str, study_name: str) -> Any:
-    """Write the job as an Optuna study (minimize val_loss); curves become intermediate values.
-    Range-test trials are left out: a sweep of rates is not a trial of one configuration."""
+    """Write the job as an Optuna study on its objective (minimize val_loss by default, or the
+    job's metric in its direction); ``curves`` (the objective at each evaluation, by trial number)
+    become intermediate values. Range-test trials are left out: a sweep of rates is not a trial
+    of one configuration."""
     import optuna
 
     skipped = [t for t in trials if is_range_test(t["config"])]
@@ -86,14 +89,17 @@ def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
     state = optuna.trial.TrialState
     states = {"completed": state.COMPLETE, "pruned": state.PRUNED}
     dists = _distributions(trials)
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="minimize")
+    objective = Objective.of(job["spec"].get("objective"))
+    study = optuna.create_study(storage=storage, study_name=study_name,
+                                direction="maximize" if objective.maximize else "minimize")
     study.set_user_attr("lrsearch_job", job["id"])
+    study.set_user_attr("objective", objective.metric)
     study.set_user_attr("workload", job["spec"]["workload"])
     if skipped:
         study.set_user_attr("range_tests_left_out", [t["number"] for t in skipped])
     for t in sorted(trials, key=lambda t: t["number"]):
         st = states.get(t["status"], state.FAIL)
-        value = t["val_loss"] if st == state.COMPLETE else None
+        value = t.get("objective", t["val_loss"]) if st == state.COMPLETE else None
         if st == state.COMPLETE and value is None:
             st = state.FAIL
         curve = {e: v for e, v in enumerate(curves.get(t["number"], [])) if v is not None}

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from search.objective import Objective
 from service.crud import finite_or_none
 from service.db import run_tx
 from service.models import Metric, Trial
@@ -37,6 +38,10 @@ class EpochRow:
     val_accuracy: float | None
     lr: float
     node: str | None
+    step: int | None = None
+    extra: dict[str, float | None] | None = None  # the workload's other validation metrics
+    objective: float | None = None  # this evaluation's value of the job's objective
+    maximize: bool = False  # whether the objective's best is its highest value
     done: Future[bool] = field(default_factory=Future)  # True if stored now, False if already there
 
 
@@ -110,24 +115,54 @@ class MetricWriter:
                 fresh[(r.trial_id, r.epoch)] = r
         if fresh:
             s.execute(Metric.__table__.insert(), [
-                {"trial_id": r.trial_id, "epoch": r.epoch, "train_loss": r.train_loss, "val_loss": r.val_loss,
-                 "val_accuracy": r.val_accuracy, "lr": r.lr} for r in fresh.values()])
+                {"trial_id": r.trial_id, "epoch": r.epoch, "step": r.step, "train_loss": r.train_loss,
+                 "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "lr": r.lr, "extra": r.extra or None}
+                for r in fresh.values()])
             trial_ids = {r.trial_id for r in fresh.values()}
-            current = {tid: (vl, be, ep, node) for tid, vl, be, ep, node in s.execute(
-                select(Trial.id, Trial.val_loss, Trial.best_epoch, Trial.epochs, Trial.node)
+            current = {tid: [vl, ob, be, ep, node] for tid, vl, ob, be, ep, node in s.execute(
+                select(Trial.id, Trial.val_loss, Trial.objective, Trial.best_epoch, Trial.epochs, Trial.node)
                 .where(Trial.id.in_(trial_ids)))}
             for r in sorted(fresh.values(), key=lambda r: r.epoch):
-                vl, be, ep, node = current[r.trial_id]
-                if r.val_loss is not None and (vl is None or r.val_loss < vl):
-                    vl, be = r.val_loss, r.epoch
-                current[r.trial_id] = (vl, be, max(ep, r.epoch + 1), r.node or node)
-            s.execute(update(Trial), [{"id": tid, "val_loss": vl, "best_epoch": be, "epochs": ep, "node": node}
-                                      for tid, (vl, be, ep, node) in current.items()])
+                row = current[r.trial_id]
+                if r.val_loss is not None and (row[0] is None or r.val_loss < row[0]):
+                    row[0] = r.val_loss
+                if r.objective is not None and (row[1] is None or (r.objective > row[1] if r.maximize
+                                                                   else r.objective < row[1])):
+                    row[1], row[2] = r.objective, r.epoch
+                row[3], row[4] = max(row[3], r.epoch + 1), r.node or row[4]
+            s.execute(update(Trial), [{"id": tid, "val_loss": vl, "objective": ob, "best_epoch": be, "epochs": ep,
+                                       "node": node} for tid, (vl, ob, be, ep, node) in current.items()])
         return [(r.trial_id, r.epoch) in fresh and fresh[(r.trial_id, r.epoch)] is r for r in batch]
 
 
-def epoch_row(trial_id: int, result: dict[str, Any], val_loss: float | None) -> EpochRow:
+# Metrics with a column of their own; a workload's others go to Metric.extra.
+COLUMN_METRICS = ("val_loss", "val_accuracy")
+
+
+def stored_value(metric: str, val_loss: float | None, val_accuracy: float | None,
+                 extra: dict[str, Any] | None) -> float | None:
+    """A validation metric's value in a stored metric row (its column, or ``extra``)."""
+    if metric == "val_loss":
+        return val_loss
+    if metric == "val_accuracy":
+        return val_accuracy
+    return finite_or_none((extra or {}).get(metric))
+
+
+def epoch_row(trial_id: int, result: dict[str, Any], objective: Objective | None = None) -> EpochRow:
+    """The metric row of one evaluation the worker reported, with its value of ``objective``."""
+    metrics = {**(result.get("metrics") or {}),
+               **{k: result[k] for k in COLUMN_METRICS if result.get(k) is not None}}
+    value = None
+    if objective is not None:
+        score = objective.score(metrics.get(objective.metric))
+        value = objective.value(score)
+    step = result.get("step")
     return EpochRow(trial_id=trial_id, epoch=int(result["epoch"]),
-                    train_loss=finite_or_none(result.get("train_loss")), val_loss=val_loss,
+                    train_loss=finite_or_none(result.get("train_loss")),
+                    val_loss=finite_or_none(result.get("val_loss")),
                     val_accuracy=finite_or_none(result.get("val_accuracy")), lr=float(result["lr"]),
-                    node=str(result["node"]) if result.get("node") else None)
+                    node=str(result["node"]) if result.get("node") else None,
+                    step=int(step) if step is not None else None,
+                    extra={k: finite_or_none(v) for k, v in metrics.items() if k not in COLUMN_METRICS} or None,
+                    objective=value, maximize=objective is not None and objective.maximize)

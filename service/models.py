@@ -89,7 +89,9 @@ class Trial(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     val_loss: Mapped[float | None] = mapped_column(Float)  # lowest val_loss reached
-    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    # The best value of the job's objective metric (the lowest or the highest, by its mode): the ranking value.
+    objective: Mapped[float | None] = mapped_column(Float)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)  # the evaluation of that best objective
     epochs: Mapped[int] = mapped_column(Integer, default=0)  # finished epochs
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -103,6 +105,7 @@ class Trial(Base):
         UniqueConstraint("job_id", "number", name="uq_trials_job_number"),
         Index("ix_trials_job_status", "job_id", "status"),
         Index("ix_trials_job_val_loss", "job_id", "val_loss"),
+        Index("ix_trials_job_objective", "job_id", "objective"),
     )
 
 
@@ -111,11 +114,14 @@ class Metric(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
-    epoch: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)  # the evaluation: an epoch, or a step job's n-th evaluation
+    step: Mapped[int | None] = mapped_column(Integer)  # optimizer steps taken (null in rows of older versions)
     train_loss: Mapped[float | None] = mapped_column(Float)  # None where the loss was not finite
     val_loss: Mapped[float | None] = mapped_column(Float)
     val_accuracy: Mapped[float | None] = mapped_column(Float)
     lr: Mapped[float] = mapped_column(Float)
+    # The workload's other validation metrics by name (val_bpb, val_f1, ...); null when it has none.
+    extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("trial_id", "epoch", name="uq_metrics_trial_epoch"),)
 

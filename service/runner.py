@@ -31,13 +31,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
 from service.checkpoints import CheckpointStore
 from service.config import Settings
-from service.crud import finite_or_none
 from service.db import run_tx
-from service.ingest import MetricWriter, epoch_row
+from service.ingest import EpochRow, MetricWriter, epoch_row, stored_value
 from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
 from service.observability import ServiceMetrics
 from service.schemas import JobSpec
-from service.validation import check_job_spec
+from service.validation import check_job_spec, make_stopper, objective_of
+from workers.errors import readable_error
 from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,9 @@ class JobExecution:
             self.strategy_spec: StrategySpec = checked.strategy_spec
             self.strategy = make_strategy(self.spec.strategy, self.strategy_spec)
             self.strategy.load_state_dict(job.strategy_state or {})
-            self.stopper = self._make_stopper()
+            self.stopper = make_stopper(self.spec)
+            # Strategies and rules minimise: they hear the objective as a score (negated for max).
+            self.objective = objective_of(self.spec)
             trials = list(s.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)))
             finished_ids = [t.id for t in trials if t.status in FINISHED_TRIAL_STATUSES]
             curves: dict[int, list[float | None]] = {i: [] for i in finished_ids}
@@ -144,8 +146,9 @@ class JobExecution:
             points: dict[int, list[tuple[float, float]]] = {
                 t.id: [] for t in trials if t.id in curves and is_range_test(t.config)}
             if finished_ids:
-                for trial_id, val_loss, lr, train_loss in s.execute(
-                    select(Metric.trial_id, Metric.val_loss, Metric.lr, Metric.train_loss)
+                for trial_id, val_loss, val_accuracy, extra, lr, train_loss in s.execute(
+                    select(Metric.trial_id, Metric.val_loss, Metric.val_accuracy, Metric.extra, Metric.lr,
+                           Metric.train_loss)
                     .where(Metric.trial_id.in_(finished_ids))
                     .order_by(Metric.trial_id, Metric.epoch)
                 ):
@@ -153,7 +156,7 @@ class JobExecution:
                         if train_loss is not None:
                             points[trial_id].append((lr, train_loss))
                     else:
-                        curves[trial_id].append(val_loss)
+                        curves[trial_id].append(self._score(val_loss, val_accuracy, extra))
             for t in trials:
                 if t.status in FINISHED_TRIAL_STATUSES:
                     if is_range_test(t.config):
@@ -174,12 +177,9 @@ class JobExecution:
                     self._pending.append(TrialItem(t.id, t.number, dict(t.config), resume=True))
             self._next_number = len(trials)
 
-    def _make_stopper(self) -> Any:
-        if self.spec.early_stopping is None:
-            return None
-        from search.early_stopping import parse_early_stopping
-
-        return parse_early_stopping(self.spec.early_stopping, self.spec.epochs)
+    def _score(self, val_loss: float | None, val_accuracy: float | None, extra: dict | None) -> float | None:
+        """A stored metric row's objective as a score (lower is better), None when it has none."""
+        return self.objective.score(stored_value(self.objective.metric, val_loss, val_accuracy, extra))
 
     @staticmethod
     def _outcome(number: int, config: dict, status: str, curve: list[float | None]) -> TrialOutcome:
@@ -265,28 +265,32 @@ class JobExecution:
         pause_after: list[int] = []
         if self.stopper is not None:
             epochs_at = self.stopper.decision_epochs(item.number)
-            pause_after = sorted(epochs_at) if epochs_at is not None else list(range(spec.epochs))
+            pause_after = sorted(epochs_at) if epochs_at is not None else list(range(spec.rounds))
+        length = spec.length()
 
         def attempt(key: str) -> tuple[str | None, str | None]:
             nonlocal last_write
-            for result in self.executor.run_trial(key, spec.workload, item.config, spec.epochs, spec.trial_seed,
-                                                  resources, checkpoint, checkpoint_every,
+            for result in self.executor.run_trial(key, spec.workload, item.config, length.get("epochs"),
+                                                  spec.trial_seed, resources, checkpoint, checkpoint_every,
                                                   checkpoint_seconds, spec.divergence_factor,
-                                                  pause_after, stop_without_progress=self.stopper is not None):
+                                                  pause_after, stop_without_progress=self.stopper is not None,
+                                                  steps=length.get("steps"), eval_every=length.get("eval_every")):
                 epoch = int(result["epoch"])
-                val_loss = finite_or_none(result.get("val_loss"))
-                last_write = self._record_epoch(item.id, result, val_loss)
+                row = epoch_row(item.id, result, self.objective)
+                last_write = self._record_epoch(row)
                 if result.get("checkpoint") is not None:
                     self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
-                curve.append(val_loss)
+                score = self.objective.score(row.objective)
+                curve.append(score)
                 if result.get("diverged"):
-                    return "diverged", f"diverged at epoch {epoch}: {result.get('reason') or 'loss not finite'}"
+                    where = f"epoch {epoch}" if spec.steps is None else f"step {result.get('step')}"
+                    return "diverged", f"diverged at {where}: {result.get('reason') or 'loss not finite'}"
                 if self.shutting_down:
                     return None, None
                 if self.cancelled:
                     return "cancelled", None
-                if (self.stopper is not None and val_loss is not None and epoch < spec.epochs - 1
-                        and self._report(item.number, epoch, val_loss) == "stop"):
+                if (self.stopper is not None and score is not None and epoch < spec.rounds - 1
+                        and self._report(item.number, epoch, score) == "stop"):
                     return "pruned", None
                 if result.get("stalled"):  # reported to the rule first, as a replay would
                     return "pruned", None
@@ -301,7 +305,7 @@ class JobExecution:
             checkpoint, curve = self._restore_point(item)
 
         status, error = self._until_ended(item, attempt, "retrying from its last checkpoint", from_last_checkpoint)
-        if status == "completed" and len(curve) < spec.epochs:
+        if status == "completed" and len(curve) < spec.rounds:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.shutting_down else "cancelled"
         if last_write is not None:
@@ -333,7 +337,8 @@ class JobExecution:
                 if before_again is not None:
                     before_again()
             except Exception as exc:  # noqa: BLE001 - an error in the workload or the worker
-                return "failed", f"{type(exc).__name__}: {exc}"[:2000]
+                log.info("job %s trial %s failed", self.job_id, item.number, exc_info=exc)
+                return "failed", readable_error(exc)[:2000]
 
     @contextmanager
     def _attempt(self, item: TrialItem) -> Iterator[str]:
@@ -396,7 +401,7 @@ class JobExecution:
         if result is not None:
             node = result.get("node")
             writes = [self.runner.writer.submit(epoch_row(item.id, {
-                "epoch": step, "train_loss": loss, "lr": lr, "node": node}, None))
+                "epoch": step, "step": step, "train_loss": loss, "lr": lr, "node": node}))
                 for step, (lr, loss) in enumerate(zip(result["lrs"], result["raw_losses"]))]
             for done in writes:
                 done.result()
@@ -410,18 +415,21 @@ class JobExecution:
             self.strategy.observe(self._range_test_outcome(item.number, item.config, status, points))
 
     def _clear_metrics(self, item: TrialItem, from_epoch: int = 0) -> list[float | None]:
-        """Drop the trial's metrics from ``from_epoch`` on; return the validation curve kept."""
-        def clear(s: Session) -> list[Any]:
+        """Drop the trial's metrics from ``from_epoch`` on; return the objective's curve kept (scores)."""
+        def clear(s: Session) -> list[float | None]:
             s.execute(delete(Metric).where(Metric.trial_id == item.id, Metric.epoch >= from_epoch))
-            kept = list(s.execute(select(Metric.epoch, Metric.val_loss).where(Metric.trial_id == item.id)
-                                  .order_by(Metric.epoch)))
-            finite = [(v, e) for e, v in kept if v is not None]
-            val_loss, best_epoch = min(finite) if finite else (None, None)
+            kept = list(s.execute(select(Metric.epoch, Metric.val_loss, Metric.val_accuracy, Metric.extra)
+                                  .where(Metric.trial_id == item.id).order_by(Metric.epoch)))
+            curve = [self._score(v, a, x) for _, v, a, x in kept]
+            losses = [v for _, v, _, _ in kept if v is not None]
+            scored = [(c, e) for c, (e, *_) in zip(curve, kept) if c is not None]
+            best_score, best_epoch = min(scored) if scored else (None, None)
             s.execute(update(Trial).where(Trial.id == item.id).values(
-                epochs=len(kept), val_loss=val_loss, best_epoch=best_epoch))
-            return kept
+                epochs=len(kept), val_loss=min(losses) if losses else None,
+                objective=self.objective.value(best_score), best_epoch=best_epoch))
+            return curve
 
-        return [v for _, v in run_tx(self.sessions, clear)]
+        return run_tx(self.sessions, clear)
 
     def _restore_point(self, item: TrialItem) -> tuple[bytes | None, list[float | None]]:
         """Where a trial that ran before continues: after its last checkpoint (the metrics up to
@@ -446,10 +454,10 @@ class JobExecution:
         with self._lock:
             return str(self.stopper.report(number, epoch, val_loss))
 
-    def _record_epoch(self, trial_id: int, result: dict, val_loss: float | None) -> Future[bool]:
+    def _record_epoch(self, row: EpochRow) -> Future[bool]:
         """Queue the metric row and the trial's running best for the next group commit; the future
         is done once it is committed. Idempotent: an epoch already stored is not stored again."""
-        done = self.runner.writer.submit(epoch_row(trial_id, result, val_loss))
+        done = self.runner.writer.submit(row)
         counter = self.runner.metrics.epochs_trained
         done.add_done_callback(lambda f: counter.inc() if not f.exception() and f.result() else None)
         return done
@@ -466,8 +474,11 @@ class JobExecution:
             else:
                 statuses = list(s.scalars(select(Trial.status).where(Trial.job_id == self.job_id)))
                 if statuses and all(st == "failed" for st in statuses):
+                    first = s.execute(select(Trial.number, Trial.error).where(Trial.job_id == self.job_id)
+                                      .order_by(Trial.number).limit(1)).one()
                     job.status = "failed"
-                    job.error = "every trial failed; see the trials' errors"
+                    job.error = (f"every trial failed ({len(statuses)}); trial {first.number}: {first.error} "
+                                 "(lrsearch trials JOB --status failed lists them)")
                 else:
                     job.status = "completed"
             job.finished_at = utcnow()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,17 @@ class Resources(BaseModel):
     gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per trial (fractions allowed)")
 
 
+class ObjectiveSpec(BaseModel):
+    """What the job ranks its trials by."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    metric: str = Field(default="val_loss", description=(
+        "a validation metric the workload reports (GET /workloads lists them), e.g. val_loss, val_accuracy"))
+    mode: Literal["min", "max"] | None = Field(default=None, description=(
+        "min or max; default: the metric's own direction (min for losses, max for accuracy)"))
+
+
 class JobSpec(BaseModel):
     """A learning-rate search. Shapes are checked here; names, ranges and caps in service/validation.py."""
 
@@ -28,7 +39,13 @@ class JobSpec(BaseModel):
     strategy: str = Field(default="random", description="grid, random, bayesian, manual, range_test or auto")
     max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
     max_concurrent: int = Field(default=2, description="trials running at once")
-    epochs: int = Field(default=10, description="epochs per trial")
+    epochs: int | None = Field(default=None, description="epochs per trial (default 10); or give steps")
+    steps: int | None = Field(default=None, description=(
+        "optimizer steps per trial instead of epochs; schedules, warmup and rungs then count steps"))
+    eval_every: int | None = Field(default=None, description=(
+        "with steps: evaluate (and store a metric row) every this many steps; default steps / 10"))
+    objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description=(
+        "the validation metric trials are ranked by, and its direction"))
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description=(
         "seeds the search, and the training unless training_seed is set"))
     training_seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description=(
@@ -49,27 +66,58 @@ class JobSpec(BaseModel):
         """The seed every trial of the job trains with."""
         return self.seed if self.training_seed is None else self.training_seed
 
+    @property
+    def rounds(self) -> int:
+        """Evaluations per trial (metric rows): its epochs, or steps / eval_every rounded up."""
+        if self.steps is not None:
+            return -(-self.steps // (self.eval_every or self.steps))
+        return self.epochs if self.epochs is not None else DEFAULT_EPOCHS
+
+    @property
+    def schedule_length(self) -> int:
+        """The unit schedules and their defaults count in: epochs, or steps in a step job."""
+        return self.steps if self.steps is not None else self.rounds
+
+    def length(self) -> dict[str, int]:
+        """How long a trial trains, as the workers take it: epochs, or steps and eval_every."""
+        if self.steps is not None:
+            return {"steps": self.steps, "eval_every": self.eval_every or self.steps}
+        return {"epochs": self.rounds}
+
+
+DEFAULT_EPOCHS = 10
+
+
+class ObjectiveValue(BaseModel):
+    metric: str
+    mode: Literal["min", "max"]
+    value: float = Field(description="the best value of the metric the trial reached")
+
 
 class Best(BaseModel):
     trial: int
     config: dict[str, Any]
     lr: float
-    val_loss: float
-    epoch: int | None
+    val_loss: float | None = Field(description="the trial's lowest validation loss")
+    epoch: int | None = Field(description="the evaluation (epoch, or evaluation of a step job) of its best objective")
+    step: int | None = Field(default=None, description="step jobs: the step of that evaluation")
+    objective: ObjectiveValue | None = Field(default=None, description="the ranking metric and its best value")
 
 
 class LrInterval(BaseModel):
     low: float
     high: float
     method: str = Field(description="quadratic_fit, within_tolerance or best_only")
-    tolerance: float | None = None
+    tolerance: float | None = Field(default=None, description="in units of the objective's metric")
+    metric: str = Field(default="val_loss", description="the metric the interval is read on (the job's objective)")
 
 
 class OptimizerBest(BaseModel):
     trial: int
     lr: float
-    val_loss: float
+    val_loss: float | None
     epoch: int | None = None
+    objective: float | None = Field(default=None, description="the trial's best value of the job's objective")
 
 
 class Transfer(BaseModel):
@@ -152,6 +200,7 @@ class TrialPublic(BaseModel):
     status: str
     config: dict[str, Any]
     val_loss: float | None
+    objective: float | None = Field(default=None, description="the best value of the job's objective metric")
     best_epoch: int | None = None
     epochs: int
     started_at: datetime | None
@@ -162,7 +211,12 @@ class TrialPublic(BaseModel):
 
 
 class MetricPublic(BaseModel):
+    """One evaluation; every further validation metric the workload reports is a key of its own."""
+
+    model_config = ConfigDict(extra="allow")
+
     epoch: int
+    step: int | None = Field(default=None, description="optimizer steps taken at this evaluation")
     train_loss: float | None
     val_loss: float | None
     val_accuracy: float | None
@@ -181,6 +235,8 @@ class Items(BaseModel, Generic[T]):
 class WorkloadPublic(BaseModel):
     name: str
     description: str
+    metrics: dict[str, str] = Field(default_factory=dict, description=(
+        "the validation metrics it reports, each with its better direction (min or max)"))
 
 
 class Health(BaseModel):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from search import STRATEGIES, SpecError, StrategySpec, make_strategy, parse_space
+from search.objective import Objective
 from service.config import Settings
-from service.schemas import JobSpec
+from service.schemas import DEFAULT_EPOCHS, JobSpec, ObjectiveSpec
 
 
 # Strategies that start with LR range tests; their space's lr defaults to FINDER_LR_RANGE.
@@ -34,14 +36,54 @@ def _int_in(loc: str, value: int, low: int, high: int) -> None:
         raise SpecError((loc,), f"must be an integer in [{low}, {high}], got {value}")
 
 
-def _early_stopping(spec: JobSpec) -> None:
-    if spec.early_stopping is None:
-        return
+def make_stopper(spec: JobSpec) -> Any:
+    """The job's early-stopping rule (None without one), counting in evaluations: a step job's
+    spec gives its rungs in steps."""
+    from search.early_stopping import parse_early_stopping
+
+    return parse_early_stopping(spec.early_stopping, spec.rounds,
+                                eval_every=spec.eval_every if spec.steps is not None else None)
+
+
+def objective_of(spec: JobSpec) -> Objective:
+    """What the job ranks by (its mode already filled in by check_job_spec)."""
+    return Objective(metric=spec.objective.metric, mode=spec.objective.mode or "min")
+
+
+def _length(spec: JobSpec, settings: Settings) -> JobSpec:
+    """Epochs, or steps with eval_every (default: a tenth of the steps), within the caps."""
+    if spec.steps is None:
+        if spec.eval_every is not None:
+            raise SpecError(("eval_every",), "goes with steps; an epoch job is evaluated after every epoch")
+        epochs = DEFAULT_EPOCHS if spec.epochs is None else spec.epochs
+        _int_in("epochs", epochs, 1, settings.max_epochs)
+        return spec.model_copy(update={"epochs": epochs})
+    if spec.epochs is not None:
+        raise SpecError(("steps",), "give epochs or steps, not both")
+    _int_in("steps", spec.steps, 1, settings.max_steps)
+    eval_every = max(1, spec.steps // 10) if spec.eval_every is None else spec.eval_every
+    _int_in("eval_every", eval_every, 1, spec.steps)
+    spec = spec.model_copy(update={"eval_every": eval_every})
+    if spec.rounds > settings.max_epochs:
+        raise SpecError(("eval_every",), f"{eval_every} gives {spec.rounds} evaluations of {spec.steps} steps; "
+                                         f"at most {settings.max_epochs} allowed (evaluate less often)")
+    return spec
+
+
+def _objective(spec: JobSpec) -> JobSpec:
+    """The objective checked against what the workload reports, its mode filled in."""
+    from workers.registry import workload_metrics
+
     try:
-        from search.early_stopping import parse_early_stopping
-    except ImportError:  # early stopping not built yet
-        raise SpecError(("early_stopping",), "early stopping is not supported by this server") from None
-    parse_early_stopping(spec.early_stopping, spec.epochs)
+        reported = workload_metrics(spec.workload)
+    except Exception as exc:  # a plug-in that fails to load
+        raise SpecError(("workload",), f"workload {spec.workload!r} failed to load: {exc}") from None
+    metric = spec.objective.metric
+    if metric not in reported:
+        raise SpecError(("objective", "metric"), f"workload {spec.workload!r} does not report {metric!r}; "
+                                                 f"allowed: {sorted(reported)}")
+    mode = spec.objective.mode or ("max" if reported[metric] == "max" else "min")
+    return spec.model_copy(update={"objective": ObjectiveSpec(metric=metric, mode=mode)})
 
 
 def _options(spec: JobSpec) -> dict:
@@ -68,7 +110,8 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
         raise SpecError(("workload",), f"unknown workload {spec.workload!r}; allowed: {workloads}")
     if spec.strategy not in STRATEGIES:
         raise SpecError(("strategy",), f"unknown strategy {spec.strategy!r}; allowed: {sorted(STRATEGIES)}")
-    _int_in("epochs", spec.epochs, 1, settings.max_epochs)
+    spec = _length(spec, settings)
+    spec = _objective(spec)
     _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
     if spec.max_trials is not None:
         _int_in("max_trials", spec.max_trials, 1, settings.max_trials)
@@ -98,14 +141,15 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
         if spec.strategy == "grid" and space.grid_size() > settings.max_grid_points:
             raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
                                         f"{settings.max_grid_points} allowed")
-    if spec.strategy == "auto" and spec.early_stopping is None and spec.epochs > 1:
+    if spec.strategy == "auto" and spec.early_stopping is None and spec.rounds > 1:
         spec = spec.model_copy(update={"early_stopping": {"kind": "asha"}})  # auto means search + ASHA
-    _early_stopping(spec)
+    make_stopper(spec)
     options = _options(spec)
     max_trials = spec.max_trials
     if max_trials is None and spec.strategy not in ("grid", "manual", "range_test"):
         max_trials = 20  # a sensible default budget for sampling strategies
-    strategy_spec = StrategySpec(space=space, epochs=spec.epochs, seed=spec.seed, max_trials=max_trials,
+    # Strategies complete configs with the schedule's defaults, which count in the schedule's unit.
+    strategy_spec = StrategySpec(space=space, epochs=spec.schedule_length, seed=spec.seed, max_trials=max_trials,
                                  configs=tuple(spec.configs or ()), options=options)
     strategy = make_strategy(spec.strategy, strategy_spec)  # manual configs are checked here
     if new_job and spec.strategy == "grid" and spec.max_trials is not None:

@@ -7,8 +7,8 @@ it learns fastest and where it blows up. search/range_test.py turns the curve in
 Pure torch, no Ray. It follows TrialTrainer's conventions, so a range test and a trial with the
 same workload, data and seed start from the same weights and see batches in the same order:
 the model is built with torch's global RNG seeded from ``seed`` (and training draws, e.g.
-dropout, continue that stream), batches come from a permutation drawn from a generator seeded
-with ``seed + _SHUFFLE_SEED_OFFSET``, and the optimizer is ``build_optimizer``'s. The caller's
+dropout, continue that stream), batches come from workers/batches.py's TrainBatches (in-memory or the
+workload's own), one ``training_step`` each, and the optimizer is ``build_optimizer``'s. The caller's
 torch RNG state is restored afterwards.
 
 Recording follows fastai: step ``i`` sets the rate, computes the loss of the current weights on
@@ -34,7 +34,7 @@ from search.catalog import complete_config
 from search.range_test import lr_at, suggest
 from workers import _params
 from workers.optimizers import build_optimizer
-from workers.trainer import _SHUFFLE_SEED_OFFSET
+from workers.batches import TrainBatches
 from workers.workloads.base import Dataset, Workload
 
 
@@ -62,7 +62,7 @@ class RangeTestResult:
 
 def run_range_test(
     workload: Workload,
-    data: Dataset,
+    data: Dataset | None,
     optimizer_config: Mapping[str, Any],
     *,
     lr_low: float = 1e-7,
@@ -72,6 +72,7 @@ def run_range_test(
     smoothing: float = 0.98,
     divergence_factor: float = 4.0,
     device: str | torch.device = "cpu",
+    batch_size: int | None = None,
 ) -> RangeTestResult:
     """Run the range test of ``workload`` under ``optimizer_config`` (``{"optimizer": "sgd",
     "momentum": 0.9, ...}``; an ``lr`` in it is ignored, catalog defaults fill the rest).
@@ -83,12 +84,7 @@ def run_range_test(
     _params.validate(config, 1)  # named errors for a bad optimizer or parameter
     config = complete_config(config, 1)
     device = torch.device(device)
-
-    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
-    n = len(train_x)
-    batch_size = workload.batch_size
-    loss_fn = workload.loss_fn()
-    shuffle_rng = torch.Generator().manual_seed(seed + _SHUFFLE_SEED_OFFSET)
+    batches = TrainBatches(workload, data, batch_size or workload.batch_size, seed, device)
 
     lrs: list[float] = []
     smoothed: list[float] = []
@@ -98,15 +94,13 @@ def run_range_test(
         model = workload.build_model(seed).to(device)
         optimizer = build_optimizer(model.parameters(), config)
         model.train()
-        batches = _batches(n, batch_size, shuffle_rng, device)
         average, best = 0.0, math.inf
         for step in range(num_steps):
             lr = lr_at(step, lr_low=lr_low, lr_high=lr_high, num_steps=num_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            index = next(batches)
-            loss = loss_fn(model(train_x[index]), train_y[index])
-            value = loss.item()
+            loss = workload.training_step(model, batches.take())
+            value = float(loss.detach())
             if not math.isfinite(value):
                 reason = f"loss became {value} at step {step} (lr {lr:.4g})"
                 break
@@ -138,8 +132,8 @@ def run_range_test(
     )
 
 
-def run_range_test_trial(workload: Workload, data: Dataset, config: Mapping[str, Any], seed: int,
-                         device: str | torch.device = "cpu") -> RangeTestResult:
+def run_range_test_trial(workload: Workload, data: Dataset | None, config: Mapping[str, Any], seed: int,
+                         device: str | torch.device = "cpu", batch_size: int | None = None) -> RangeTestResult:
     """The range test a range-test trial's ``config`` describes (search/strategies/_range_test.py:
     the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry), with the
     job's ``seed`` plus the entry's ``repeat``."""
@@ -147,7 +141,8 @@ def run_range_test_trial(workload: Workload, data: Dataset, config: Mapping[str,
     return run_range_test(workload, data, {k: v for k, v in config.items() if k != "range_test"},
                           lr_low=float(config["lr"]), lr_high=float(test["lr_high"]),
                           num_steps=int(test["num_steps"]), seed=seed + int(test.get("repeat", 0)),
-                          divergence_factor=float(test.get("divergence_factor", 4.0)), device=device)
+                          divergence_factor=float(test.get("divergence_factor", 4.0)), device=device,
+                          batch_size=batch_size)
 
 
 def _check_arguments(
@@ -164,15 +159,6 @@ def _check_arguments(
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     if not isinstance(divergence_factor, (int, float)) or not divergence_factor > 1.0:
         raise ValueError(f"divergence_factor must be above 1, got {divergence_factor!r}")
-
-
-def _batches(n: int, batch_size: int, rng: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
-    """Index tensors of consecutive batches of fresh seeded permutations, without end (the
-    trainer's order: a final short batch per pass included)."""
-    while True:
-        order = torch.randperm(n, generator=rng).to(device)
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size]
 
 
 @contextmanager

@@ -70,11 +70,13 @@ class TrialActor:
     def resume(self, key: str) -> None:
         self._go_on.setdefault(key, threading.Event()).set()
 
-    def run(self, key: str, workload: str, config: dict, epochs: int, seed: int,
+    def run(self, key: str, workload: str, config: dict, epochs: int | None, seed: int,
             checkpoint: bytes | None = None, checkpoint_every: int = 0,
             checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
-            pause_after: list[int] | None = None, stop_without_progress: bool = False) -> Iterator[dict]:
-        """Train (or continue from ``checkpoint``), yielding each epoch's result. The result carries
+            pause_after: list[int] | None = None, stop_without_progress: bool = False,
+            steps: int | None = None, eval_every: int | None = None) -> Iterator[dict]:
+        """Train (or continue from ``checkpoint``), yielding each round's result (an epoch, or
+        ``eval_every`` of ``steps`` steps). The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
         ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
         to train again than to checkpoint at every epoch. After an epoch in ``pause_after`` (where
@@ -89,7 +91,8 @@ class TrialActor:
 
         wl = self._workload_data(workload)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
-                               divergence_factor=divergence_factor, stop_without_progress=stop_without_progress)
+                               divergence_factor=divergence_factor, stop_without_progress=stop_without_progress,
+                               steps=steps, eval_every=eval_every)
         if checkpoint is not None:
             trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
         last_checkpoint = time.monotonic()
@@ -135,7 +138,8 @@ class TrialActor:
         wl = get_workload(workload)
         if workload not in self._data:
             # Every trial of every job sees the same split, so trials are ranked on one validation set.
-            self._data[workload] = wl.load_data(seed=0)
+            # A streaming workload reads its own batches in each trial.
+            self._data[workload] = None if wl.streams else wl.load_data(seed=0)
         return wl
 
 
@@ -302,12 +306,14 @@ class RayExecutor:
             self._live[resources] = self._live.get(resources, 0) - 1
             self._freed.notify_all()
 
-    def run_trial(self, key: str, workload: str, config: dict, epochs: int, seed: int,
+    def run_trial(self, key: str, workload: str, config: dict, epochs: int | None, seed: int,
                   resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
                   checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
                   divergence_factor: float = 10.0, pause_after: list[int] | None = None,
-                  stop_without_progress: bool = False) -> Iterator[dict]:
-        """Yield each epoch's result dict as the worker finishes it. Raises WorkerLost."""
+                  stop_without_progress: bool = False, steps: int | None = None,
+                  eval_every: int | None = None) -> Iterator[dict]:
+        """Yield each round's result dict (an epoch, or ``eval_every`` steps of a ``steps`` job)
+        as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
         if actor is None:
             return
@@ -317,7 +323,8 @@ class RayExecutor:
         stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
                                                                    checkpoint, checkpoint_every,
                                                                    checkpoint_seconds, divergence_factor,
-                                                                   pause_after, stop_without_progress)
+                                                                   pause_after, stop_without_progress,
+                                                                   steps, eval_every)
         try:
             for ref in stream:
                 yield ray.get(ref)

@@ -14,7 +14,7 @@ import logging
 import threading
 import warnings
 from importlib.metadata import EntryPoint, entry_points
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from workers.workloads.base import Dataset, Workload
@@ -28,6 +28,10 @@ class _BuiltIn(NamedTuple):
     target: str  # "module:attr", imported on first use
     description: str  # kept here so describing needs no import; equals the class's (tested)
     batch_size: int  # likewise (the job's batch size, for transferring a learning rate)
+    metrics: tuple[tuple[str, str], ...] = (("val_loss", "min"), ("val_accuracy", "max"))  # likewise
+
+
+_LOSS_ONLY = (("val_loss", "min"),)
 
 
 BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
@@ -57,6 +61,15 @@ BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
         "Generated regression (y = linear + tanh term + noise, 8 features), MLP 8-16-1, "
         "256 training / 64 validation samples: milliseconds per epoch, for scale tests.",
         64,
+        _LOSS_ONLY,
+    ),
+    "gpt-stdlib": _BuiltIn(
+        "workers.workloads.gpt_stdlib:GPTStdlib",
+        "Byte-level decoder-only transformer (2 layers, width 64, 4 heads, context 64) on the "
+        "Python standard library's own source text, streamed from disk; reports val_loss "
+        "(nats/byte) and val_bpb (bits/byte). For step jobs.",
+        32,
+        (("val_loss", "min"), ("val_bpb", "min")),
     ),
 }
 
@@ -69,19 +82,22 @@ def workload_names() -> list[str]:
     return list(BUILTIN_WORKLOADS) + sorted(_plugin_entry_points())
 
 
-def describe_workloads() -> list[dict[str, str]]:
-    """``[{"name", "description"}, ...]`` in ``workload_names()`` order.
+def describe_workloads() -> list[dict[str, Any]]:
+    """``[{"name", "description", "metrics"}, ...]`` in ``workload_names()`` order.
 
     A plug-in that fails to load is still listed, with the error as its description.
     """
-    out = [{"name": name, "description": b.description} for name, b in BUILTIN_WORKLOADS.items()]
+    out: list[dict[str, Any]] = [{"name": name, "description": b.description, "metrics": dict(b.metrics)}
+                                 for name, b in BUILTIN_WORKLOADS.items()]
     for name in sorted(_plugin_entry_points()):
         try:
-            description = str(getattr(get_workload(name), "description", "") or "")
+            workload = get_workload(name)
+            description = str(getattr(workload, "description", "") or "")
+            metrics = dict(workload.reported_metrics())
         except Exception as exc:  # a broken plug-in must not take the listing down
             log.warning("workload plug-in %r failed to load: %r", name, exc)
-            description = f"(failed to load: {exc!r})"
-        out.append({"name": name, "description": description})
+            description, metrics = f"(failed to load: {exc!r})", {}
+        out.append({"name": name, "description": description, "metrics": metrics})
     return out
 
 
@@ -90,6 +106,14 @@ def workload_batch_size(name: str) -> int:
     if name in BUILTIN_WORKLOADS:
         return BUILTIN_WORKLOADS[name].batch_size
     return int(get_workload(name).batch_size)
+
+
+def workload_metrics(name: str) -> dict[str, str]:
+    """The validation metrics a workload reports, each with its better direction ("min" or "max").
+    No import for the built-ins."""
+    if name in BUILTIN_WORKLOADS:
+        return dict(BUILTIN_WORKLOADS[name].metrics)
+    return dict(get_workload(name).reported_metrics())
 
 
 def get_workload(name: str) -> Workload:
@@ -132,6 +156,9 @@ def _load(name: str) -> Workload:
     workload = obj()
     if not isinstance(workload, Workload):
         raise TypeError(f"workload {name!r} ({obj!r}) gave {type(workload).__name__}, not a Workload")
+    if not workload.streams and type(workload).load_data is Workload.load_data:
+        raise TypeError(f"workload {name!r} ({obj!r}) has neither load_data nor train_batches: "
+                        "it needs one of them to train on")
     return workload
 
 

@@ -1,57 +1,65 @@
-"""One trial's training: epochs of a workload under one config, divergence detection, checkpoints.
+"""One trial's training: rounds of a workload under one config, divergence detection, checkpoints.
 
-Pure torch, no Ray: the Ray layer builds a TrialTrainer (or calls ``train``) and reports each
-EpochResult. Built for short trials: tensors stay in memory on the device, batches are taken by
-indexing with a seeded permutation, and nothing runs per batch that a small model cannot afford.
+A round ends with an evaluation: one epoch (a pass over the training data) in an epoch job, or
+``eval_every`` optimizer steps in a step job. Pure torch, no Ray: the Ray layer builds a
+TrialTrainer (or calls ``train``) and reports each EpochResult. Built for short trials: in-memory
+tensors stay on the device and batches are taken by indexing with a seeded permutation; a workload
+that streams its own batches is read as it goes (workers/batches.py).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any, ContextManager
 
 import torch
 
 from search.catalog import complete_config
 from workers import _params
+from workers.batches import SHUFFLE_SEED_OFFSET, TrainBatches, batch_size_of, to_device
 from workers.optimizers import build_optimizer
 from workers.schedules import build_schedule
 from workers.workloads.base import Dataset, Workload
 
-CHECKPOINT_FORMAT = 1
-# The shuffling stream is seeded apart from the model's init/dropout stream so the two never mirror each other.
-_SHUFFLE_SEED_OFFSET = 0x5EED
+CHECKPOINT_FORMAT = 2  # 1: epoch jobs of in-memory workloads only (still loaded)
+_SHUFFLE_SEED_OFFSET = SHUFFLE_SEED_OFFSET  # the name range tests and older code import
 
 
 @dataclass
 class EpochResult:
-    """One finished epoch: the row the service stores as a Metric (plus divergence)."""
+    """One finished round: the row the service stores as a Metric (plus divergence)."""
 
-    epoch: int  # 0-based
-    train_loss: float  # mean over the examples seen this epoch; nan/inf when diverged
+    epoch: int  # 0-based round: the epoch in an epoch job, the evaluation's index in a step job
+    train_loss: float  # mean over the examples seen this round; nan/inf when diverged
     val_loss: float
-    val_accuracy: float | None  # None for regression workloads and when val_loss is not finite
-    lr: float  # the rate in effect at the epoch's first step
+    val_accuracy: float | None  # None for workloads without accuracy and when val_loss is not finite
+    lr: float  # the rate in effect at the round's first step
     diverged: bool = False
-    # Stopped after its first epoch for having learned nothing (only with ``stop_without_progress``).
+    # Stopped after its first round for having learned nothing (only with ``stop_without_progress``).
     stalled: bool = False
     # Why it diverged: "train loss became nan at step 3 of epoch 0", "val loss became inf at epoch 2",
     # "val loss 101.7 exploded above 10x the first epoch's (6.406) at epoch 1" (epoch 0: the untrained
     # model's); or why it stalled.
     reason: str | None = None
+    step: int = 0  # optimizer steps taken when the round's evaluation ran
+    # Every validation metric the workload reported (val_loss and val_accuracy among them).
+    metrics: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self, *, nonfinite_as_none: bool = False) -> dict[str, Any]:
         """Plain dict. ``nonfinite_as_none``: nan/inf floats become None (strict JSON has no NaN)."""
         out = asdict(self)
         if nonfinite_as_none:
             for key in ("train_loss", "val_loss", "val_accuracy", "lr"):
-                value = out[key]
-                if isinstance(value, float) and not math.isfinite(value):
-                    out[key] = None
+                out[key] = _finite_or_none(out[key])
+            out["metrics"] = {k: _finite_or_none(v) for k, v in out["metrics"].items()}
         return out
+
+
+def _finite_or_none(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # A first epoch that removed less than this share of the untrained model's validation loss
@@ -78,70 +86,105 @@ def learned_nothing(first_val_loss: float, untrained_val_loss: float | None) -> 
 
 
 class TrialTrainer:
-    """Trains ``workload`` for ``epochs`` epochs under ``config``, one ``run_epoch()`` at a time.
+    """Trains ``workload`` under ``config`` for ``epochs`` epochs, or for ``steps`` optimizer steps
+    evaluated every ``eval_every``, one ``run_epoch()`` (one round) at a time.
 
     ``config`` holds ``lr``, ``optimizer``, ``schedule``, ``warmup_fraction`` and any catalog
     parameters; missing ones take the catalog's defaults (``self.config`` is the completed one).
-    Same workload, data, config, epochs and seed give the same results on the same device; the
-    trainer keeps its own torch RNG stream, so other code in the process does not perturb it.
-    A bad config raises ValueError here, before any training. ``data`` may live on the CPU and be
-    shared between trainers: it is copied to ``device`` once and never written.
+    The schedule and warmup run over the whole run's optimizer steps; their parameters are in
+    epochs for an epoch job and in steps for a step job (``step_size``, the exponential's
+    ``gamma`` per unit). Same workload, data, config, length and seed give the same results on
+    the same device; the trainer keeps its own torch RNG stream, so other code in the process
+    does not perturb it. A bad config raises ValueError here, before any training. ``data`` (in-
+    memory workloads) may live on the CPU and be shared between trainers: it is copied to
+    ``device`` once and never written; a streaming workload takes ``data=None``.
 
-    Divergence ends the trial (``finished``): a non-finite batch loss (the epoch stops at that
-    batch, without a step), a non-finite validation loss, or a validation loss above
-    ``divergence_factor`` times the first epoch's (for epoch 0: the untrained model's).
-    With ``stop_without_progress`` (the service sets it when the job has early stopping), a
-    trial whose validation loss after its first epoch is not at least 1% below the untrained
-    model's also ends there, ``stalled``: see :func:`learned_nothing`.
+    Divergence ends the trial (``finished``): a non-finite batch loss (the round stops at that
+    batch, without a step), a non-finite gradient norm under clipping, a non-finite validation
+    loss, or a validation loss above ``divergence_factor`` times the first round's (for round 0:
+    the untrained model's). With ``stop_without_progress`` (the service sets it when the job has
+    early stopping), a trial whose validation loss after its first round is not at least 1% below
+    the untrained model's also ends there, ``stalled``: see :func:`learned_nothing`.
     """
 
     def __init__(
         self,
         workload: Workload,
-        data: Dataset,
+        data: Dataset | None,
         config: Mapping[str, Any],
-        epochs: int,
+        epochs: int | None,
         seed: int,
         device: str | torch.device = "cpu",
         divergence_factor: float = 10.0,
         stop_without_progress: bool = False,
+        *,
+        steps: int | None = None,
+        eval_every: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
-        if epochs < 1:
+        if (epochs is None) == (steps is None):
+            raise ValueError("give either epochs or steps")
+        if epochs is not None and epochs < 1:
             raise ValueError(f"epochs must be positive, got {epochs}")
-        _params.validate(config, epochs)  # named errors, before complete_config would cast blindly
+        if steps is not None:
+            eval_every = steps if eval_every is None else eval_every
+            if steps < 1 or eval_every < 1:
+                raise ValueError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
+        schedule_length = epochs if epochs is not None else steps
+        assert schedule_length is not None
+        _params.validate(config, schedule_length)  # named errors, before complete_config would cast blindly
         self.workload = workload
-        self.config = complete_config(dict(config), epochs)
-        self.epochs = epochs
+        self.config = complete_config(dict(config), schedule_length)
         self.seed = seed
         self.device = torch.device(device)
         self.divergence_factor = divergence_factor
         self.stop_without_progress = stop_without_progress
+        self.steps = steps
+        self.eval_every = eval_every
+        self._accumulation = max(1, int(workload.grad_accumulation))
+        self._clip = workload.grad_clip_norm
 
-        # Data goes to the device once; batches are gathered from it by index.
-        self._data = data.to(self.device)
-        self._batch_size = workload.batch_size
-        self.steps_per_epoch = math.ceil(data.num_train / self._batch_size)
-        self._classification = workload.task == "classification"
-        self._loss_fn = workload.loss_fn()
+        self._batches = TrainBatches(workload, data, batch_size or workload.batch_size, seed, self.device)
+        if epochs is not None:
+            per_pass = self._batches.batches_per_pass()
+            if per_pass is None:
+                raise ValueError(f"workload {workload.name!r}: its train_batches has no len(), so an epoch's "
+                                 "steps are unknown; give the job steps and eval_every instead of epochs")
+            self.steps_per_epoch = max(1, math.ceil(per_pass / self._accumulation))
+            self.epochs = epochs  # rounds
+            self.total_steps = epochs * self.steps_per_epoch
+        else:
+            assert steps is not None and eval_every is not None
+            self.steps_per_epoch = 1  # the schedule's unit is the step
+            self.epochs = math.ceil(steps / eval_every)
+            self.total_steps = steps
+        # In memory, validation reads the copy TrainBatches moved (or loaded) to the device.
+        self._val_data = self._batches._data
+        self._train_step = workload.training_step
+        self._fast_eval = not workload.streams and type(workload).validation_step is Workload.validation_step
 
         self._rng_state: dict[str, torch.Tensor] | None = None  # torch's global RNG, as this trial left it
         with self._own_rng():
             self.model = workload.build_model(seed).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), self.config)
         self.scheduler = build_schedule(
-            self.optimizer, self.config, epochs=epochs, steps_per_epoch=self.steps_per_epoch
+            self.optimizer, self.config, epochs=schedule_length, steps_per_epoch=self.steps_per_epoch
         )
-        self._shuffle_rng = torch.Generator().manual_seed(seed + _SHUFFLE_SEED_OFFSET)
 
         self._epochs_done = 0
+        self._steps_done = 0
         self._first_val_loss: float | None = None
-        self.untrained_val_loss: float | None = None  # measured before the first epoch trains
+        self.untrained_val_loss: float | None = None  # measured before the first round trains
         self._diverged = False
         self._stalled = False
 
     @property
     def epochs_done(self) -> int:
         return self._epochs_done
+
+    @property
+    def steps_done(self) -> int:
+        return self._steps_done
 
     @property
     def diverged(self) -> bool:
@@ -153,82 +196,164 @@ class TrialTrainer:
 
     @property
     def finished(self) -> bool:
-        """All epochs ran, or one diverged or stalled: ``run_epoch`` would raise."""
+        """Every round ran, or one diverged or stalled: ``run_epoch`` would raise."""
         return self._diverged or self._stalled or self._epochs_done >= self.epochs
 
+    def _unit(self, epoch: int) -> str:
+        return f"epoch {epoch}" if self.steps is None else f"step {self._steps_done}"
+
     def run_epoch(self) -> EpochResult:
-        """Train one epoch, then evaluate on the validation set."""
+        """Train one round (an epoch, or ``eval_every`` steps), then evaluate on the validation set."""
         if self.finished:
-            why = "diverged" if self._diverged else "stalled" if self._stalled else f"all {self.epochs} epochs done"
+            unit = "epochs" if self.steps is None else "evaluations"
+            why = "diverged" if self._diverged else "stalled" if self._stalled else f"all {self.epochs} {unit} done"
             raise RuntimeError(f"trial is finished ({why})")
         epoch = self._epochs_done
+        first_round = "the first epoch's" if self.steps is None else "the first evaluation's"
         lr = float(self.optimizer.param_groups[0]["lr"])
         if epoch == 0:
-            # Epoch 0 has no earlier epoch to be judged against: one extra validation pass per trial.
-            baseline, baseline_name = self._evaluate()[0], "the untrained model's"
+            # Round 0 has no earlier round to be judged against: one extra validation pass per trial.
+            baseline, baseline_name = self._evaluate()["val_loss"], "the untrained model's"
             self.untrained_val_loss = baseline
         else:
-            baseline, baseline_name = self._first_val_loss, "the first epoch's"
+            baseline, baseline_name = self._first_val_loss, first_round
         with self._own_rng():
-            train_loss, reason = self._train_epoch(epoch)
-        val_loss, val_accuracy = self._evaluate()
+            train_loss, reason = self._train_round(epoch)
+        metrics = self._evaluate()
+        val_loss = float(metrics["val_loss"]) if metrics["val_loss"] is not None else math.nan
 
         if reason is None and not math.isfinite(val_loss):
-            reason = f"val loss became {val_loss} at epoch {epoch}"
+            reason = f"val loss became {val_loss} at {self._unit(epoch)}"
         if reason is None and baseline is not None and math.isfinite(baseline) and baseline > 0:
             if val_loss > self.divergence_factor * baseline:
                 reason = (
                     f"val loss {val_loss:.4g} exploded above {self.divergence_factor:g}x "
-                    f"{baseline_name} ({baseline:.4g}) at epoch {epoch}"
+                    f"{baseline_name} ({baseline:.4g}) at {self._unit(epoch)}"
                 )
         if epoch == 0 and math.isfinite(val_loss):
             self._first_val_loss = val_loss
         stalled = (reason is None and epoch == 0 and self.stop_without_progress and self.epochs > 1
                    and learned_nothing(val_loss, baseline))
         if stalled:
-            reason = (f"val loss {val_loss:.4g} after the first epoch is not {MIN_FIRST_EPOCH_PROGRESS:.0%} below "
+            first = "first epoch" if self.steps is None else "first evaluation"
+            reason = (f"val loss {val_loss:.4g} after the {first} is not {MIN_FIRST_EPOCH_PROGRESS:.0%} below "
                       f"the untrained model's ({baseline:.4g}): stopped as hopeless")
 
         self._epochs_done += 1
         self._diverged = reason is not None and not stalled
         self._stalled = stalled
+        accuracy = metrics.get("val_accuracy")
         return EpochResult(
             epoch=epoch,
             train_loss=train_loss,
             val_loss=val_loss,
-            val_accuracy=val_accuracy if math.isfinite(val_loss) else None,
+            val_accuracy=float(accuracy) if accuracy is not None and math.isfinite(val_loss) else None,
             lr=lr,
             diverged=self._diverged,
             stalled=stalled,
             reason=reason,
+            step=self._steps_done,
+            metrics=metrics,
         )
 
-    def _train_epoch(self, epoch: int) -> tuple[float, str | None]:
-        """Mean training loss, and why the epoch stopped early (a non-finite batch loss) or None."""
+    def _train_round(self, epoch: int) -> tuple[float, str | None]:
+        """Mean training loss, and why the round stopped early (a non-finite loss or gradient) or None."""
         self.model.train()
-        x, y = self._data.train_x, self._data.train_y
-        n = len(x)
-        order = torch.randperm(n, generator=self._shuffle_rng).to(self.device)
+        loss_sum, seen, step_in_round = 0.0, 0, 0
+        if self.steps is None:  # an epoch: until the pass over the data ends
+            def more() -> bool:
+                return step_in_round == 0 or not self._batches.pass_ended
+        else:
+            assert self.eval_every is not None
+            end = min(self.steps, (epoch + 1) * self.eval_every)
+
+            def more() -> bool:
+                return self._steps_done < end
+        while more():
+            step_loss, step_seen, problem = self._step()
+            loss_sum += step_loss
+            seen += step_seen
+            if problem is not None:
+                where = (f"step {step_in_round} of epoch {epoch}" if self.steps is None
+                         else f"step {self._steps_done}")
+                return loss_sum / max(1, seen), f"{problem} at {where}"
+            step_in_round += 1
+        return loss_sum / max(1, seen), None
+
+    def _step(self) -> tuple[float, int, str | None]:
+        """One optimizer step over ``grad_accumulation`` batches (never across the end of an epoch's
+        pass), the gradient their mean weighted by batch size: the summed loss times batch sizes, the
+        examples seen, and what went wrong or None.
+        A non-finite loss or gradient norm takes no step: the parameters stay what they were."""
+        self.optimizer.zero_grad(set_to_none=True)
         loss_sum, seen = 0.0, 0
-        for step, start in enumerate(range(0, n, self._batch_size)):
-            index = order[start : start + self._batch_size]
-            loss = self._loss_fn(self.model(x[index]), y[index])
-            value = loss.item()
-            loss_sum += value * len(index)
-            seen += len(index)
+        for micro in range(self._accumulation):
+            if micro > 0 and self.steps is None and self._batches.pass_ended:
+                break
+            batch = self._batches.take()
+            with self._autocast():
+                loss = self._train_step(self.model, batch)
+            value = float(loss.detach())
+            n = batch_size_of(batch)
+            loss_sum += value * n
+            seen += n
             if not math.isfinite(value):
-                # No step on a non-finite loss: the parameters stay what they were.
-                return loss_sum / seen, f"train loss became {value} at step {step} of epoch {epoch}"
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.scheduler.step()
-        return loss_sum / seen, None
+                return loss_sum, seen, f"train loss became {value}"
+            # Accumulating, each batch counts by its size: the step's gradient is the mean over all
+            # its examples, as one batch of them all would give (a short last batch too).
+            (loss * n if self._accumulation > 1 else loss).backward()
+        if self._accumulation > 1:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads:
+                torch._foreach_mul_(grads, 1.0 / seen)
+        if self._clip is not None:
+            norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self._clip))
+            if not math.isfinite(norm):
+                return loss_sum, seen, f"gradient norm became {norm}"
+        self.optimizer.step()
+        self.scheduler.step()
+        self._steps_done += 1
+        return loss_sum, seen, None
+
+    def _autocast(self) -> ContextManager[Any]:
+        if self.device.type == "cuda" and self.workload.precision == "bf16":
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return nullcontext()
 
     @torch.no_grad()
-    def _evaluate(self) -> tuple[float, float | None]:
+    def _evaluate(self) -> dict[str, float | None]:
+        """Every validation metric: the mean over the validation set (weighted by batch sizes)."""
         self.model.eval()
-        x, y = self._data.val_x, self._data.val_y
+        if self._fast_eval:
+            return self._evaluate_in_memory()
+        totals: dict[str, float] = {}
+        seen = 0
+        for batch in self._val_batches():
+            batch = to_device(batch, self.device)
+            with self._autocast():
+                values = self.workload.validation_step(self.model, batch)
+            n = batch_size_of(batch)
+            seen += n
+            for name, value in values.items():
+                totals[name] = totals.get(name, 0.0) + float(value) * n
+        if "val_loss" not in totals:
+            raise ValueError(f"workload {self.workload.name!r}: validation_step must report 'val_loss' "
+                             f"(it reported {sorted(totals) or 'nothing'})")
+        return {name: total / seen for name, total in totals.items()}
+
+    def _val_batches(self) -> Iterable[Any]:
+        if self._val_data is None:
+            return self.workload.val_batches(self.workload.eval_batch_size)
+        x, y, chunk = self._val_data.val_x, self._val_data.val_y, self.workload.eval_batch_size
+        return ((x[start:start + chunk], y[start:start + chunk]) for start in range(0, len(x), chunk))
+
+    def _evaluate_in_memory(self) -> dict[str, float | None]:
+        """The default validation step on in-memory tensors, with one host sync per evaluation."""
+        data = self._val_data
+        assert data is not None
+        loss_fn = self.workload._loss()
+        classification = self.workload.task == "classification"
+        x, y = data.val_x, data.val_y
         n = len(x)
         loss_sum = torch.zeros((), device=self.device)
         correct = 0
@@ -236,10 +361,13 @@ class TrialTrainer:
         for start in range(0, n, chunk):
             xb, yb = x[start : start + chunk], y[start : start + chunk]
             output = self.model(xb)
-            loss_sum += self._loss_fn(output, yb).float() * len(xb)  # the loss is a batch mean
-            if self._classification:
+            loss_sum += loss_fn(output, yb).float() * len(xb)  # the loss is a batch mean
+            if classification:
                 correct += self.workload.count_correct(output, yb)
-        return float(loss_sum) / n, (correct / n if self._classification else None)
+        metrics: dict[str, float | None] = {"val_loss": float(loss_sum) / n}
+        if classification:
+            metrics["val_accuracy"] = correct / n
+        return metrics
 
     @contextmanager
     def _own_rng(self) -> Iterator[None]:
@@ -264,6 +392,9 @@ class TrialTrainer:
             if outer_cuda is not None:
                 torch.cuda.set_rng_state(outer_cuda, self.device)
 
+    def _length(self) -> list[int | None]:
+        return [self.epochs if self.steps is None else None, self.steps, self.eval_every]
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly where this left off: plain types and CPU tensors
         (copies, unaffected by further training), loadable with ``torch.load(weights_only=True)``."""
@@ -272,30 +403,41 @@ class TrialTrainer:
             "format": CHECKPOINT_FORMAT,
             "config": dict(self.config),
             "epochs": self.epochs,
+            "length": self._length(),
             "seed": self.seed,
             "epochs_done": self._epochs_done,
+            "steps_done": self._steps_done,
             "first_val_loss": self._first_val_loss,
             "diverged": self._diverged,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "shuffle_rng": self._shuffle_rng.get_state(),
+            "batches": self._batches.state_dict(),
             "torch_rng": dict(self._rng_state),
         }
         return _cpu_copy(state)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; this trainer must have been built with the same config,
-        epochs and seed (ValueError otherwise). The data and device may differ from the saver's."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"unknown checkpoint format {state.get('format')!r}")
-        for key, mine in (("config", self.config), ("epochs", self.epochs), ("seed", self.seed)):
-            if state[key] != mine:
-                raise ValueError(f"checkpoint {key} {state[key]!r} differs from this trainer's {mine!r}")
+        length and seed (ValueError otherwise). The data and device may differ from the saver's."""
+        version = state.get("format")
+        if version not in (1, CHECKPOINT_FORMAT):
+            raise ValueError(f"unknown checkpoint format {version!r}")
+        mine = {"config": self.config, "epochs": self.epochs, "seed": self.seed}
+        if version == CHECKPOINT_FORMAT:
+            mine["length"] = self._length()
+        for key, value in mine.items():
+            if state[key] != value:
+                raise ValueError(f"checkpoint {key} {state[key]!r} differs from this trainer's {value!r}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self._shuffle_rng.set_state(state["shuffle_rng"])
+        if version == 1:  # taken at the end of an epoch: the shuffle stream as the next pass finds it
+            self._batches.load_state_dict({"pass": -1, "taken": 0, "rng": state["shuffle_rng"]})
+            self._steps_done = int(state["epochs_done"]) * self.steps_per_epoch
+        else:
+            self._batches.load_state_dict(state["batches"])
+            self._steps_done = int(state["steps_done"])
         rng = state["torch_rng"]
         self._rng_state = {"cpu": rng["cpu"]} | ({"cuda": rng["cuda"]} if "cuda" in rng else {})
         self._epochs_done = int(state["epochs_done"])
@@ -305,18 +447,20 @@ class TrialTrainer:
 
 def train(
     workload: Workload,
-    data: Dataset,
+    data: Dataset | None,
     config: Mapping[str, Any],
-    epochs: int,
+    epochs: int | None,
     seed: int,
     device: str | torch.device = "cpu",
     should_stop: Callable[[], bool] = lambda: False,
     divergence_factor: float = 10.0,
+    **length: Any,
 ) -> Iterator[EpochResult]:
-    """One EpochResult per epoch, as each ends; stops after a diverged epoch, or before an epoch when
-    ``should_stop()`` is true (cancellation, early stopping). A bad config raises ValueError
+    """One EpochResult per round, as each ends; stops after a diverged round, or before a round when
+    ``should_stop()`` is true (cancellation, early stopping). ``length`` takes ``steps`` and
+    ``eval_every`` (with ``epochs=None``) and ``batch_size``. A bad config raises ValueError
     here, at the call, not at the first ``next()``."""
-    trainer = TrialTrainer(workload, data, config, epochs, seed, device, divergence_factor)
+    trainer = TrialTrainer(workload, data, config, epochs, seed, device, divergence_factor, **length)
 
     def epochs_of(trainer: TrialTrainer) -> Iterator[EpochResult]:
         while not trainer.finished and not should_stop():

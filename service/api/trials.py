@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sqlalchemy import func, select
@@ -40,6 +40,14 @@ def list_metrics(job_id: JobId, number: Annotated[int, Path(ge=0, le=2**31 - 1)]
     trial_id = session.scalar(select(Trial.id).where(Trial.job_id == job_id, Trial.number == number))
     if trial_id is None:
         raise HTTPException(404, f"job {job_id} has no trial {number}")
-    rows = session.execute(select(Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr)
+    rows = session.execute(select(Metric.epoch, Metric.step, Metric.train_loss, Metric.val_loss,
+                                  Metric.val_accuracy, Metric.lr, Metric.extra)
                            .where(Metric.trial_id == trial_id).order_by(Metric.epoch))
-    return json_response({"items": [row._asdict() for row in rows]})
+    return json_response({"items": [metric_item(row) for row in rows]})
+
+
+def metric_item(row: Any) -> dict[str, Any]:
+    """A metric row as the API answers it: the workload's other metrics as keys of their own."""
+    item = row._asdict()
+    extra = item.pop("extra") or {}
+    return item | {k: v for k, v in extra.items() if k not in item}

@@ -48,6 +48,21 @@
     if (isNum(c.warmup_fraction) && c.warmup_fraction > 0) parts.push(`warmup ${c.warmup_fraction}`);
     return esc(parts.filter(Boolean).join(" \u00b7 ") + (t.status === "completed" ? "" : ` (${t.status})`));
   }
+  // -- the job's objective and length -----------------------------------------------------------
+  /** What the job ranks by: its metric's name and whether higher is better. */
+  function objective() {
+    const o = state.job?.spec?.objective || {};
+    return { metric: o.metric || "val_loss", max: o.mode === "max" };
+  }
+  /** A trial's best value of the objective (older answers without one: its val_loss). */
+  const obj = (t) => (t.objective !== undefined ? t.objective : t.val_loss);
+  const stepJob = () => isNum(state.job?.spec?.steps);
+  /** Evaluations per trial: epochs, or steps / eval_every. */
+  function rounds() {
+    const s = state.job?.spec || {};
+    return stepJob() ? Math.ceil(s.steps / (s.eval_every || s.steps)) : s.epochs;
+  }
+  const unit = () => (stepJob() ? "evaluations" : "epochs");
   function groupColor(kind, name, names) {
     const table = kind === "optimizer" ? OPT_COLORS : SCHED_COLORS;
     return table[name] || EXTRA_COLORS[Math.max(0, names.indexOf(name)) % EXTRA_COLORS.length];
@@ -71,7 +86,7 @@
 
   // -- data ----------------------------------------------------------------------------------
   function sameTrial(a, b) {
-    return a && a.status === b.status && a.val_loss === b.val_loss && a.epochs === b.epochs &&
+    return a && a.status === b.status && a.val_loss === b.val_loss && obj(a) === obj(b) && a.epochs === b.epochs &&
       a.best_epoch === b.best_epoch && a.finished_at === b.finished_at && a.started_at === b.started_at &&
       a.error === b.error;
   }
@@ -86,7 +101,7 @@
 
   function curveOf(number) {
     let c = state.curves.get(number);
-    if (!c) { c = { n: 0, epoch: [], train: [], val: [], lr: [] }; state.curves.set(number, c); }
+    if (!c) { c = { n: 0, epoch: [], step: [], train: [], val: [], lr: [] }; state.curves.set(number, c); }
     return c;
   }
 
@@ -95,7 +110,9 @@
     for (let i = 0; i < cols.trial.length; i++) {
       const c = curveOf(cols.trial[i]);
       const e = cols.epoch[i];
-      c.epoch[e] = e; c.train[e] = cols.train_loss[i]; c.val[e] = cols.val_loss[i]; c.lr[e] = cols.lr[i];
+      c.epoch[e] = e; c.train[e] = cols.train_loss[i]; c.lr[e] = cols.lr[i];
+      c.val[e] = (cols.objective || cols.val_loss)[i];  // the job's objective at each evaluation
+      c.step[e] = cols.step ? cols.step[i] : null;
       touched.add(c);
     }
     for (const c of touched) { let n = 0; while (c.epoch[n] !== undefined) n++; c.n = n; }
@@ -109,7 +126,7 @@
       const c = state.curves.get(t.number);
       const held = c ? c.n : 0;
       if (c && t.epochs < held) { // the trial was reset (re-run after a restart): forget its old epochs
-        for (const key of ["epoch", "train", "val", "lr"]) c[key].length = t.epochs;
+        for (const key of ["epoch", "step", "train", "val", "lr"]) c[key].length = t.epochs;
         c.n = t.epochs; state.dataVersion++;
       } else if (t.epochs > held) {
         need.push([t.number, held]);
@@ -134,7 +151,7 @@
   }
 
   async function syncBest(job) {
-    const key = job.best ? `${job.best.trial}:${job.best.val_loss}` : null;
+    const key = job.best ? `${job.best.trial}:${job.best.objective?.value ?? job.best.val_loss}` : null;
     if (key === state.bestKey) return;
     if (key === null) { state.best = null; state.bestKey = null; return; }
     const res = await api(`/jobs/${jobId}/best`);
@@ -188,9 +205,14 @@
     }
     const spec = job.spec || {};
     const meta = $("job-meta");
-    const items = [["workload", spec.workload], ["strategy", spec.strategy], ["epochs", spec.epochs],
+    const length = stepJob() ? [["steps", spec.steps], ["eval every", spec.eval_every]] : [["epochs", spec.epochs]];
+    const o = objective();
+    const items = [["workload", spec.workload], ["strategy", spec.strategy], ...length,
+      ["objective", `${o.metric} (${o.max ? "max" : "min"})`],
       ["concurrent", spec.max_concurrent], ["created", LR.fmtTime(job.created_at)]];
     if (job.started_at) items.push(["ran", LR.fmtDuration(LR.seconds(job.started_at, job.finished_at))]);
+    for (const e of document.querySelectorAll(".objective-name")) setText(e, o.metric);
+    for (const e of document.querySelectorAll(".length-unit")) setText(e, stepJob() ? "steps" : "epochs");
     const msig = JSON.stringify(items);
     if (meta.dataset.sig !== msig) {
       meta.dataset.sig = msig;
@@ -210,8 +232,9 @@
   // A manual rerun of the best trial, trained from the same init as it was (its job's training seed).
   function rerunSpec() {
     const b = state.best, spec = state.job.spec || {};
+    const length = stepJob() ? { steps: spec.steps, eval_every: spec.eval_every } : { epochs: spec.epochs };
     return { name: `rerun of ${state.job.name} #${b.trial}`.slice(0, 200), workload: spec.workload,
-             strategy: "manual", epochs: spec.epochs, seed: spec.training_seed ?? spec.seed ?? 0, configs: [b.config] };
+             strategy: "manual", ...length, seed: spec.training_seed ?? spec.seed ?? 0, configs: [b.config] };
   }
   function curlSnippet() {
     const body = JSON.stringify(rerunSpec()).replace(/'/g, "'\\''");
@@ -222,7 +245,9 @@
   function yamlSnippet() {
     const s = rerunSpec();
     const lines = ["# lrsearch submit best.yaml --wait"];
-    for (const key of ["name", "workload", "strategy", "epochs", "seed"]) lines.push(`${key}: ${yamlScalar(s[key])}`);
+    for (const key of ["name", "workload", "strategy", "epochs", "steps", "eval_every", "seed"]) {
+      if (key in s) lines.push(`${key}: ${yamlScalar(s[key])}`);
+    }
     lines.push("configs:");
     Object.entries(s.configs[0]).forEach(([k, v], i) => lines.push(`${i ? "    " : "  - "}${k}: ${yamlScalar(v)}`));
     return lines.join("\n") + "\n";
@@ -238,7 +263,9 @@
     lr.title = String(b.lr);
     const c = b.config || {};
     const warm = isNum(c.warmup_fraction) && c.warmup_fraction > 0 ? ` \u00b7 warmup ${c.warmup_fraction}` : "";
-    setText($("best-sub"), `val_loss ${LR.fmtLoss(b.val_loss)}${b.epoch !== null && b.epoch !== undefined ? ` at epoch ${b.epoch}` : ""}` +
+    const value = b.objective ? b.objective.value : b.val_loss, metric = b.objective ? b.objective.metric : "val_loss";
+    const at = isNum(b.step) ? ` at step ${b.step}` : b.epoch !== null && b.epoch !== undefined ? ` at epoch ${b.epoch}` : "";
+    setText($("best-sub"), `${metric} ${LR.fmtLoss(value)}${at}` +
       ` \u00b7 trial #${b.trial} \u00b7 ${c.optimizer} \u00b7 ${c.schedule}${warm}`);
     setText($("best-json"), JSON.stringify(b.config, null, 2));
     setText($("best-curl"), curlSnippet());
@@ -250,17 +277,17 @@
   const COLS = ["number", "status", "lr", "optimizer", "schedule", "warmup", "val_loss", "best_epoch", "epochs", "duration", "note"];
   const SORT_KEYS = {
     number: (t) => t.number, status: (t) => t.status, lr: (t) => t.config?.lr, optimizer: (t) => t.config?.optimizer,
-    schedule: (t) => t.config?.schedule, warmup: (t) => t.config?.warmup_fraction, val_loss: (t) => t.val_loss,
+    schedule: (t) => t.config?.schedule, warmup: (t) => t.config?.warmup_fraction, val_loss: obj,
     best_epoch: (t) => t.best_epoch, epochs: (t) => t.epochs, duration: (t) => LR.seconds(t.started_at, t.finished_at),
   };
 
   function note(t) {
-    const total = state.job?.spec?.epochs;
+    const total = rounds();
     if (t.status === "failed") return t.error || "failed";
     const test = t.config?.range_test;
     if (test) return `range test, seed ${test.repeat}: ${LR.fmtLr(t.config.lr)} to ${LR.fmtLr(test.lr_high)} in ${t.epochs} of ${test.num_steps} steps`;
-    if (t.status === "diverged") return t.error || `diverged at epoch ${Math.max(0, t.epochs - 1)}`;
-    if (t.status === "pruned") return `stopped early after ${t.epochs}${total ? ` of ${total}` : ""} epochs`;
+    if (t.status === "diverged") return t.error || `diverged at evaluation ${Math.max(0, t.epochs - 1)}`;
+    if (t.status === "pruned") return `stopped early after ${t.epochs}${total ? ` of ${total}` : ""} ${unit()}`;
     if (t.status === "cancelled") return "cancelled";
     return t.attempts > 1 ? `attempt ${t.attempts}` : t.error || "";
   }
@@ -287,9 +314,9 @@
     setText(x.optimizer, c.optimizer);
     setText(x.schedule, c.schedule);
     setText(x.warmup, LR.fmtNum(c.warmup_fraction));
-    setText(x.val_loss, LR.fmtLoss(t.val_loss));
+    setText(x.val_loss, LR.fmtLoss(obj(t)));
     setText(x.best_epoch, t.best_epoch ?? "");
-    const total = state.job?.spec?.epochs;
+    const total = rounds();
     setText(x.epochs, total ? `${t.epochs} / ${total}` : t.epochs);
     setText(x.duration, LR.fmtDuration(LR.seconds(t.started_at, t.finished_at)));
     const n = note(t);
@@ -391,6 +418,7 @@
     return axis(title, { type: "log", tickformat: "~g", dtick: span > 2.5 ? 1 : span > 0.6 ? "D2" : undefined });
   }
   function epochAxis() {
+    if (stepJob()) return axis("step", { rangemode: "tozero" });
     const epochs = state.job?.spec?.epochs || 0;
     return axis("epoch", { rangemode: "tozero", dtick: epochs && epochs <= 12 ? 1 : undefined, tick0: 0 });
   }
@@ -434,31 +462,33 @@
     const ends = { diverged: { x: [], y: [], text: [] }, pruned: { x: [], y: [], text: [] } };
     const values = [], steady = []; // steady: the values of trials that did not diverge
     // Short runs: show the points too (3 epochs read better as dots on segments than as bare kinks).
-    const markers = (state.job?.spec?.epochs || 99) <= 12 && withData.length <= MAX_TRIAL_TRACES;
+    const markers = (rounds() || 99) <= 12 && withData.length <= MAX_TRIAL_TRACES;
+    const xName = stepJob() ? "step" : "epoch";
     for (const [g, trials] of groups) {
       const x = [], y = [], text = [];
       for (const t of trials) {
         const c = state.curves.get(t.number), label = describe(t);
         if (x.length) { x.push(null); y.push(null); text.push(""); }
         let last = -1;
+        const at = (e) => (stepJob() && isNum(c.step[e]) ? c.step[e] : e);  // a step job's x is its step
         for (let e = 0; e < c.n; e++) {
-          x.push(e); y.push(c[key][e]); text.push(label);
+          x.push(at(e)); y.push(c[key][e]); text.push(label);
           if (isNum(c[key][e])) { values.push(c[key][e]); if (t.status !== "diverged") steady.push(c[key][e]); last = e; }
         }
-        if (withEnds && ends[t.status] && last >= 0) { ends[t.status].x.push(last); ends[t.status].y.push(c[key][last]); ends[t.status].text.push(label); }
+        if (withEnds && ends[t.status] && last >= 0) { ends[t.status].x.push(at(last)); ends[t.status].y.push(c[key][last]); ends[t.status].text.push(label); }
       }
       const color = scaleColor(perTrial ? pos(trials[0]) : (g + 0.5) / LR_BANDS);
       traces.push({ type: "scatter", mode: markers ? "lines+markers" : "lines", x, y, text, line: { color, width: 1.6 },
                     marker: { size: 4, color }, connectgaps: false,
-                    hovertemplate: `%{text}<br>epoch %{x}<br>${yName} %{y:.5g}<extra></extra>`, showlegend: false,
+                    hovertemplate: `%{text}<br>${xName} %{x}<br>${yName} %{y:.5g}<extra></extra>`, showlegend: false,
                     name: perTrial ? `#${trials[0].number}` : `lr band ${g}` });
     }
     traces.push({ type: "scatter", mode: "markers", x: ends.diverged.x, y: ends.diverged.y, text: ends.diverged.text,
                   name: "diverged", showlegend: true, cliponaxis: false, marker: { symbol: "x", size: 9, color: STATUS_COLOR.diverged },
-                  hovertemplate: "%{text}<br>last finite value at epoch %{x}<extra>diverged</extra>" });
+                  hovertemplate: `%{text}<br>last finite value at ${xName} %{x}<extra>diverged</extra>` });
     traces.push({ type: "scatter", mode: "markers", x: ends.pruned.x, y: ends.pruned.y, text: ends.pruned.text,
                   name: "pruned", showlegend: true, marker: { symbol: "diamond", size: 8, color: STATUS_COLOR.pruned },
-                  hovertemplate: "%{text}<br>stopped at epoch %{x}<extra>pruned</extra>" });
+                  hovertemplate: `%{text}<br>stopped at ${xName} %{x}<extra>pruned</extra>` });
     // The color scale, as a colorbar (an invisible point carries it).
     traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
                   marker: { color: [lo], cmin: lo, cmax: hi, colorscale: LR_SCALE, showscale: true,
@@ -478,7 +508,7 @@
     const div = $(divId);
     const losses = key !== "lr";
     const { traces, values, steady, ends, legend } = curveTraces(key, yName, losses);
-    if (!values.length) { placeholder(div, "No epochs yet."); return; }
+    if (!values.length) { placeholder(div, `No ${unit()} yet.`); return; }
     const yaxis = valueAxis(yName, values, yLog);
     if (losses && steady.length) {
       // Diverged runs reach huge losses: frame the trials that did not diverge, and pin the diverged
@@ -504,25 +534,26 @@
     const div = $("plot-lr-loss");
     const kind = state.colorBy;
     const pts = trained().filter((t) => isNum(t.config?.lr));
-    const withLoss = pts.filter((t) => isNum(t.val_loss));
-    const lost = pts.filter((t) => !isNum(t.val_loss) && ["diverged", "failed"].includes(t.status));
-    if (!withLoss.length && !lost.length) { placeholder(div, "No trial has a validation loss yet."); return; }
+    const { metric } = objective();
+    const withLoss = pts.filter((t) => isNum(obj(t)));
+    const lost = pts.filter((t) => !isNum(obj(t)) && ["diverged", "failed"].includes(t.status));
+    if (!withLoss.length && !lost.length) { placeholder(div, `No trial has a ${metric} yet.`); return; }
     const names = [...new Set(pts.map((t) => t.config[kind]))];
     const traces = names.map((name) => {
       const ts = withLoss.filter((t) => t.config[kind] === name);
-      return { type: "scatter", mode: "markers", name: esc(name), x: ts.map((t) => t.config.lr), y: ts.map((t) => t.val_loss),
-               text: ts.map(describe), hovertemplate: "%{text}<br>lr %{x:.4g}<br>best val_loss %{y:.5g}<extra></extra>",
+      return { type: "scatter", mode: "markers", name: esc(name), x: ts.map((t) => t.config.lr), y: ts.map(obj),
+               text: ts.map(describe), hovertemplate: `%{text}<br>lr %{x:.4g}<br>best ${esc(metric)} %{y:.5g}<extra></extra>`,
                marker: { size: 10, color: groupColor(kind, name, names), opacity: 0.85, line: { width: 1, color: "#fff" },
                          symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } };
     });
-    traces.push({ type: "scatter", mode: "markers", name: "diverged / failed, no val_loss", yaxis: "y2",
+    traces.push({ type: "scatter", mode: "markers", name: `diverged / failed, no ${esc(metric)}`, yaxis: "y2",
                   x: lost.map((t) => t.config.lr), y: lost.map(() => 0.96), text: lost.map(describe),
-                  hovertemplate: "%{text}<br>lr %{x:.4g}<br>no finite val_loss<extra></extra>",
+                  hovertemplate: `%{text}<br>lr %{x:.4g}<br>no finite ${esc(metric)}<extra></extra>`,
                   marker: { symbol: "x", size: 10, color: STATUS_COLOR.diverged } });
     draw(div, traces, layout({
       showlegend: true, margin: { l: 56, r: 16, t: 30, b: 44 },
       xaxis: valueAxis("learning rate (log scale)", pts.map((t) => t.config.lr), "log"),
-      yaxis: valueAxis("best val_loss", withLoss.map((t) => t.val_loss)),
+      yaxis: valueAxis(`best ${esc(metric)}`, withLoss.map(obj)),
       yaxis2: { overlaying: "y", range: [0, 1], visible: false, fixedrange: true },
     }));
   }
@@ -570,21 +601,22 @@
 
   function plotBestSoFar() {
     const div = $("plot-best-so-far");
-    const ts = trained().filter((t) => isNum(t.val_loss)).sort((a, b) => a.number - b.number);
-    if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
+    const { metric, max } = objective();
+    const ts = trained().filter((t) => isNum(obj(t))).sort((a, b) => a.number - b.number);
+    if (!ts.length) { placeholder(div, `No trial has a ${metric} yet.`); return; }
     const x = [], y = [];
-    let best = Infinity;
-    for (const t of ts) { best = Math.min(best, t.val_loss); x.push(t.number); y.push(best); }
+    let best = max ? -Infinity : Infinity;
+    for (const t of ts) { best = max ? Math.max(best, obj(t)) : Math.min(best, obj(t)); x.push(t.number); y.push(best); }
     const traces = [
-      { type: "scatter", mode: "markers", name: "trial", x: ts.map((t) => t.number), y: ts.map((t) => t.val_loss),
-        text: ts.map(describe), hovertemplate: "%{text}<br>val_loss %{y:.5g}<extra></extra>",
+      { type: "scatter", mode: "markers", name: "trial", x: ts.map((t) => t.number), y: ts.map(obj),
+        text: ts.map(describe), hovertemplate: `%{text}<br>${esc(metric)} %{y:.5g}<extra></extra>`,
         marker: { size: 7, color: ts.map((t) => STATUS_COLOR[t.status] || "#9ca3af"), opacity: 0.7,
                   symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } },
       { type: "scatter", mode: "lines", name: "best so far", x, y, line: { shape: "hv", color: "#4f46e5", width: 2.5 },
         hovertemplate: "best so far after trial %{x}: %{y:.5g}<extra></extra>" },
     ];
     draw(div, traces, layout({ showlegend: true, xaxis: axis("trial number", { rangemode: "tozero" }),
-                               yaxis: valueAxis("val_loss", ts.map((t) => t.val_loss)) }));
+                               yaxis: valueAxis(esc(metric), ts.map(obj)) }));
   }
 
   /** Parallel coordinates, config -> val_loss, drawn in SVG (no WebGL: fast and available everywhere). One
@@ -677,7 +709,7 @@
     const timed = (name, fn) => { const t = performance.now(); fn(); state.plotCosts[name] = Math.round(performance.now() - t); };
     timed("finder", plotFinder);
     timed("lr-loss", plotLrLoss);
-    timed("val", () => plotCurves("plot-val", "val", "val_loss"));
+    timed("val", () => plotCurves("plot-val", "val", esc(objective().metric)));
     timed("train", () => plotCurves("plot-train", "train", "train_loss"));
     timed("lr-traj", () => plotCurves("plot-lr-traj", "lr", "lr", state.lrAxis));
     timed("best-so-far", plotBestSoFar);

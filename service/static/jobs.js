@@ -40,7 +40,10 @@
     setText(r.progressText, `${done} / ${total ?? "?"}`);
     r.progressText.title = Object.entries(job.trial_counts).filter(([, n]) => n).map(([k, n]) => `${k}: ${n}`).join(", ");
     setText(r.bestLr, job.best ? LR.fmtLr(job.best.lr) : "");
-    setText(r.bestLoss, job.best ? LR.fmtLoss(job.best.val_loss) : "");
+    // The best value of the job's objective; named when it is not val_loss.
+    const o = job.best?.objective;
+    setText(r.bestLoss, !job.best ? "" : !o || o.metric === "val_loss" ? LR.fmtLoss(job.best.val_loss)
+      : `${o.metric} ${LR.fmtLoss(o.value)}`);
     setText(r.created, LR.fmtWhen(job.created_at));
     r.created.title = `${LR.fmtTime(job.created_at)} (${LR.fmtAgo(job.created_at)})`;
     const active = !LR.TERMINAL_JOB.includes(job.status);

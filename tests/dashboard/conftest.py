@@ -99,6 +99,12 @@ SCRIPT_NAME = "<script>alert(1)</script>"
 IMG_NAME = '<img src=x onerror="alert(2)">'
 
 
+# A step job ranked by accuracy: the page counts steps and names the objective.
+STEP_SPEC = {"name": "dash-steps", "workload": "mlp-digits", "strategy": "grid", "steps": 40, "eval_every": 10,
+             "objective": {"metric": "val_accuracy"},
+             "space": {"lr": {"values": [0.01, 0.1, 1.0]}, "optimizer": ["sgd"]}}
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The service with a finished 6-trial job, a long running job and two jobs with hostile names."""
@@ -110,14 +116,16 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     try:
         finished = api.submit(FINISHED_SPEC)
         finder = api.submit(FINDER_SPEC)
+        stepped = api.submit(STEP_SPEC)
         api.wait(finished["id"])
         api.wait(finder["id"])
+        api.wait(stepped["id"])
         running = api.submit(RUNNING_SPEC)
         tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
                 "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
         hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
         yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "finder": api.job(finder["id"]),
-               "running": running,
+               "stepped": api.job(stepped["id"]), "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
         if running is not None:

@@ -163,6 +163,29 @@ def test_range_test_job_page_draws_the_finder_plot(page: Any, service: dict[str,
     assert page.locator('#trials tbody tr[data-trial="1"] td.note').inner_text().startswith("range test, seed 1")
 
 
+def test_a_step_job_plots_steps_and_names_its_objective(page: Any, service: dict[str, Any]) -> None:
+    job = service["stepped"]
+    assert job["status"] == "completed"
+    trials = service["api"].http.get(f"/jobs/{job['id']}/trials").json()["items"]
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function(f"() => ({POINTS_JS})('plot-val') > 0")
+    layout = "(id) => document.getElementById(id).layout.xaxis.title.text"
+    assert page.evaluate(f"({layout})('plot-val')") == "step"
+    xs = page.evaluate("() => document.getElementById('plot-val').data.flatMap((t) => t.x || [])"
+                       ".filter((v) => v !== null && v !== undefined)")
+    assert set(xs) <= {10, 20, 30, 40} and 40 in xs
+    assert points(page, "plot-val") >= sum(t["epochs"] for t in trials)
+    assert page.locator("#trials thead .objective-name").text_content() == "val_accuracy"
+    assert page.locator("#job-meta").inner_text().count("val_accuracy (max)") == 1
+    best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    page.locator("#best-sub").wait_for()
+    assert page.locator("#best-sub").inner_text().startswith(f"val_accuracy {best['objective']['value']:.4f}"[:16])
+    assert f"at step {best['step']}" in page.locator("#best-sub").inner_text()
+    # The best-so-far line climbs: the objective is maximised.
+    ys = page.evaluate("() => document.getElementById('plot-best-so-far').data[1].y")
+    assert ys == sorted(ys)
+
+
 def test_other_jobs_have_no_finder_plot(page: Any, service: dict[str, Any]) -> None:
     page.goto(f"{service['url']}/jobs/{service['finished']['id']}")
     page.wait_for_function(f"() => ({POINTS_JS})('plot-val') > 0")

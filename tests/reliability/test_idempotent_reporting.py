@@ -6,7 +6,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from search.objective import Objective
 from service.config import Settings
+from service.ingest import epoch_row
 from service.db import make_engine, make_session_factory, upgrade
 from service.models import Job, Metric, Trial
 from service.runner import JobExecution, JobRunner
@@ -27,13 +29,15 @@ def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type
     runner = JobRunner(sessions, executor=None, settings=Settings(database_url=db_url, data_dir=str(tmp_path)))  # type: ignore[arg-type]
     execution = JobExecution(runner, job_id)
     result = {"epoch": 0, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 0.1}
-    assert execution._record_epoch(trial_id, result, 0.9).result() is True
+    objective = Objective()
+    assert execution._record_epoch(epoch_row(trial_id, result, objective)).result() is True
     # The same epoch again (a retried report): not stored again.
-    assert execution._record_epoch(trial_id, {**result, "val_loss": 0.1}, 0.1).result() is False
+    assert execution._record_epoch(epoch_row(trial_id, {**result, "val_loss": 0.1}, objective)).result() is False
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Metric)) == 1
         assert s.scalar(select(Metric.val_loss)) == 0.9
         assert s.get(Trial, trial_id).val_loss == 0.9  # type: ignore[union-attr]
+        assert s.get(Trial, trial_id).objective == 0.9  # type: ignore[union-attr]
     with pytest.raises(IntegrityError), sessions.begin() as s:  # the store itself refuses a duplicate
         s.add(Metric(trial_id=trial_id, epoch=0, train_loss=1.0, val_loss=0.5, val_accuracy=0.5, lr=0.1))
     engine.dispose()

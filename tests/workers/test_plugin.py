@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -40,4 +41,61 @@ def test_an_installed_plugin_is_listed_and_runs_a_job(tmp_path: Path) -> None:
             service.stop()
     finally:
         subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", "lrsearch-iris-plugin"],
+                       check=True, timeout=300)
+
+
+def _wait(url: str, job_id: int, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := httpx.get(f"{url}/api/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+def test_the_streaming_example_runs_a_step_job_and_a_broken_file_fails_readably(tmp_path: Path) -> None:
+    """The README's second example (batches streamed from files, its own training step), installed
+    as the README says, through a real `lrsearch serve`."""
+    package = tmp_path / "streaming-plugin"
+    shutil.copytree(REPO / "examples" / "streaming-plugin", package)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", str(package)]
+    subprocess.run(pip, check=True, timeout=300)
+    shards = tmp_path / "shards"
+    try:
+        service = ServiceProcess(f"sqlite:///{tmp_path / 'svc.db'}", log_path=tmp_path / "serve.log",
+                                 env={"DIGITS_STREAM_DIR": str(shards)}).start()
+        try:
+            listing = {w["name"]: w for w in httpx.get(f"{service.url}/api/v1/workloads", timeout=120).json()["items"]}
+            assert listing["digits-stream"]["metrics"] == {"val_loss": "min", "val_accuracy": "max"}
+            spec = {"workload": "digits-stream", "strategy": "random", "max_trials": 4, "steps": 60, "eval_every": 20,
+                    "objective": {"metric": "val_accuracy"},
+                    "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["adamw"], "schedule": ["cosine"]}}
+            created = httpx.post(f"{service.url}/api/v1/jobs", json=spec)
+            assert created.status_code == 201, created.text
+            job = _wait(service.url, created.json()["id"])
+            assert job["status"] == "completed" and job["trial_counts"]["completed"] == 4, job
+            assert sorted(p.name for p in shards.iterdir()) == [*(f"train-{i:02d}.pt" for i in range(8)), "val-00.pt"]
+            rows = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials/0/metrics").json()["items"]
+            assert [r["step"] for r in rows] == [20, 40, 60] and all(0 <= r["val_accuracy"] <= 1 for r in rows)
+            assert job["best"]["objective"]["metric"] == "val_accuracy" and job["best"]["objective"]["value"] > 0.8
+
+            # A shard that became unreadable: every trial fails with the loader's own words.
+            (shards / "train-03.pt").write_bytes(b"not a tensor file")
+            broken = httpx.post(f"{service.url}/api/v1/jobs", json={**spec, "max_trials": 2}).json()
+            job = _wait(service.url, broken["id"])
+            assert job["status"] == "failed" and "every trial failed (2)" in job["error"], job
+            errors = [t["error"] for t in httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials").json()["items"]]
+            for error in errors:
+                assert "\x1b" not in error and "\n" not in error and "ray::" not in error and "Traceback" not in error
+                assert error.split(":")[0] in ("UnpicklingError", "RuntimeError"), error
+            cli = [sys.executable, "-m", "service.cli"]
+            status = subprocess.run([*cli, "status", str(job["id"]), "--url", service.url],
+                                    capture_output=True, text=True, timeout=60)
+            assert "every trial failed" in status.stderr and errors[0] in status.stderr.replace("\n", "")
+            listed = subprocess.run([*cli, "trials", str(job["id"]), "--status", "failed", "--url", service.url],
+                                    capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "300"})
+            assert listed.returncode == 0 and listed.stdout.count("UnpicklingError") == 2, listed.stdout
+        finally:
+            service.stop()
+    finally:
+        subprocess.run([sys.executable, "-m", "pip", "uninstall", "--quiet", "-y", "lrsearch-digits-stream"],
                        check=True, timeout=300)

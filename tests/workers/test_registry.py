@@ -11,7 +11,7 @@ import pytest
 from workers import registry
 from workers.workloads.base import Workload
 
-BUILTINS = ["mlp-digits", "cnn-digits", "logreg-breast-cancer", "mlp-wine", "synthetic"]
+BUILTINS = ["mlp-digits", "cnn-digits", "logreg-breast-cancer", "mlp-wine", "synthetic", "gpt-stdlib"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -19,7 +19,8 @@ def test_builtins_are_listed_and_described() -> None:
     assert registry.workload_names()[: len(BUILTINS)] == BUILTINS
     described = registry.describe_workloads()
     assert [d["name"] for d in described] == registry.workload_names()
-    assert all(set(d) == {"name", "description"} and d["description"] for d in described)
+    assert all(set(d) == {"name", "description", "metrics"} and d["description"] for d in described)
+    assert all(d["metrics"]["val_loss"] == "min" for d in described)
 
 
 @pytest.mark.parametrize("name", BUILTINS)

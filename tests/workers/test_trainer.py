@@ -105,11 +105,12 @@ def test_bad_config_is_refused_before_training(config: dict, message: str) -> No
 
 
 def test_to_dict_can_drop_nonfinite_values_for_strict_json() -> None:
-    result = EpochResult(epoch=0, train_loss=math.nan, val_loss=math.inf, val_accuracy=None, lr=0.1, diverged=True, reason="x")
+    result = EpochResult(epoch=0, train_loss=math.nan, val_loss=math.inf, val_accuracy=None, lr=0.1, diverged=True,
+                         reason="x", step=13, metrics={"val_loss": math.inf, "val_bpb": math.nan, "val_f1": 0.5})
     assert result.to_dict()["val_loss"] == math.inf
     assert result.to_dict(nonfinite_as_none=True) == {
         "epoch": 0, "train_loss": None, "val_loss": None, "val_accuracy": None, "lr": 0.1, "diverged": True, "stalled": False,
-        "reason": "x",
+        "reason": "x", "step": 13, "metrics": {"val_loss": None, "val_bpb": None, "val_f1": 0.5},
     }  # fmt: skip
 
 

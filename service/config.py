@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     max_trials: int = 10_000
     max_epochs: int = 1_000  # also the most evaluations a step job's trial may make
     max_steps: int = 10_000_000
+    max_batch_size: int = 1_000_000
     max_concurrent: int = 256
     max_grid_points: int = 10_000
     max_name_length: int = 200

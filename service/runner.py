@@ -274,7 +274,8 @@ class JobExecution:
                                                   spec.trial_seed, resources, checkpoint, checkpoint_every,
                                                   checkpoint_seconds, spec.divergence_factor,
                                                   pause_after, stop_without_progress=self.stopper is not None,
-                                                  steps=length.get("steps"), eval_every=length.get("eval_every")):
+                                                  steps=length.get("steps"), eval_every=length.get("eval_every"),
+                                                  batch_size=spec.batch_size):
                 epoch = int(result["epoch"])
                 row = epoch_row(item.id, result, self.objective)
                 last_write = self._record_epoch(row)
@@ -391,7 +392,8 @@ class JobExecution:
 
         def attempt(key: str) -> tuple[str | None, str | None]:
             nonlocal result
-            result = self.executor.run_range_test(key, spec.workload, item.config, spec.trial_seed, resources)
+            result = self.executor.run_range_test(key, spec.workload, item.config, spec.trial_seed, resources,
+                                                  batch_size=spec.batch_size)
             if result is None:  # stopped before it started
                 return (None if self.shutting_down else "cancelled"), None
             return "completed", None

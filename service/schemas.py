@@ -44,6 +44,8 @@ class JobSpec(BaseModel):
         "optimizer steps per trial instead of epochs; schedules, warmup and rungs then count steps"))
     eval_every: int | None = Field(default=None, description=(
         "with steps: evaluate (and store a metric row) every this many steps; default steps / 10"))
+    batch_size: int | None = Field(default=None, description=(
+        "the global batch per optimizer step (default: the workload's); the learning rate found is for it"))
     objective: ObjectiveSpec = Field(default_factory=ObjectiveSpec, description=(
         "the validation metric trials are ranked by, and its direction"))
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description=(

@@ -70,6 +70,17 @@ def _length(spec: JobSpec, settings: Settings) -> JobSpec:
     return spec
 
 
+def _batch_size(spec: JobSpec, settings: Settings) -> JobSpec:
+    """The global batch per optimizer step, the workload's when not given: stored with the job, so
+    its learning rate is always known together with the batch it was found for."""
+    from workers.registry import workload_batch_size
+
+    if spec.batch_size is None:
+        return spec.model_copy(update={"batch_size": workload_batch_size(spec.workload)})
+    _int_in("batch_size", spec.batch_size, 1, settings.max_batch_size)
+    return spec
+
+
 def _objective(spec: JobSpec) -> JobSpec:
     """The objective checked against what the workload reports, its mode filled in."""
     from workers.registry import workload_metrics
@@ -112,6 +123,7 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
         raise SpecError(("strategy",), f"unknown strategy {spec.strategy!r}; allowed: {sorted(STRATEGIES)}")
     spec = _length(spec, settings)
     spec = _objective(spec)
+    spec = _batch_size(spec, settings)
     _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
     if spec.max_trials is not None:
         _int_in("max_trials", spec.max_trials, 1, settings.max_trials)

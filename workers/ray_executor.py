@@ -74,7 +74,8 @@ class TrialActor:
             checkpoint: bytes | None = None, checkpoint_every: int = 0,
             checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
             pause_after: list[int] | None = None, stop_without_progress: bool = False,
-            steps: int | None = None, eval_every: int | None = None) -> Iterator[dict]:
+            steps: int | None = None, eval_every: int | None = None,
+            batch_size: int | None = None) -> Iterator[dict]:
         """Train (or continue from ``checkpoint``), yielding each round's result (an epoch, or
         ``eval_every`` of ``steps`` steps). The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
@@ -92,7 +93,7 @@ class TrialActor:
         wl = self._workload_data(workload)
         trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
                                divergence_factor=divergence_factor, stop_without_progress=stop_without_progress,
-                               steps=steps, eval_every=eval_every)
+                               steps=steps, eval_every=eval_every, batch_size=batch_size)
         if checkpoint is not None:
             trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
         last_checkpoint = time.monotonic()
@@ -123,13 +124,14 @@ class TrialActor:
             self._epochs_done.pop(key, None)
 
 
-    def range_test(self, workload: str, config: dict, seed: int) -> dict:
+    def range_test(self, workload: str, config: dict, seed: int, batch_size: int | None = None) -> dict:
         """Run the LR range test that ``config`` describes (search/strategies/_range_test.py):
         the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry."""
         from workers.range_test import run_range_test_trial
 
         wl = self._workload_data(workload)
-        result = run_range_test_trial(wl, self._data[workload], config, seed, device=self._device)
+        result = run_range_test_trial(wl, self._data[workload], config, seed, device=self._device,
+                                      batch_size=batch_size)
         return result.to_dict() | {"node": self._node, "device": self._device}
 
     def _workload_data(self, workload: str) -> Any:
@@ -311,7 +313,7 @@ class RayExecutor:
                   checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
                   divergence_factor: float = 10.0, pause_after: list[int] | None = None,
                   stop_without_progress: bool = False, steps: int | None = None,
-                  eval_every: int | None = None) -> Iterator[dict]:
+                  eval_every: int | None = None, batch_size: int | None = None) -> Iterator[dict]:
         """Yield each round's result dict (an epoch, or ``eval_every`` steps of a ``steps`` job)
         as the worker finishes it. Raises WorkerLost."""
         actor = self._acquire(key, resources)
@@ -324,7 +326,7 @@ class RayExecutor:
                                                                    checkpoint, checkpoint_every,
                                                                    checkpoint_seconds, divergence_factor,
                                                                    pause_after, stop_without_progress,
-                                                                   steps, eval_every)
+                                                                   steps, eval_every, batch_size)
         try:
             for ref in stream:
                 yield ray.get(ref)
@@ -349,7 +351,7 @@ class RayExecutor:
                 self._discard(resources, actor)
 
     def run_range_test(self, key: str, workload: str, config: dict, seed: int,
-                       resources: TrialResources = TrialResources()) -> dict | None:
+                       resources: TrialResources = TrialResources(), batch_size: int | None = None) -> dict | None:
         """A range test on a pooled actor: the RangeTestResult as a dict (with ``node``), or None
         if the trial was stopped before it got an actor. Raises WorkerLost. A range test is short
         (``num_steps`` batches): it is not streamed, stopped or checkpointed midway."""
@@ -358,7 +360,7 @@ class RayExecutor:
             return None
         healthy = True
         try:
-            return ray.get(actor.range_test.remote(workload, config, seed))
+            return ray.get(actor.range_test.remote(workload, config, seed, batch_size))
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
             raise WorkerLost.of(exc) from exc

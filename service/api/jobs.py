@@ -101,7 +101,8 @@ def read_best(job_id: JobId, session: SessionDep,
 
         workload = job.spec["workload"]
         try:
-            from_batch_size = workload_batch_size(workload)
+            # The batch the job trained with (stored since batch_size is part of the spec), else the workload's.
+            from_batch_size = job.spec.get("batch_size") or workload_batch_size(workload)
         except Exception as exc:  # a plug-in uninstalled since the job ran, or one that fails to load
             raise HTTPException(409, f"batch_size: the batch size of the job's workload {workload!r} is unknown "
                                      f"on this server ({exc}); query without batch_size") from None

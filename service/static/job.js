@@ -233,6 +233,7 @@
   function rerunSpec() {
     const b = state.best, spec = state.job.spec || {};
     const length = stepJob() ? { steps: spec.steps, eval_every: spec.eval_every } : { epochs: spec.epochs };
+    if (isNum(spec.batch_size)) length.batch_size = spec.batch_size;
     return { name: `rerun of ${state.job.name} #${b.trial}`.slice(0, 200), workload: spec.workload,
              strategy: "manual", ...length, seed: spec.training_seed ?? spec.seed ?? 0, configs: [b.config] };
   }
@@ -245,7 +246,7 @@
   function yamlSnippet() {
     const s = rerunSpec();
     const lines = ["# lrsearch submit best.yaml --wait"];
-    for (const key of ["name", "workload", "strategy", "epochs", "steps", "eval_every", "seed"]) {
+    for (const key of ["name", "workload", "strategy", "epochs", "steps", "eval_every", "batch_size", "seed"]) {
       if (key in s) lines.push(`${key}: ${yamlScalar(s[key])}`);
     }
     lines.push("configs:");

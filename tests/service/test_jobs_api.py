@@ -80,8 +80,9 @@ def test_grid_job_end_to_end(client: TestClient) -> None:
 
 
 def test_best_for_a_batch_size_when_the_workload_is_gone(client: TestClient, db_url: str) -> None:
-    # A plug-in workload uninstalled since its job ran: its batch size is unknown, which is a 409
-    # naming batch_size, not a 500; the best itself still answers.
+    # A plug-in workload uninstalled since its job ran, a job stored before the spec carried its
+    # batch size: that is unknown, which is a 409 naming batch_size, not a 500; the best itself
+    # still answers. A job that stored its batch size transfers from it whatever is installed.
     spec = {"workload": "synthetic", "strategy": "manual", "epochs": 2, "configs": [{"lr": 0.05}]}
     job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
     from sqlalchemy import create_engine, update
@@ -89,8 +90,14 @@ def test_best_for_a_batch_size_when_the_workload_is_gone(client: TestClient, db_
     from service.models import Job
 
     engine = create_engine(db_url)
+    gone = {**job["spec"], "workload": "gone-plugin"}
     with engine.begin() as conn:
-        conn.execute(update(Job).where(Job.id == job["id"]).values(spec={**job["spec"], "workload": "gone-plugin"}))
+        conn.execute(update(Job).where(Job.id == job["id"]).values(spec=gone))
+    moved = client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 128})
+    assert moved.status_code == 200 and moved.json()["transfer"]["from_batch_size"] == 64
+    with engine.begin() as conn:
+        conn.execute(update(Job).where(Job.id == job["id"]).values(
+            spec={k: v for k, v in gone.items() if k != "batch_size"}))
     engine.dispose()
     r = client.get(f"/api/v1/jobs/{job['id']}/best", params={"batch_size": 128})
     assert r.status_code == 409, r.text

@@ -109,3 +109,20 @@ def test_workloads_list_what_they_report(api_only: TestClient) -> None:
     listing = {w["name"]: w for w in api_only.get("/api/v1/workloads").json()["items"]}
     assert listing["gpt-stdlib"]["metrics"] == {"val_loss": "min", "val_bpb": "min"}
     assert listing["mlp-digits"]["metrics"] == {"val_loss": "min", "val_accuracy": "max"}
+
+
+def test_the_batch_size_is_part_of_the_spec(client: TestClient) -> None:
+    default = client.post("/api/v1/jobs", json={"workload": "mlp-digits", "strategy": "manual", "epochs": 1,
+                                               "configs": [{"lr": 0.1, "optimizer": "sgd"}]}).json()
+    assert default["spec"]["batch_size"] == 64  # the workload's, stored with the job
+    spec = {"workload": "mlp-digits", "strategy": "manual", "epochs": 2, "batch_size": 128,
+            "configs": [{"lr": 0.1, "optimizer": "sgd"}]}
+    job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
+    assert job["status"] == "completed", job
+    # 1,437 training examples: 12 steps of 128 per epoch (23 of the workload's 64).
+    assert [r["step"] for r in _metrics(client, job["id"], 0)] == [12, 24]
+    moved = client.get(f"/api/v1/jobs/{job['id']}/best?batch_size=256").json()
+    assert moved["transfer"]["from_batch_size"] == 128 and moved["lr"] == pytest.approx(0.2)
+    wait_for_job(client, default["id"])
+    bad = client.post("/api/v1/jobs", json={**spec, "batch_size": 0})
+    assert bad.status_code == 422 and "batch_size" in bad.text

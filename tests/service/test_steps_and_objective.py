@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -50,7 +51,7 @@ def test_a_step_jobs_early_stopping_counts_steps(client: TestClient) -> None:
     assert any(t["epochs"] == 6 for t in trials)
 
 
-def test_trials_and_best_rank_by_a_maximised_objective(client: TestClient) -> None:
+def test_trials_and_best_rank_by_a_maximised_objective(client: TestClient, tmp_path: Path) -> None:
     spec = {"workload": "mlp-digits", "strategy": "grid", "epochs": 3, "space": SPACE,
             "objective": {"metric": "val_accuracy"}}
     created = client.post("/api/v1/jobs", json=spec)
@@ -71,6 +72,13 @@ def test_trials_and_best_rank_by_a_maximised_objective(client: TestClient) -> No
     assert best["per_optimizer"]["sgd"]["objective"] == top["objective"]
     table = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/jobs/{job['id']}/export?format=csv").text)))
     assert [float(r["objective"]) if r["objective"] else None for r in table] == [t["objective"] for t in trials]
+    # The Optuna export maximises the same metric and finds the same best.
+    from service.export import to_optuna_study
+
+    curves = {t["number"]: [r["val_accuracy"] for r in _metrics(client, job["id"], t["number"])] for t in trials}
+    study = to_optuna_study(job, trials, curves, f"sqlite:///{tmp_path / 'study.db'}", "accuracy")
+    assert study.direction.name == "MAXIMIZE" and study.best_value == top["objective"]
+    assert study.best_trial.user_attrs["lrsearch_number"] == top["number"]
 
 
 def test_a_minimised_accuracy_picks_the_worst_trial(client: TestClient) -> None:

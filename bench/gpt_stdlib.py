@@ -47,7 +47,7 @@ def plain_pytorch(steps: int, seed: int) -> float:
     """The same trial as a user writes it by hand: model, AdamW, the workload's batches, clipping."""
     import torch
 
-    from workers.batches import seeded_torch
+    from workers.batches import pass_seed, seeded_torch
     from workers.registry import get_workload
     from workers.workloads.gpt_stdlib import ByteGPT, next_byte_loss
 
@@ -68,7 +68,7 @@ def plain_pytorch(steps: int, seed: int) -> float:
     model.train()
     # The pass's order as lrsearch gives it: torch's RNG seeded for the pass, drawn only by the stream
     # (this model draws nothing while training).
-    with seeded_torch(seed * 1_000_003):
+    with seeded_torch(pass_seed(seed, 0)):
         batches = iter(workload.train_batches(workload.batch_size))
         for _ in range(steps):
             loss = next_byte_loss(model, next(batches))

@@ -20,7 +20,7 @@ How, per workload x optimizer:
    ``torch.manual_seed(seed)``, as TrialTrainer and run_range_test build it), the same optimizer
    (``workers.optimizers.build_optimizer`` at lr 1e-7), the workload's loss, and a shuffling
    ``DataLoader`` over the training tensors at the workload's batch size (its generator seeded with
-   ``seed + workers.trainer._SHUFFLE_SEED_OFFSET``). ``LRFinder(...).range_test(loader, end_lr=10,
+   ``seed + workers.batches.SHUFFLE_SEED_OFFSET``). ``LRFinder(...).range_test(loader, end_lr=10,
    num_iter=100, step_mode="exp")`` with its defaults otherwise (``smooth_f=0.05``, ``diverge_th=5``),
    then its own suggestion, ``plot(skip_start=10, skip_end=5, log_lr=True, suggest_lr=True)`` on a
    matplotlib Agg axes: the steepest ``np.gradient`` of the smoothed loss (per index, not per log
@@ -164,7 +164,7 @@ def _finder_job(args: tuple[str, str, int]) -> dict[str, Any]:
 
     from search.catalog import complete_config
     from workers.optimizers import build_optimizer
-    from workers.trainer import _SHUFFLE_SEED_OFFSET
+    from workers.batches import SHUFFLE_SEED_OFFSET
 
     name, optimizer_name, seed = args
     wl, data = _workload_and_data(name)
@@ -179,7 +179,7 @@ def _finder_job(args: tuple[str, str, int]) -> dict[str, Any]:
         config = complete_config({"optimizer": optimizer_name, "lr": RT_LOW, "schedule": "constant"}, 1)
         optimizer = build_optimizer(model.parameters(), config)
         loader = DataLoader(TensorDataset(data.train_x, data.train_y), batch_size=wl.batch_size, shuffle=True,
-                            generator=torch.Generator().manual_seed(seed + _SHUFFLE_SEED_OFFSET))
+                            generator=torch.Generator().manual_seed(seed + SHUFFLE_SEED_OFFSET))
         finder = LRFinder(model, optimizer, wl.loss_fn())
         history = finder.history
         with contextlib.redirect_stdout(printed):

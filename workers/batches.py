@@ -17,7 +17,12 @@ from workers.workloads.base import Dataset, Workload
 
 # The shuffling stream is seeded apart from the model's init/dropout stream so the two never mirror each other.
 SHUFFLE_SEED_OFFSET = 0x5EED
-_PASS_SEED_STRIDE = 1_000_003  # pass p of a streamed workload is seeded with seed * stride + p
+_PASS_SEED_STRIDE = 1_000_003
+
+
+def pass_seed(seed: int, number: int) -> int:
+    """The seed of torch's RNG when pass ``number`` of a streamed workload starts."""
+    return seed * _PASS_SEED_STRIDE + number
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -82,6 +87,11 @@ class TrainBatches:
         self._ahead: list[Any] = []  # one batch read ahead (streamed), to know where a pass ends
         self._order: torch.Tensor | None = None
 
+    @property
+    def data(self) -> Dataset | None:
+        """The in-memory data on the trial's device (None for a streamed workload)."""
+        return self._data
+
     # -- sizes ---------------------------------------------------------------------------------------
     def batches_per_pass(self) -> int | None:
         """Batches in one pass, when known (in memory always; streamed when the iterable has a length)."""
@@ -132,7 +142,7 @@ class TrainBatches:
             self._rng_at_pass = self._rng.get_state()
             self._order = torch.randperm(self._data.num_train, generator=self._rng).to(self.device)
             return
-        with seeded_torch(self.seed * _PASS_SEED_STRIDE + number):
+        with seeded_torch(pass_seed(self.seed, number)):
             self._iter = iter(self.workload.train_batches(self.batch_size))
             self._pass_rng = torch.get_rng_state()
         if self.pass_ended:

@@ -19,13 +19,12 @@ import torch
 
 from search.catalog import complete_config
 from workers import _params
-from workers.batches import SHUFFLE_SEED_OFFSET, TrainBatches, batch_size_of, to_device
+from workers.batches import TrainBatches, batch_size_of, to_device
 from workers.optimizers import build_optimizer
 from workers.schedules import build_schedule
 from workers.workloads.base import Dataset, Workload
 
 CHECKPOINT_FORMAT = 2  # 1: epoch jobs of in-memory workloads only (still loaded)
-_SHUFFLE_SEED_OFFSET = SHUFFLE_SEED_OFFSET  # the name range tests and older code import
 
 
 @dataclass
@@ -159,7 +158,7 @@ class TrialTrainer:
             self.epochs = math.ceil(steps / eval_every)
             self.total_steps = steps
         # In memory, validation reads the copy TrainBatches moved (or loaded) to the device.
-        self._val_data = self._batches._data
+        self._val_data = self._batches.data
         self._train_step = workload.training_step
         self._fast_eval = not workload.streams and type(workload).validation_step is Workload.validation_step
 

@@ -10,9 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from workers.batches import SHUFFLE_SEED_OFFSET
 from workers.range_test import RangeTestResult, lr_at, run_range_test
 from workers.registry import get_dataset, get_workload
-from workers.trainer import _SHUFFLE_SEED_OFFSET, TrialTrainer
+from workers.trainer import TrialTrainer
 from workers.workloads.digits import MLPDigits
 
 SGD = {"optimizer": "sgd", "momentum": 0.9}
@@ -78,7 +79,7 @@ def test_losses_are_the_bias_corrected_moving_average(sgd_result: RangeTestResul
 def test_it_starts_from_the_trials_weights_and_batches(digits, sgd_result: RangeTestResult) -> None:
     workload, data = digits
     trainer = TrialTrainer(workload, data, {**SGD, "lr": 0.1, "schedule": "constant"}, epochs=1, seed=0)
-    order = torch.randperm(data.num_train, generator=torch.Generator().manual_seed(_SHUFFLE_SEED_OFFSET))
+    order = torch.randperm(data.num_train, generator=torch.Generator().manual_seed(SHUFFLE_SEED_OFFSET))
     first = order[: workload.batch_size]
     with torch.no_grad():
         loss = workload.loss_fn()(trainer.model(data.train_x[first]), data.train_y[first]).item()

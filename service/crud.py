@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from fastapi import Response
-from sqlalchemy import Text, cast, func, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import Text, cast, func, select, tuple_
+from sqlalchemy.orm import Session
 
 from search.objective import Objective
 from service.models import Job, Metric, Trial
@@ -64,10 +64,11 @@ def _ranking(objective: Objective) -> tuple[Any, Any]:
 
 
 def best_trials(session: Session, jobs: Sequence[Job]) -> dict[int, Best]:
-    """The best trial of each job by its objective (ties: lowest number): one query per direction."""
+    """The best trial of each job by its objective (ties: lowest number): one query per direction,
+    and one for the steps of those bests."""
     from sqlalchemy.orm import aliased
 
-    out: dict[int, Best] = {}
+    found: list[tuple[Trial, Objective]] = []
     by_objective: dict[Objective, list[int]] = {}
     for job in jobs:
         by_objective.setdefault(job_objective(job), []).append(job.id)
@@ -79,9 +80,19 @@ def best_trials(session: Session, jobs: Sequence[Job]) -> dict[int, Best]:
             .subquery()
         )
         t = aliased(Trial, ranked)
-        for trial in session.scalars(select(t).where(ranked.c.rank == 1)):
-            out[trial.job_id] = to_best(trial, objective)
-    return out
+        found.extend((trial, objective) for trial in session.scalars(select(t).where(ranked.c.rank == 1)))
+    steps = _best_steps(session, [trial for trial, _ in found])
+    return {trial.job_id: to_best(trial, objective, steps.get(trial.id)) for trial, objective in found}
+
+
+def _best_steps(session: Session, trials: Sequence[Trial]) -> dict[int, int | None]:
+    """The step of each trial's best evaluation (step jobs; None in rows of older versions)."""
+    pairs = [(t.id, t.best_epoch) for t in trials if t.best_epoch is not None]
+    if not pairs:
+        return {}
+    rows = session.execute(select(Metric.trial_id, Metric.step)
+                           .where(tuple_(Metric.trial_id, Metric.epoch).in_(pairs)))
+    return dict(rows.tuples().all())
 
 
 def best_trial(session: Session, job: Job) -> Trial | None:
@@ -93,15 +104,20 @@ def best_trial(session: Session, job: Job) -> Trial | None:
     ).first()
 
 
-def to_best(trial: Trial, objective: Objective) -> Best:
+def to_best(trial: Trial, objective: Objective, step: int | None = None) -> Best:
+    """``step``: of the best evaluation, where the caller looked it up (``_best_steps``)."""
     assert trial.objective is not None
-    step = None
-    if trial.best_epoch is not None:
-        step = object_session(trial).scalar(  # type: ignore[union-attr]  # a loaded trial has its session
-            select(Metric.step).where(Metric.trial_id == trial.id, Metric.epoch == trial.best_epoch))
     return Best(trial=trial.number, config=trial.config, lr=float(trial.config["lr"]),
                 val_loss=trial.val_loss, epoch=trial.best_epoch, step=step,
                 objective=ObjectiveValue(metric=objective.metric, mode=objective.mode, value=trial.objective))
+
+
+def best_of(session: Session, job: Job) -> Best | None:
+    """The job's best trial as a Best, None while no trial has a value of its objective."""
+    trial = best_trial(session, job)
+    if trial is None:
+        return None
+    return to_best(trial, job_objective(job), _best_steps(session, [trial]).get(trial.id))
 
 
 def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic:

@@ -10,8 +10,8 @@ from sqlalchemy import func, select, update
 
 from service.api import API_PREFIX
 from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from service.crud import (best_detail, best_trial, job_objective, jobs_public, range_tests, suggestion_best,
-                          to_best, to_trial_public, with_suggestions)
+from service.crud import (best_detail, best_of, job_objective, jobs_public, range_tests, suggestion_best,
+                          to_trial_public, with_suggestions)
 from service.export import to_csv, trial_rows
 from service.models import Job, Trial, utcnow
 from service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
@@ -85,9 +85,9 @@ def read_best(job_id: JobId, session: SessionDep,
                   "scale the learning rate from the job's batch size to this one"))] = None) -> BestDetail:
     job = get_job_or_404(session, job_id)
     finder = range_tests(session, job)
-    trial = best_trial(session, job)
-    if trial is not None:
-        best = best_detail(session, job, to_best(trial, job_objective(job)))
+    found = best_of(session, job)
+    if found is not None:
+        best = best_detail(session, job, found)
     else:
         best = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
         if best is None:

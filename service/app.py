@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -102,9 +103,25 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+def workload_runtime_env(settings: Settings) -> dict[str, Any] | None:
+    """What Ray's workers need to load the workload path's packages: the packages themselves and
+    the names they define (None without a workload path)."""
+    if not settings.workload_path:
+        return None
+    from workers.registry import WORKLOAD_MODULES_ENV, use_workload_path
+
+    packages = use_workload_path(settings.workload_path)
+    log.info("workload path %s: %s", settings.workload_path, os.environ[WORKLOAD_MODULES_ENV])
+    if not packages:
+        return None
+    return {"py_modules": packages, "env_vars": {WORKLOAD_MODULES_ENV: os.environ[WORKLOAD_MODULES_ENV]}}
+
+
 def create_app(settings: Settings | None = None, executor: RayExecutor | None = None) -> FastAPI:
     """The app. Pass ``executor`` to share one Ray connection and actor pool (it is then not shut down)."""
     settings = settings or Settings()
+    # Before anything validates a spec: the workload path's names are known from here on.
+    runtime_env = workload_runtime_env(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -123,7 +140,7 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
 
             if executor is None:
                 owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
-                                             settings.object_store_bytes)
+                                             settings.object_store_bytes, runtime_env=runtime_env)
                 owned_executor.start()
                 if settings.prewarm_actors:
                     owned_executor.prewarm(settings.prewarm_actors)

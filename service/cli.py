@@ -43,6 +43,10 @@ def serve(
     auth: Annotated[bool, typer.Option("--auth", envvar="LRSEARCH_AUTH", help="require an API key "
                                        "(Authorization: Bearer KEY) on every route; see `lrsearch keys create`")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    workload_path: Annotated[Optional[Path], typer.Option(
+        "--workload-path", envvar="LRSEARCH_WORKLOAD_PATH", exists=True, file_okay=False,
+        help="a directory of workload packages that are not installed: loaded here and shipped to every "
+             "Ray worker")] = None,
 ) -> None:
     """Serve the API and the dashboard, and run jobs."""
     import ipaddress
@@ -69,6 +73,8 @@ def serve(
         overrides["ray_address"] = ray_address
     if num_cpus is not None:
         overrides["num_cpus"] = num_cpus
+    if workload_path is not None:
+        overrides["workload_path"] = str(workload_path)
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

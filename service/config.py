@@ -19,6 +19,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "LRSEARCH_RAY_ADDRESS", "ray_address")
     )
     num_cpus: int | None = None  # local Ray only; None: all cores
+    # A directory of workload packages that are not installed: loaded here, shipped to every Ray worker.
+    workload_path: str | None = None
     # The object store of a local Ray; trials pass only small results, so keep it small.
     object_store_bytes: int = 128 * 1024**2
     host: str = "127.0.0.1"

@@ -149,8 +149,9 @@ class RayExecutor:
     """Owns the connection to Ray and a pool of idle actors per resource shape."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 object_store_bytes: int | None = None) -> None:
+                 object_store_bytes: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
         self.address = address
+        self.runtime_env = runtime_env  # every worker's: e.g. workload packages shipped to the cluster
         self.num_cpus = num_cpus
         self.object_store_bytes = object_store_bytes
         self._owns_ray = False
@@ -180,11 +181,11 @@ class RayExecutor:
         if self.address:
             if self.num_cpus is not None:
                 log.warning("--num-cpus is ignored when joining a Ray cluster at %s", self.address)
-            ray.init(address=self.address, log_to_driver=False)
+            ray.init(address=self.address, log_to_driver=False, runtime_env=self.runtime_env)
         else:
             # address="local": always a new Ray, never a `ray start` cluster that happens to run here.
             ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
-                     object_store_memory=self.object_store_bytes)
+                     object_store_memory=self.object_store_bytes, runtime_env=self.runtime_env)
         self._owns_ray = True
 
     def describe(self) -> str:

@@ -1,4 +1,10 @@
-"""Workloads by name: the built-ins plus users' plug-ins from the entry-point group ``lrsearch.workloads``.
+"""Workloads by name: the built-ins, the packages of a workload path (``lrsearch serve --workload-path``)
+and users' plug-ins from the entry-point group ``lrsearch.workloads``.
+
+A workload path's packages are not installed anywhere: the service scans them (``use_workload_path``)
+and records what it found in the environment variable ``LRSEARCH_WORKLOAD_MODULES``
+(``{"name": "package:Class"}``), which Ray hands to every worker along with the packages themselves
+(its runtime environment's ``py_modules``), so a worker on any node resolves the same names.
 
 Importing this module, listing names and describing the built-ins import no torch: the service
 process lists workloads and validates job specs with it, and torch would cost it hundreds of MB.
@@ -10,16 +16,22 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
+import json
 import logging
+import os
+import sys
 import threading
 import warnings
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from workers.workloads.base import Dataset, Workload
 
 ENTRY_POINT_GROUP = "lrsearch.workloads"
+WORKLOAD_MODULES_ENV = "LRSEARCH_WORKLOAD_MODULES"
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +90,11 @@ _instances: dict[str, Workload] = {}
 
 
 def workload_names() -> list[str]:
-    """Every workload a job may name: built-ins first, then plug-ins, each group sorted."""
-    return list(BUILTIN_WORKLOADS) + sorted(_plugin_entry_points())
+    """Every workload a job may name: built-ins first, then the workload path's, then plug-ins,
+    each group sorted (a name is listed once: the earlier group wins)."""
+    path = sorted(n for n in _path_workloads() if n not in BUILTIN_WORKLOADS)
+    plugins = sorted(n for n in _plugin_entry_points() if n not in path)
+    return list(BUILTIN_WORKLOADS) + path + plugins
 
 
 def describe_workloads() -> list[dict[str, Any]]:
@@ -89,7 +104,7 @@ def describe_workloads() -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = [{"name": name, "description": b.description, "metrics": dict(b.metrics)}
                                  for name, b in BUILTIN_WORKLOADS.items()]
-    for name in sorted(_plugin_entry_points()):
+    for name in workload_names()[len(BUILTIN_WORKLOADS):]:
         try:
             workload = get_workload(name)
             description = str(getattr(workload, "description", "") or "")
@@ -139,13 +154,16 @@ def clear_cache() -> None:
         _instances.clear()
     get_dataset.cache_clear()
     _plugin_entry_points.cache_clear()
+    _path_workloads.cache_clear()
 
 
 def _load(name: str) -> Workload:
     from workers.workloads.base import Workload  # torch from here on
 
-    if name in BUILTIN_WORKLOADS:
-        module_name, _, attr = BUILTIN_WORKLOADS[name].target.partition(":")
+    path = _path_workloads()
+    if name in BUILTIN_WORKLOADS or name in path:
+        target = BUILTIN_WORKLOADS[name].target if name in BUILTIN_WORKLOADS else path[name]
+        module_name, _, attr = target.partition(":")
         obj = getattr(importlib.import_module(module_name), attr)
     else:
         plugins = _plugin_entry_points()
@@ -160,6 +178,55 @@ def _load(name: str) -> Workload:
         raise TypeError(f"workload {name!r} ({obj!r}) has neither load_data nor train_batches: "
                         "it needs one of them to train on")
     return workload
+
+
+def use_workload_path(path: str | os.PathLike[str]) -> list[str]:
+    """Make the workloads of the packages in ``path`` known to this process and to every process it
+    starts (Ray's workers among them, through ``WORKLOAD_MODULES_ENV``); returns the packages'
+    directories, for Ray's ``py_modules``. Raises ValueError for a path that is not a directory."""
+    root = Path(path).resolve()
+    if not root.is_dir():
+        raise ValueError(f"workload path {str(path)!r} is not a directory")
+    found, packages = scan_workload_path(root)
+    os.environ[WORKLOAD_MODULES_ENV] = json.dumps(found)
+    clear_cache()
+    return [str(p) for p in packages]
+
+
+def scan_workload_path(root: Path) -> tuple[dict[str, str], list[Path]]:
+    """``({name: "package:Class"}, package directories)``: every concrete Workload subclass with a
+    name that a package directly in ``root`` defines at its top level (a folder with an
+    ``__init__.py``). ``root`` goes on ``sys.path``, so they import in this process as they will on
+    the workers. A package that fails to import is logged and left out; a name taken twice keeps
+    the first (packages in name order)."""
+    from workers.workloads.base import Workload
+
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    found: dict[str, str] = {}
+    packages = sorted(p for p in root.iterdir() if (p / "__init__.py").is_file() and p.name.isidentifier())
+    for package in packages:
+        try:
+            module = importlib.import_module(package.name)
+        except Exception as exc:  # a broken package must not take the others down
+            log.warning("workload package %s failed to import: %r", package, exc)
+            continue
+        for attr, obj in sorted(vars(module).items()):
+            if (isinstance(obj, type) and issubclass(obj, Workload) and not inspect.isabstract(obj)
+                    and isinstance(getattr(obj, "name", None), str)
+                    and obj.__module__.split(".")[0] == package.name):
+                if obj.name in found or obj.name in BUILTIN_WORKLOADS:
+                    warnings.warn(f"workload {obj.name!r} of {package} is ignored: the name is taken", stacklevel=2)
+                    continue
+                found[obj.name] = f"{package.name}:{attr}"
+    return found, packages
+
+
+@functools.lru_cache(maxsize=1)
+def _path_workloads() -> dict[str, str]:
+    """The workload path's workloads, as ``use_workload_path`` recorded them for this process."""
+    raw = os.environ.get(WORKLOAD_MODULES_ENV)
+    return dict(json.loads(raw)) if raw else {}
 
 
 @functools.lru_cache(maxsize=1)

@@ -138,13 +138,13 @@ def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
 def to_trial_public(t: Trial) -> TrialPublic:
     return TrialPublic(number=t.number, status=t.status, config=t.config, val_loss=t.val_loss,
                        objective=t.objective, best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
-                       finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node)
+                       finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node, workers=t.workers)
 
 
 # The config is selected as its stored JSON text and spliced into the answer unparsed.
 TRIAL_COLUMNS = (Trial.number, Trial.status, cast(Trial.config, Text).label("config_json"), Trial.val_loss,
                  Trial.objective, Trial.best_epoch, Trial.epochs, Trial.started_at, Trial.finished_at, Trial.error, Trial.attempts,
-                 Trial.node)
+                 Trial.node, cast(Trial.workers, Text).label("workers_json"))
 
 
 def iso(dt: datetime | None) -> str | None:
@@ -155,12 +155,12 @@ def iso(dt: datetime | None) -> str | None:
 def trial_json(row: Any) -> str:
     """A TrialPublic as JSON text, from a row of TRIAL_COLUMNS."""
     (number, status, config_json, val_loss, objective, best_epoch, epochs, started, finished, error, attempts,
-     node) = row
+     node, workers_json) = row
     rest = json.dumps({"status": status, "val_loss": val_loss, "objective": objective, "best_epoch": best_epoch,
                        "epochs": epochs,
                        "started_at": iso(started), "finished_at": iso(finished), "error": error,
                        "attempts": attempts, "node": node}, separators=(",", ":"))
-    return f'{{"number":{int(number)},"config":{config_json},{rest[1:]}'
+    return f'{{"number":{int(number)},"config":{config_json},"workers":{workers_json or "null"},{rest[1:]}'
 
 
 def trials_page_response(items_json: list[str], total: int) -> Response:

@@ -42,6 +42,7 @@ class EpochRow:
     extra: dict[str, float | None] | None = None  # the workload's other validation metrics
     objective: float | None = None  # this evaluation's value of the job's objective
     maximize: bool = False  # whether the objective's best is its highest value
+    workers: list[dict[str, Any]] | None = None  # a data-parallel trial's workers
     done: Future[bool] = field(default_factory=Future)  # True if stored now, False if already there
 
 
@@ -119,9 +120,9 @@ class MetricWriter:
                  "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "lr": r.lr, "extra": r.extra or None}
                 for r in fresh.values()])
             trial_ids = {r.trial_id for r in fresh.values()}
-            current = {tid: [vl, ob, be, ep, node] for tid, vl, ob, be, ep, node in s.execute(
-                select(Trial.id, Trial.val_loss, Trial.objective, Trial.best_epoch, Trial.epochs, Trial.node)
-                .where(Trial.id.in_(trial_ids)))}
+            current = {tid: [vl, ob, be, ep, node, wk] for tid, vl, ob, be, ep, node, wk in s.execute(
+                select(Trial.id, Trial.val_loss, Trial.objective, Trial.best_epoch, Trial.epochs, Trial.node,
+                       Trial.workers).where(Trial.id.in_(trial_ids)))}
             for r in sorted(fresh.values(), key=lambda r: r.epoch):
                 row = current[r.trial_id]
                 if r.val_loss is not None and (row[0] is None or r.val_loss < row[0]):
@@ -129,9 +130,10 @@ class MetricWriter:
                 if r.objective is not None and (row[1] is None or (r.objective > row[1] if r.maximize
                                                                    else r.objective < row[1])):
                     row[1], row[2] = r.objective, r.epoch
-                row[3], row[4] = max(row[3], r.epoch + 1), r.node or row[4]
+                row[3], row[4], row[5] = max(row[3], r.epoch + 1), r.node or row[4], r.workers or row[5]
             s.execute(update(Trial), [{"id": tid, "val_loss": vl, "objective": ob, "best_epoch": be, "epochs": ep,
-                                       "node": node} for tid, (vl, ob, be, ep, node) in current.items()])
+                                       "node": node, "workers": wk}
+                                      for tid, (vl, ob, be, ep, node, wk) in current.items()])
         return [(r.trial_id, r.epoch) in fresh and fresh[(r.trial_id, r.epoch)] is r for r in batch]
 
 
@@ -165,4 +167,5 @@ def epoch_row(trial_id: int, result: dict[str, Any], objective: Objective | None
                     node=str(result["node"]) if result.get("node") else None,
                     step=int(step) if step is not None else None,
                     extra={k: finite_or_none(v) for k, v in metrics.items() if k not in COLUMN_METRICS} or None,
-                    objective=value, maximize=objective is not None and objective.maximize)
+                    objective=value, maximize=objective is not None and objective.maximize,
+                    workers=result.get("workers"))

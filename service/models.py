@@ -98,6 +98,8 @@ class Trial(Base):
     error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     node: Mapped[str | None] = mapped_column(String(128))
+    # A data-parallel trial's workers: [{"rank", "node", "pid"}, ...]; null for one worker.
+    workers: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     job: Mapped[Job] = relationship(back_populates="trials")
 

@@ -275,7 +275,7 @@ class JobExecution:
                                                   checkpoint_seconds, spec.divergence_factor,
                                                   pause_after, stop_without_progress=self.stopper is not None,
                                                   steps=length.get("steps"), eval_every=length.get("eval_every"),
-                                                  batch_size=spec.batch_size):
+                                                  batch_size=spec.batch_size, workers=spec.resources.workers):
                 epoch = int(result["epoch"])
                 row = epoch_row(item.id, result, self.objective)
                 last_write = self._record_epoch(row)

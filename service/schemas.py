@@ -14,7 +14,10 @@ class Resources(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     cpu: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
-    gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per trial (fractions allowed)")
+    gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per worker (fractions allowed)")
+    workers: int = Field(default=1, ge=1, le=64, description=(
+        "Ray workers per trial: more than 1 trains each trial data-parallel (torch.distributed), each "
+        "worker taking batch_size / workers of every global batch; cpu and gpu are per worker"))
 
 
 class ObjectiveSpec(BaseModel):
@@ -210,6 +213,8 @@ class TrialPublic(BaseModel):
     error: str | None
     attempts: int = 0
     node: str | None = None
+    workers: list[dict[str, Any]] | None = Field(default=None, description=(
+        "a data-parallel trial's workers: rank, Ray node and process id of each"))
 
 
 class MetricPublic(BaseModel):

@@ -81,6 +81,15 @@ def _batch_size(spec: JobSpec, settings: Settings) -> JobSpec:
     return spec
 
 
+def _workers(spec: JobSpec) -> None:
+    """A data-parallel trial splits every global batch evenly over its workers."""
+    workers = spec.resources.workers
+    assert spec.batch_size is not None
+    if workers > 1 and spec.batch_size % workers:
+        raise SpecError(("resources", "workers"), f"{workers} workers cannot split a batch of {spec.batch_size} "
+                                                  "evenly; use a batch_size that is a multiple of workers")
+
+
 def _objective(spec: JobSpec) -> JobSpec:
     """The objective checked against what the workload reports, its mode filled in."""
     from workers.registry import workload_metrics
@@ -124,6 +133,7 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
     spec = _length(spec, settings)
     spec = _objective(spec)
     spec = _batch_size(spec, settings)
+    _workers(spec)
     _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
     if spec.max_trials is not None:
         _int_in("max_trials", spec.max_trials, 1, settings.max_trials)

@@ -63,6 +63,12 @@ class TrialActor:
         return {"node": self._node, "pid": os.getpid(), "device": self._device,
                 "epochs_done": dict(self._epochs_done)}
 
+    def rendezvous(self) -> str:
+        """host:port where a data-parallel trial's process group meets (this actor is its rank 0)."""
+        from workers.data_parallel import free_address
+
+        return free_address(ray.util.get_node_ip_address())
+
     def stop(self, key: str) -> None:
         self._stop.add(key)
         self._go_on.setdefault(key, threading.Event()).set()
@@ -75,53 +81,71 @@ class TrialActor:
             checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
             pause_after: list[int] | None = None, stop_without_progress: bool = False,
             steps: int | None = None, eval_every: int | None = None,
-            batch_size: int | None = None) -> Iterator[dict]:
+            batch_size: int | None = None, rank: int = 0, world: int = 1,
+            rendezvous: str | None = None) -> Iterator[dict]:
         """Train (or continue from ``checkpoint``), yielding each round's result (an epoch, or
         ``eval_every`` of ``steps`` steps). The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
         ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
         to train again than to checkpoint at every epoch. After an epoch in ``pause_after`` (where
         the service may stop the trial) it waits for ``resume`` or ``stop``, so a stopped trial
-        trains nothing beyond the epoch it was judged at."""
+        trains nothing beyond the epoch it was judged at.
+
+        With ``world`` > 1 this is rank ``rank`` of a data-parallel trial: it joins the process group
+        at ``rendezvous`` (rank 0's ``rendezvous()``) for the trial and leaves it afterwards; the
+        workers agree at every round whether to go on, so a stop reaches all of them at once."""
         import io
         import time
 
         import torch
 
+        from workers.data_parallel import ProcessGroup
         from workers.trainer import TrialTrainer
 
         wl = self._workload_data(workload)
-        trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
-                               divergence_factor=divergence_factor, stop_without_progress=stop_without_progress,
-                               steps=steps, eval_every=eval_every, batch_size=batch_size)
-        if checkpoint is not None:
-            trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
-        last_checkpoint = time.monotonic()
+        group = ProcessGroup(rank, world, rendezvous, self._device)
         try:
-            while not trainer.finished:
-                if key in self._stop:
-                    return
-                result = trainer.run_epoch().to_dict()
-                self._epochs_done[key] = trainer.epochs_done
-                result["node"] = self._node
-                due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
-                       or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
-                if due and not trainer.finished:
-                    last_checkpoint = time.monotonic()
-                    buf = io.BytesIO()
-                    torch.save(trainer.state_dict(), buf)
-                    result["checkpoint"] = buf.getvalue()
-                yield result
-                if result.get("diverged"):
-                    return
-                if pause_after and result["epoch"] in pause_after and not trainer.finished:
-                    go_on = self._go_on.setdefault(key, threading.Event())
-                    go_on.wait(timeout=600)  # the service answers in milliseconds; never hang for good
-                    go_on.clear()
+            trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
+                                   divergence_factor=divergence_factor, stop_without_progress=stop_without_progress,
+                                   steps=steps, eval_every=eval_every, batch_size=batch_size,
+                                   data_parallel=world > 1)
+            if checkpoint is not None:
+                trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
+            yield from self._rounds(key, trainer, group, checkpoint_every, checkpoint_seconds, pause_after)
         finally:
+            group.leave()
             self._stop.discard(key)
             self._go_on.pop(key, None)
             self._epochs_done.pop(key, None)
+
+    def _rounds(self, key: str, trainer: Any, group: Any, checkpoint_every: int, checkpoint_seconds: float,
+                pause_after: list[int] | None) -> Iterator[dict]:
+        import io
+        import time
+
+        import torch
+
+        last_checkpoint = time.monotonic()
+        while not trainer.finished:
+            if group.any(key in self._stop):
+                return
+            result = trainer.run_epoch().to_dict()
+            self._epochs_done[key] = trainer.epochs_done
+            result["node"] = self._node
+            due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
+                   or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
+            if due and not trainer.finished and group.rank == 0:  # rank 0 speaks for the trial
+                last_checkpoint = time.monotonic()
+                buf = io.BytesIO()
+                torch.save(trainer.state_dict(), buf)
+                result["checkpoint"] = buf.getvalue()
+            yield result
+            if result.get("diverged"):
+                return
+            if pause_after and result["epoch"] in pause_after and not trainer.finished:
+                go_on = self._go_on.setdefault(key, threading.Event())
+                go_on.wait(timeout=600)  # the service answers in milliseconds; never hang for good
+                go_on.clear()
 
 
     def range_test(self, workload: str, config: dict, seed: int, batch_size: int | None = None) -> dict:
@@ -194,13 +218,19 @@ class RayExecutor:
         cpus = ray.cluster_resources().get("CPU", 0)
         return f"connected ({len(ray.nodes())} node(s), {cpus:g} CPU)"
 
-    def unplaceable(self, resources: TrialResources) -> tuple[str, str] | None:
-        """("cpu" | "gpu", why) when no live node of the cluster, as it is now, could ever hold one
-        trial of this shape: its actor would wait forever. None when one could, or while Ray is not
-        connected (nothing to ask yet)."""
+    def unplaceable(self, resources: TrialResources, workers: int = 1) -> tuple[str, str] | None:
+        """("cpu" | "gpu" | "workers", why) when the cluster, as it is now, could never hold one
+        trial of this shape (``workers`` actors of it at once): it would wait forever. None when it
+        could, or while Ray is not connected (nothing to ask yet)."""
         if not ray.is_initialized():
             return None
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        fits = sum(min(int(n.get("CPU", 0) // resources.cpu) if resources.cpu > 0 else workers,
+                       int(n.get("GPU", 0) // resources.gpu) if resources.gpu > 0 else workers) for n in nodes)
+        if workers > 1 and any(n.get("CPU", 0) + 1e-9 >= resources.cpu for n in nodes) and fits < workers:
+            return "workers", (f"a trial asks for {workers} workers of {resources.cpu:g} CPU and {resources.gpu:g} "
+                               f"GPU each, but the Ray cluster holds at most {fits} at once; its trials would "
+                               "never start (ask for fewer, or add nodes)")
         if any(n.get("CPU", 0) + 1e-9 >= resources.cpu and n.get("GPU", 0) + 1e-9 >= resources.gpu for n in nodes):
             return None
         never = "; its trials would never start (ask for less, or add a node that has it)"
@@ -248,38 +278,40 @@ class RayExecutor:
             fits = min(fits, int(total.get("GPU", 0) // resources.gpu))
         return max(1, fits)
 
-    def _acquire(self, key: str, resources: TrialResources) -> Any | None:
-        """An idle actor of this shape, a new one while the cluster has room, or else wait for one
-        to be freed. Never more actors than fit: an actor that cannot be placed would wait forever
+    def _acquire(self, key: str, resources: TrialResources, count: int = 1) -> list[Any] | None:
+        """``count`` actors of this shape at once (a data-parallel trial's workers; one otherwise):
+        idle ones first, new ones while the cluster has room, or else wait until all of them can be
+        had. All or none: two trials each holding a part of what they need would wait on each other
+        for good. Never more actors than fit: an actor that cannot be placed would wait forever
         while idle ones hold the resources. None if the trial was stopped while waiting."""
         with self._lock:
             while True:
                 if key in self._stopped:
                     self._stopped.discard(key)
                     return None
-                pool = self._idle.get(resources)
-                if pool:
-                    return pool.pop()
-                if self._live.get(resources, 0) < self._capacity(resources):
-                    if self._fits_beside_live(resources):
-                        self._live[resources] = self._live.get(resources, 0) + 1
-                        break
+                pool = self._idle.setdefault(resources, [])
+                new = count - min(len(pool), count)
+                if new == 0 or (self._live.get(resources, 0) + new <= self._capacity(resources)
+                                and self._fits_beside_live(resources, new)):
+                    taken = [pool.pop() for _ in range(count - new)]
+                    self._live[resources] = self._live.get(resources, 0) + new
+                    break
                 # Idle actors of another shape hold resources this one needs (a GPU job's actors
                 # keep their CPUs while they wait for the next GPU trial).
                 if self._evict_idle(keep=resources):
                     continue
                 self._freed.wait(timeout=1.0)
-        return self._new_actor(resources)
+        return taken + [self._new_actor(resources) for _ in range(new)]
 
-    def _fits_beside_live(self, resources: TrialResources) -> bool:
-        """Whether one more actor of this shape fits in the cluster beside every live actor, of
+    def _fits_beside_live(self, resources: TrialResources, count: int = 1) -> bool:
+        """Whether ``count`` more actors of this shape fit in the cluster beside every live actor, of
         any shape, busy or idle (called under the lock, right after _capacity refreshed totals).
         With no live actor there is nothing to wait for: Ray places it, or an autoscaler adds a node."""
         if not any(self._live.values()):
             return True
         total = self._resources
-        cpu = resources.cpu + sum(n * shape.cpu for shape, n in self._live.items())
-        gpu = resources.gpu + sum(n * shape.gpu for shape, n in self._live.items())
+        cpu = count * resources.cpu + sum(n * shape.cpu for shape, n in self._live.items())
+        gpu = count * resources.gpu + sum(n * shape.gpu for shape, n in self._live.items())
         return cpu <= total.get("CPU", 0) + 1e-9 and gpu <= total.get("GPU", 0) + 1e-9
 
     def _evict_idle(self, keep: TrialResources | None = None) -> bool:
@@ -314,52 +346,82 @@ class RayExecutor:
                   checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
                   divergence_factor: float = 10.0, pause_after: list[int] | None = None,
                   stop_without_progress: bool = False, steps: int | None = None,
-                  eval_every: int | None = None, batch_size: int | None = None) -> Iterator[dict]:
+                  eval_every: int | None = None, batch_size: int | None = None,
+                  workers: int = 1) -> Iterator[dict]:
         """Yield each round's result dict (an epoch, or ``eval_every`` steps of a ``steps`` job)
-        as the worker finishes it. Raises WorkerLost."""
-        actor = self._acquire(key, resources)
-        if actor is None:
+        as the worker finishes it. With ``workers`` > 1 the trial is a data-parallel training over
+        that many actors (one process group; rank 0's results are yielded, each carrying
+        ``workers``: where every rank runs). Raises WorkerLost when any of them dies."""
+        actors = self._acquire(key, resources, workers)
+        if actors is None:
             return
         with self._lock:
-            self._running[key] = actor
+            self._running[key] = actors
         healthy = True
-        stream = actor.run.options(num_returns="streaming").remote(key, workload, config, epochs, seed,
-                                                                   checkpoint, checkpoint_every,
-                                                                   checkpoint_seconds, divergence_factor,
-                                                                   pause_after, stop_without_progress,
-                                                                   steps, eval_every, batch_size)
+        streams: list[Any] = []
         try:
-            for ref in stream:
-                yield ray.get(ref)
+            ranks: list[dict[str, Any]] = []
+            rendezvous = None
+            if workers > 1:
+                ranks = ray.get([a.info.remote() for a in actors])
+                rendezvous = ray.get(actors[0].rendezvous.remote())
+            streams = [actor.run.options(num_returns="streaming").remote(
+                key, workload, config, epochs, seed, checkpoint, checkpoint_every, checkpoint_seconds,
+                divergence_factor, pause_after, stop_without_progress, steps, eval_every, batch_size,
+                rank, workers, rendezvous) for rank, actor in enumerate(actors)]
+            for ref in streams[0]:
+                result = ray.get(ref)
+                if ranks:
+                    result["workers"] = [{"rank": i, "node": r["node"], "pid": r["pid"]} for i, r in enumerate(ranks)]
+                yield result
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
             raise WorkerLost.of(exc) from exc
+        except Exception as exc:
+            # A data-parallel rank that died breaks its peers' collectives: that is a lost worker.
+            if workers > 1 and (lost := self._lost_rank(actors)) is not None:
+                healthy = False
+                raise WorkerLost(f"a data-parallel worker died: {lost}") from exc
+            raise
         finally:
             with self._lock:
                 self._running.pop(key, None)
             if healthy:
-                # The caller may have stopped reading early (pruned, cancelled): let the actor
-                # finish this trial before it takes another.
+                # The caller may have stopped reading early (pruned, cancelled): let the actors
+                # finish this trial before they take another.
                 try:
-                    actor.stop.remote(key)
-                    for ref in stream:
-                        ray.get(ref)
+                    for actor in actors:
+                        actor.stop.remote(key)
+                    for stream in streams:
+                        for ref in stream:
+                            ray.get(ref)
                 except Exception:  # noqa: BLE001 - a dead actor is simply not reused
                     healthy = False
-            if healthy:
-                self._release(resources, actor)
-            else:
-                self._discard(resources, actor)
+            for actor in actors:
+                if healthy:
+                    self._release(resources, actor)
+                else:
+                    self._discard(resources, actor)
+
+    @staticmethod
+    def _lost_rank(actors: list[Any]) -> str | None:
+        """Why one of the actors is gone, or None when all of them answer."""
+        for actor in actors:
+            try:
+                ray.get(actor.info.remote(), timeout=30)
+            except (ActorDiedError, RayActorError, WorkerCrashedError, ray.exceptions.GetTimeoutError) as exc:
+                return WorkerLost.of(exc).args[0] if str(exc) else type(exc).__name__
+        return None
 
     def run_range_test(self, key: str, workload: str, config: dict, seed: int,
                        resources: TrialResources = TrialResources(), batch_size: int | None = None) -> dict | None:
         """A range test on a pooled actor: the RangeTestResult as a dict (with ``node``), or None
         if the trial was stopped before it got an actor. Raises WorkerLost. A range test is short
         (``num_steps`` batches): it is not streamed, stopped or checkpointed midway."""
-        actor = self._acquire(key, resources)
-        if actor is None:
+        acquired = self._acquire(key, resources)
+        if acquired is None:
             return None
-        healthy = True
+        actor, healthy = acquired[0], True
         try:
             return ray.get(actor.range_test.remote(workload, config, seed, batch_size))
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
@@ -372,18 +434,18 @@ class RayExecutor:
                 self._discard(resources, actor)
 
     def resume(self, key: str) -> None:
-        """Let trial ``key``, paused at a decision epoch, go on."""
+        """Let trial ``key``, paused at a decision epoch, go on (every worker of it)."""
         with self._lock:
-            actor = self._running.get(key)
-        if actor is not None:
+            actors = self._running.get(key, [])
+        for actor in actors:
             actor.resume.remote(key)
 
     def stop(self, key: str) -> None:
-        """Ask the worker running trial ``key`` to stop at its next epoch boundary."""
+        """Ask the workers running trial ``key`` to stop at their next epoch boundary."""
         with self._lock:
-            actor = self._running.get(key)
-            if actor is None:
+            actors = self._running.get(key)
+            if actors is None:
                 self._stopped.add(key)  # still waiting for an actor: it will not start
                 self._freed.notify_all()
-        if actor is not None:
+        for actor in actors or []:
             actor.stop.remote(key)

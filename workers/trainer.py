@@ -57,6 +57,37 @@ class EpochResult:
         return out
 
 
+def data_parallel_rank() -> tuple[int, int]:
+    """(rank, world size) of the process group this process joined."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        raise RuntimeError("data_parallel needs a torch.distributed process group")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def share_of(batch: Any, rank: int, world: int) -> Any:
+    """Worker ``rank``'s contiguous share of a global batch (every tensor sliced along its first
+    dimension); a batch smaller than the world is trained whole by each worker."""
+    size = batch_size_of(batch)
+    if size < world:
+        return batch
+    per = -(-size // world)
+    return _sliced(batch, rank * per, min(size, (rank + 1) * per))
+
+
+def _sliced(batch: Any, start: int, stop: int) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch[start:stop] if batch.ndim > 0 else batch
+    if isinstance(batch, Mapping):
+        return {k: _sliced(v, start, stop) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(_sliced(v, start, stop) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_sliced(v, start, stop) for v in batch)
+    return batch
+
+
 def _finite_or_none(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
@@ -120,6 +151,7 @@ class TrialTrainer:
         steps: int | None = None,
         eval_every: int | None = None,
         batch_size: int | None = None,
+        data_parallel: bool = False,
     ) -> None:
         if (epochs is None) == (steps is None):
             raise ValueError("give either epochs or steps")
@@ -141,6 +173,9 @@ class TrialTrainer:
         self.steps = steps
         self.eval_every = eval_every
         self._accumulation = max(1, int(workload.grad_accumulation))
+        # Data-parallel (a process group this process joined, see workers/data_parallel.py): every
+        # worker draws the same global batches and trains on its share of each; gradients are averaged.
+        self._rank, self._world = data_parallel_rank() if data_parallel else (0, 1)
         self._clip = workload.grad_clip_norm
 
         self._batches = TrainBatches(workload, data, batch_size or workload.batch_size, seed, self.device)
@@ -165,6 +200,9 @@ class TrialTrainer:
         self._rng_state: dict[str, torch.Tensor] | None = None  # torch's global RNG, as this trial left it
         with self._own_rng():
             self.model = workload.build_model(seed).to(self.device)
+        self._trained_model = self.model  # what the training step runs: the model, or its DDP wrapper
+        if self._world > 1:
+            self._trained_model = torch.nn.parallel.DistributedDataParallel(self.model)
         self.optimizer = build_optimizer(self.model.parameters(), self.config)
         self.scheduler = build_schedule(
             self.optimizer, self.config, epochs=schedule_length, steps_per_epoch=self.steps_per_epoch
@@ -290,21 +328,24 @@ class TrialTrainer:
             if micro > 0 and self.steps is None and self._batches.pass_ended:
                 break
             batch = self._batches.take()
+            if self._world > 1:
+                batch = share_of(batch, self._rank, self._world)
             with self._autocast():
-                loss = self._train_step(self.model, batch)
+                loss = self._train_step(self._trained_model, batch)
             value = float(loss.detach())
             n = batch_size_of(batch)
-            loss_sum += value * n
-            seen += n
-            if not math.isfinite(value):
-                return loss_sum, seen, f"train loss became {value}"
+            total, count, finite = self._summed(value, n)
+            loss_sum += total
+            seen += count
+            if not finite:  # on this worker or another: none of them steps
+                return loss_sum, seen, f"train loss became {value if not math.isfinite(value) else math.nan}"
             # Accumulating, each batch counts by its size: the step's gradient is the mean over all
             # its examples, as one batch of them all would give (a short last batch too).
             (loss * n if self._accumulation > 1 else loss).backward()
         if self._accumulation > 1:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            if grads:
-                torch._foreach_mul_(grads, 1.0 / seen)
+            if grads:  # data-parallel: the gradients are already averaged over the workers
+                torch._foreach_mul_(grads, self._world / seen)
         if self._clip is not None:
             norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self._clip))
             if not math.isfinite(norm):
@@ -313,6 +354,19 @@ class TrialTrainer:
         self.scheduler.step()
         self._steps_done += 1
         return loss_sum, seen, None
+
+    def _summed(self, value: float, n: int) -> tuple[float, int, bool]:
+        """(loss x examples, examples, whether every loss was finite) over the workers of the trial."""
+        finite = math.isfinite(value)
+        if self._world == 1:
+            return value * n, n, finite
+        import torch.distributed as dist
+
+        device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        t = torch.tensor([value * n if finite else 0.0, float(n), 0.0 if finite else 1.0],
+                         dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return float(t[0]), int(t[1]), float(t[2]) == 0.0
 
     def _autocast(self) -> ContextManager[Any]:
         if self.device.type == "cuda" and self.workload.precision == "bf16":

@@ -1,4 +1,5 @@
-"""step budgets and objectives: metrics.step and metrics.extra, trials.objective
+"""step budgets, objectives, data-parallel trials: metrics.step and metrics.extra, trials.objective
+and trials.workers
 
 Revision ID: 0003
 Revises: 0002
@@ -20,6 +21,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("extra", sa.JSON(), nullable=True))
     with op.batch_alter_table("trials") as batch:
         batch.add_column(sa.Column("objective", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("workers", sa.JSON(), nullable=True))
     # Every job before this revision ranked by val_loss (min): its objective is its val_loss.
     op.execute("UPDATE trials SET objective = val_loss")
     op.create_index("ix_trials_job_objective", "trials", ["job_id", "objective"])
@@ -28,6 +30,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_trials_job_objective", table_name="trials")
     with op.batch_alter_table("trials") as batch:
+        batch.drop_column("workers")
         batch.drop_column("objective")
     with op.batch_alter_table("metrics") as batch:
         batch.drop_column("extra")

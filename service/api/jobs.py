@@ -37,7 +37,8 @@ def submit_job(spec: JobSpec, session: SessionDep, settings: SettingsDep, runner
     # Everything is checked before anything is written: a rejected spec leaves no trace.
     checked = check_job_spec(spec, settings, workload_names())
     if runner is not None:
-        if (unplaceable := runner.executor.unplaceable(trial_resources(checked.spec))) is not None:
+        if (unplaceable := runner.executor.unplaceable(trial_resources(checked.spec),
+                                                       checked.spec.resources.workers)) is not None:
             raise SpecError(("resources", unplaceable[0]), unplaceable[1])
     stored = checked.spec.model_dump(mode="json")
     stored["name"] = spec.name or f"{spec.strategy}-{spec.workload}"

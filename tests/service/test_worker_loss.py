@@ -24,9 +24,9 @@ def test_killed_worker_resumes_from_checkpoint(client: TestClient) -> None:
         streams ahead of what the store holds, so it is asked, not the API."""
         execution = runner._executions.get(job["id"])
         for key in list(execution._running_keys) if execution is not None else []:
-            actor = runner.executor._running.get(key)
-            if actor is not None:
-                info = ray.get(actor.info.remote())
+            actors = runner.executor._running.get(key)
+            if actors:
+                info = ray.get(actors[0].info.remote())
                 return info["epochs_done"].get(key, 0), info["pid"]
         return None
 
@@ -49,3 +49,24 @@ def test_killed_worker_resumes_from_checkpoint(client: TestClient) -> None:
         "workload": "mlp-digits", "strategy": "manual", "epochs": epochs, "configs": [{"lr": 0.02}]}).json()["id"])
     clean = client.get(f"/api/v1/jobs/{again['id']}/trials/0/metrics").json()["items"]
     assert [m["val_loss"] for m in clean] == [m["val_loss"] for m in metrics]
+
+
+def test_a_killed_data_parallel_worker_is_a_lost_worker(client: TestClient) -> None:
+    """SIGKILL of one rank of a two-worker trial mid-trial: the trial is retried from its last
+    checkpoint and the job completes with every epoch stored once."""
+    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]
+    epochs = 40
+    job = client.post("/api/v1/jobs", json={"workload": "mlp-digits", "strategy": "manual", "epochs": epochs,
+                                            "resources": {"workers": 2},
+                                            "configs": [{"lr": 0.02}]}).json()
+    deadline = time.monotonic() + 60
+    while not (trial := client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]) or \
+            not trial[0]["workers"] or trial[0]["epochs"] < 3:
+        assert time.monotonic() < deadline, trial
+        time.sleep(0.01)
+    os.kill(trial[0]["workers"][1]["pid"], signal.SIGKILL)  # rank 1, not the one that reports
+    job = wait_for_job(client, job["id"])
+    (trial,) = client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]
+    assert job["status"] == "completed" and trial["status"] == "completed" and trial["attempts"] == 2, trial
+    metrics = client.get(f"/api/v1/jobs/{job['id']}/trials/0/metrics").json()["items"]
+    assert [m["epoch"] for m in metrics] == list(range(epochs))

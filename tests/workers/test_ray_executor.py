@@ -46,7 +46,7 @@ def test_a_killed_worker_is_reported_as_lost(ray_executor: RayExecutor) -> None:
                                  resources=TrialResources(cpu=1))
     first = next(gen)
     assert first["epoch"] == 0
-    actor = ray_executor._running["t-kill"]
+    actor = ray_executor._running["t-kill"][0]
     pid = ray.get(actor.info.remote())["pid"]
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerLost):

@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench bench-search bench-replay bench-finder bench-gpt clean
+.PHONY: install install-test run test bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: install
 # BENCH_ARGS passes flags, e.g. BENCH_ARGS="--only overhead --repeats 7".
 bench-gpt: install
 	$(PY) -m bench.gpt_stdlib $(BENCH_ARGS)
+
+# Data-parallel start-up: lrsearch's pooled actors against Ray Train's TorchTrainer.
+bench-dp: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench.data_parallel $(BENCH_ARGS)
 
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'

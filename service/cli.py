@@ -246,7 +246,16 @@ def _print_best(best: dict[str, Any] | None) -> None:
                       f"{t['to_batch_size']} ({t['rule']})")
     if best.get("suggestions"):
         console.print("range-test suggestions: " + "  ".join(f"{o}={lr:.4g}" for o, lr in best["suggestions"].items()))
-    console.print_json(json.dumps(best["config"]))
+    interval = best.get("lr_interval")
+    if interval:
+        console.print(f"as good ({interval['method']}, within {interval['tolerance']:.3g} of the best "
+                      f"{interval.get('metric', 'val_loss')}): lr {interval['low']:.4g} to {interval['high']:.4g}")
+    for optimizer, b in (best.get("per_optimizer") or {}).items():
+        value = b.get("objective", b.get("val_loss"))
+        console.print(f"  best {optimizer}: trial {b['trial']}  lr={b['lr']:.4g}"
+                      + (f"  {value:.6g}" if value is not None else ""))
+    # The config to train with: at the scaled rate when a batch size was asked for.
+    console.print_json(json.dumps({**best["config"], "lr": best["lr"]}))
 
 
 @app.command()

@@ -54,4 +54,9 @@ class ProcessGroup:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                try:
+                    # Together: rank 0 hosts the group's store, which the others must not outlive.
+                    dist.barrier()
+                except Exception:  # noqa: BLE001 - a peer is gone: leave all the same
+                    pass
                 dist.destroy_process_group()

@@ -169,6 +169,34 @@ class TrialActor:
         return wl
 
 
+# How long a trial's workers may take to wind down once it has ended (or was stopped) before they
+# are killed and replaced: a worker that does not end must never hold its trial's slot for good.
+DRAIN_SECONDS = 120.0
+
+
+def _drained(streams: list[Any]) -> bool:
+    """Read every stream to its end; False when one failed or did not end within DRAIN_SECONDS
+    (its actors are then not reused)."""
+    outcome: list[bool] = []
+
+    def drain() -> None:
+        try:
+            for stream in streams:
+                for ref in stream:
+                    ray.get(ref)
+            outcome.append(True)
+        except Exception:  # noqa: BLE001 - a dead actor is simply not reused
+            outcome.append(False)
+
+    reader = threading.Thread(target=drain, name="drain-trial", daemon=True)
+    reader.start()
+    reader.join(DRAIN_SECONDS)
+    if reader.is_alive():
+        log.warning("a trial's workers did not end within %.0f s of it; replacing them", DRAIN_SECONDS)
+        return False
+    return outcome == [True]
+
+
 class RayExecutor:
     """Owns the connection to Ray and a pool of idle actors per resource shape."""
 
@@ -389,14 +417,9 @@ class RayExecutor:
             if healthy:
                 # The caller may have stopped reading early (pruned, cancelled): let the actors
                 # finish this trial before they take another.
-                try:
-                    for actor in actors:
-                        actor.stop.remote(key)
-                    for stream in streams:
-                        for ref in stream:
-                            ray.get(ref)
-                except Exception:  # noqa: BLE001 - a dead actor is simply not reused
-                    healthy = False
+                for actor in actors:
+                    actor.stop.remote(key)
+                healthy = _drained(streams)
             for actor in actors:
                 if healthy:
                     self._release(resources, actor)

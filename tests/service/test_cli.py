@@ -125,6 +125,8 @@ def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_pa
     assert out.returncode == 0, out.stderr
     assert "lr=0.2 " in out.stdout  # sgd: linear in the batch size
     assert f"lr scaled from 0.05 at batch size {batch} to batch size {batch * 4} (linear)" in out.stdout
+    assert '"lr": 0.2' in out.stdout and '"lr": 0.05' not in out.stdout  # the config to train with, scaled
+    assert "best sgd: trial 0" in out.stdout and "as good (" in out.stdout  # the interval and the best per optimizer
 
 
 def test_export_optuna_to_a_taken_study_name_says_so(server: ServiceProcess, tmp_path: Path) -> None:

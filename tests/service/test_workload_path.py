@@ -46,7 +46,9 @@ def write_packages(root: Path) -> Path:
 @pytest.fixture
 def isolated_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delenv(registry.WORKLOAD_MODULES_ENV, raising=False)
+    # Recorded by monkeypatch (set, then removed), so what use_workload_path writes is undone after.
+    monkeypatch.setenv(registry.WORKLOAD_MODULES_ENV, "{}")
+    monkeypatch.delenv(registry.WORKLOAD_MODULES_ENV)
     registry.clear_cache()
     yield
     for name in ("wide_digits_pkg", "broken_pkg", "clash_pkg"):

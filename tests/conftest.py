@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,21 @@ def ray_cluster(tmp_path: Path, node_cpus: list[int]) -> Iterator[tuple[str, dic
     finally:
         for node in reversed(nodes):
             node.stop()
+
+
+def wait_for_job_at(url: str, job_id: int, timeout: float = 180.0) -> dict[str, Any]:
+    """Poll a real service until job ``job_id`` has ended; its final Job."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while (job := httpx.get(f"{url}/api/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.3)
+    return job
+
+
+@pytest.fixture
+def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real two-node `ray start` cluster, one CPU per node: (address, env for its clients)."""
+    with ray_cluster(tmp_path, [1, 1]) as cluster:
+        yield cluster

@@ -3,15 +3,13 @@ each taking its share of every global batch, learns as the same trial on one wor
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ServiceProcess, ray_cluster
+from tests.conftest import ServiceProcess, wait_for_job_at
 from tests.service.conftest import wait_for_job
 
 SPEC = {"workload": "mlp-digits", "strategy": "manual", "epochs": 4, "batch_size": 64, "seed": 3,
@@ -48,12 +46,6 @@ def test_a_data_parallel_request_that_cannot_run_is_a_422(client: TestClient, re
     assert client.get("/api/v1/jobs").json()["total"] == 0
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    with ray_cluster(tmp_path, [1, 1]) as cluster:
-        yield cluster
-
-
 def test_a_data_parallel_trial_spans_two_nodes(db_url: str, two_node_cluster: tuple[str, dict[str, str]],
                                                tmp_path: Path) -> None:
     address, env = two_node_cluster
@@ -61,13 +53,7 @@ def test_a_data_parallel_trial_spans_two_nodes(db_url: str, two_node_cluster: tu
     try:
         ids = [httpx.post(f"{service.url}/api/v1/jobs", json={**SPEC, "resources": {"workers": w}}).json()["id"]
                for w in (1, 2)]
-        deadline = time.monotonic() + 180
-        jobs = []
-        for job_id in ids:
-            while (job := httpx.get(f"{service.url}/api/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-                assert time.monotonic() < deadline, job
-                time.sleep(0.3)
-            jobs.append(job)
+        jobs = [wait_for_job_at(service.url, job_id) for job_id in ids]
         assert [j["status"] for j in jobs] == ["completed", "completed"], jobs
         (pair,) = httpx.get(f"{service.url}/api/v1/jobs/{ids[1]}/trials").json()["items"]
         assert len({w["node"] for w in pair["workers"]}) == 2  # one CPU per node: a rank on each

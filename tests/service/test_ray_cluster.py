@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.conftest import ServiceProcess, ray_cluster
-
-
-@pytest.fixture
-def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    with ray_cluster(tmp_path, [1, 1]) as cluster:
-        yield cluster
+from tests.conftest import ServiceProcess
 
 
 def test_trials_run_on_both_nodes(db_url: str, two_node_cluster: tuple[str, dict[str, str]],

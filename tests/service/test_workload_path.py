@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ServiceProcess, ray_cluster
+from tests.conftest import ServiceProcess, wait_for_job_at
 from workers import registry
 
 PACKAGE = '''
@@ -74,12 +73,6 @@ def test_a_workload_path_must_be_a_directory(tmp_path: Path, isolated_registry: 
         registry.use_workload_path(tmp_path / "missing")
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    with ray_cluster(tmp_path, [1, 1]) as cluster:
-        yield cluster
-
-
 def test_a_workload_path_runs_on_both_nodes_of_a_cluster(db_url: str, two_node_cluster: tuple[str, dict[str, str]],
                                                          tmp_path: Path) -> None:
     address, env = two_node_cluster
@@ -94,11 +87,7 @@ def test_a_workload_path_runs_on_both_nodes_of_a_cluster(db_url: str, two_node_c
                 "space": {"lr": {"values": [0.003, 0.01, 0.03, 0.1, 0.2, 0.3]}, "optimizer": ["sgd"]}}
         created = httpx.post(f"{service.url}/api/v1/jobs", json=spec)
         assert created.status_code == 201, created.text
-        deadline = time.monotonic() + 180
-        while (job := httpx.get(f"{service.url}/api/v1/jobs/{created.json()['id']}").json())["status"] in (
-                "queued", "running"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.3)
+        job = wait_for_job_at(service.url, created.json()["id"])
         trials = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials").json()["items"]
         assert job["status"] == "completed" and all(t["status"] == "completed" for t in trials), trials
         assert len({t["node"] for t in trials}) == 2 and None not in {t["node"] for t in trials}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO, ServiceProcess
+from tests.conftest import REPO, ServiceProcess, wait_for_job_at
 
 
 def test_an_installed_plugin_is_listed_and_runs_a_job(tmp_path: Path) -> None:
@@ -44,14 +44,6 @@ def test_an_installed_plugin_is_listed_and_runs_a_job(tmp_path: Path) -> None:
                        check=True, timeout=300)
 
 
-def _wait(url: str, job_id: int, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while (job := httpx.get(f"{url}/api/v1/jobs/{job_id}").json())["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, job
-        time.sleep(0.3)
-    return job
-
-
 def test_the_streaming_example_runs_a_step_job_and_a_broken_file_fails_readably(tmp_path: Path) -> None:
     """The README's second example (batches streamed from files, its own training step), installed
     as the README says, through a real `lrsearch serve`."""
@@ -71,7 +63,7 @@ def test_the_streaming_example_runs_a_step_job_and_a_broken_file_fails_readably(
                     "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["adamw"], "schedule": ["cosine"]}}
             created = httpx.post(f"{service.url}/api/v1/jobs", json=spec)
             assert created.status_code == 201, created.text
-            job = _wait(service.url, created.json()["id"])
+            job = wait_for_job_at(service.url, created.json()["id"])
             assert job["status"] == "completed" and job["trial_counts"]["completed"] == 4, job
             assert sorted(p.name for p in shards.iterdir()) == [*(f"train-{i:02d}.pt" for i in range(8)), "val-00.pt"]
             rows = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials/0/metrics").json()["items"]
@@ -81,7 +73,7 @@ def test_the_streaming_example_runs_a_step_job_and_a_broken_file_fails_readably(
             # A shard that became unreadable: every trial fails with the loader's own words.
             (shards / "train-03.pt").write_bytes(b"not a tensor file")
             broken = httpx.post(f"{service.url}/api/v1/jobs", json={**spec, "max_trials": 2}).json()
-            job = _wait(service.url, broken["id"])
+            job = wait_for_job_at(service.url, broken["id"])
             assert job["status"] == "failed" and "every trial failed (2)" in job["error"], job
             errors = [t["error"] for t in httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials").json()["items"]]
             for error in errors:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Mode = Literal["min", "max"]
-MODES: tuple[Mode, ...] = ("min", "max")
 DEFAULT_METRIC = "val_loss"
 
 
@@ -47,6 +46,3 @@ class Objective:
     def better(self, a: float, b: float) -> bool:
         """True when value ``a`` is strictly better than value ``b``."""
         return a > b if self.maximize else a < b
-
-    def to_dict(self) -> dict[str, str]:
-        return {"metric": self.metric, "mode": self.mode}

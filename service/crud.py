@@ -210,7 +210,8 @@ def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
         per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": by_number[b["trial"]]["loss"],
                          "objective": by_number[b["trial"]]["objective"], "epoch": b.get("epoch")}
                    for opt, b in per_optimizer_best(rows).items()}
-        best_score = objective.score(best.objective.value if best.objective else best.val_loss)
+        assert best.objective is not None  # to_best's: a trained best always has one
+        best_score = objective.score(best.objective.value)
         assert best_score is not None
         return lr_interval(same, best.lr, best_score), per_opt
 

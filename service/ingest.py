@@ -40,8 +40,8 @@ class EpochRow:
     node: str | None
     step: int | None = None
     extra: dict[str, float | None] | None = None  # the workload's other validation metrics
-    objective: float | None = None  # this evaluation's value of the job's objective
-    maximize: bool = False  # whether the objective's best is its highest value
+    value: float | None = None  # this evaluation's value of the job's objective
+    objective: Objective = field(default_factory=Objective)  # which value is better
     workers: list[dict[str, Any]] | None = None  # a data-parallel trial's workers
     done: Future[bool] = field(default_factory=Future)  # True if stored now, False if already there
 
@@ -127,9 +127,8 @@ class MetricWriter:
                 row = current[r.trial_id]
                 if r.val_loss is not None and (row[0] is None or r.val_loss < row[0]):
                     row[0] = r.val_loss
-                if r.objective is not None and (row[1] is None or (r.objective > row[1] if r.maximize
-                                                                   else r.objective < row[1])):
-                    row[1], row[2] = r.objective, r.epoch
+                if r.value is not None and (row[1] is None or r.objective.better(r.value, row[1])):
+                    row[1], row[2] = r.value, r.epoch
                 row[3], row[4], row[5] = max(row[3], r.epoch + 1), r.node or row[4], r.workers or row[5]
             s.execute(update(Trial), [{"id": tid, "val_loss": vl, "objective": ob, "best_epoch": be, "epochs": ep,
                                        "node": node, "workers": wk}
@@ -155,10 +154,7 @@ def epoch_row(trial_id: int, result: dict[str, Any], objective: Objective | None
     """The metric row of one evaluation the worker reported, with its value of ``objective``."""
     metrics = {**(result.get("metrics") or {}),
                **{k: result[k] for k in COLUMN_METRICS if result.get(k) is not None}}
-    value = None
-    if objective is not None:
-        score = objective.score(metrics.get(objective.metric))
-        value = objective.value(score)
+    value = finite_or_none(metrics.get(objective.metric)) if objective is not None else None
     step = result.get("step")
     return EpochRow(trial_id=trial_id, epoch=int(result["epoch"]),
                     train_loss=finite_or_none(result.get("train_loss")),
@@ -167,5 +163,5 @@ def epoch_row(trial_id: int, result: dict[str, Any], objective: Objective | None
                     node=str(result["node"]) if result.get("node") else None,
                     step=int(step) if step is not None else None,
                     extra={k: finite_or_none(v) for k, v in metrics.items() if k not in COLUMN_METRICS} or None,
-                    objective=value, maximize=objective is not None and objective.maximize,
+                    value=value, objective=objective or Objective(),
                     workers=result.get("workers"))

@@ -281,7 +281,7 @@ class JobExecution:
                 last_write = self._record_epoch(row)
                 if result.get("checkpoint") is not None:
                     self.runner.checkpoints.save(self.job_id, item.number, epoch + 1, result["checkpoint"])
-                score = self.objective.score(row.objective)
+                score = self.objective.score(row.value)
                 curve.append(score)
                 if result.get("diverged"):
                     where = f"epoch {epoch}" if spec.steps is None else f"step {result.get('step')}"

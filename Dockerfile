@@ -7,6 +7,7 @@ COPY service ./service
 COPY workers ./workers
 COPY search ./search
 COPY migrations ./migrations
+COPY lrsearch ./lrsearch
 RUN pip install -e . "ray[default]"
 EXPOSE 8000
 CMD ["lrsearch", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -34,8 +34,8 @@ def _ray_train_loop(config: dict[str, Any]) -> None:
     from ray import train
     from ray.train.torch import prepare_model
 
-    from workers.registry import get_workload
-    from workers.trainer import share_of
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import share_of
 
     workload = get_workload("mlp-digits")
     data = workload.load_data(0)
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "data_parallel.json"))
     args = parser.parse_args()
 
-    from workers.ray_executor import RayExecutor
+    from lrsearch.workers.ray_executor import RayExecutor
 
     executor = RayExecutor(num_cpus=2)
     executor.start()

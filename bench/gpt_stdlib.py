@@ -34,8 +34,8 @@ CONFIG = {"lr": 1e-2, "optimizer": "adamw", "schedule": "constant", "warmup_frac
 # -- overhead -------------------------------------------------------------------------------------
 def through_lrsearch(steps: int, seed: int) -> float:
     """Seconds of one trial of ``steps`` steps through TrialTrainer, evaluated at the start and the end."""
-    from workers.registry import get_workload
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import TrialTrainer
 
     t0 = time.perf_counter()
     trainer = TrialTrainer(get_workload("gpt-stdlib"), None, CONFIG, None, seed, steps=steps, eval_every=steps)
@@ -47,9 +47,9 @@ def plain_pytorch(steps: int, seed: int) -> float:
     """The same trial as a user writes it by hand: model, AdamW, the workload's batches, clipping."""
     import torch
 
-    from workers.batches import pass_seed, seeded_torch
-    from workers.registry import get_workload
-    from workers.workloads.gpt_stdlib import ByteGPT, next_byte_loss
+    from lrsearch.workers.batches import pass_seed, seeded_torch
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.workloads.gpt_stdlib import ByteGPT, next_byte_loss
 
     workload = get_workload("gpt-stdlib")
     t0 = time.perf_counter()
@@ -86,7 +86,7 @@ def overhead(steps: int, repeats: int) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    from workers.registry import get_workload
+    from lrsearch.workers.registry import get_workload
 
     workload = get_workload("gpt-stdlib")
     tokens = steps * workload.batch_size * 64

@@ -28,8 +28,8 @@ CONFIG = {"lr": 3e-3, "optimizer": "adamw", "schedule": "cosine", "warmup_fracti
 def _worker(workload: str, trials: int, start: Any, out: Any) -> None:
     import torch
 
-    from workers.registry import get_workload
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import TrialTrainer
 
     torch.set_num_threads(1)
     wl = get_workload(workload)

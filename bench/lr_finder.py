@@ -102,7 +102,7 @@ def _init_worker() -> None:
 
 def _workload_and_data(name: str) -> tuple[Any, Any]:
     if name not in _CACHE:
-        from workers.registry import get_workload
+        from lrsearch.workers.registry import get_workload
 
         wl = get_workload(name)
         _CACHE[name] = (wl, wl.load_data(seed=DATA_SEED))
@@ -118,7 +118,7 @@ def _finite(x: Any) -> float | None:
 
 def _train_job(args: tuple[str, str, float, int, int]) -> dict[str, Any]:
     """One 10-epoch training at a constant rate: every epoch's val_loss (None where not finite)."""
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.trainer import TrialTrainer
 
     name, optimizer, lr, epochs, seed = args
     wl, data = _workload_and_data(name)
@@ -138,7 +138,7 @@ def _train_job(args: tuple[str, str, float, int, int]) -> dict[str, Any]:
 
 def _lrsearch_job(args: tuple[str, str, int]) -> dict[str, Any]:
     """lrsearch's range test of one seed: the curve summarize needs, and how it ended."""
-    from workers.range_test import run_range_test
+    from lrsearch.workers.range_test import run_range_test
 
     name, optimizer, seed = args
     wl, data = _workload_and_data(name)
@@ -162,9 +162,9 @@ def _finder_job(args: tuple[str, str, int]) -> dict[str, Any]:
     from torch.utils.data import DataLoader, TensorDataset
     from torch_lr_finder import LRFinder
 
-    from search.catalog import complete_config
-    from workers.optimizers import build_optimizer
-    from workers.batches import SHUFFLE_SEED_OFFSET
+    from lrsearch.search.catalog import complete_config
+    from lrsearch.workers.optimizers import build_optimizer
+    from lrsearch.workers.batches import SHUFFLE_SEED_OFFSET
 
     name, optimizer_name, seed = args
     wl, data = _workload_and_data(name)
@@ -210,7 +210,7 @@ def _finder_job(args: tuple[str, str, int]) -> dict[str, Any]:
 # -- in the main process (no torch here) -------------------------------------------------------------
 def grid_lrs(points: int) -> list[float]:
     """The grid a ``grid`` job over lr 1e-5..10 with ``num: points`` would run."""
-    from search.space import parse_space
+    from lrsearch.search.space import parse_space
 
     return parse_space({"lr": {"low": GRID_LOW, "high": GRID_HIGH, "num": points}}, grid=True).dims["lr"].grid_points()
 
@@ -240,7 +240,7 @@ def _ratio(v: float | None, best: float | None) -> float | None:
 def suggestions(rts: list[dict[str, Any]], finders: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Both tools' suggestions for one workload x optimizer from their range tests (``lr`` None:
     torch-lr-finder suggested nothing in any seed)."""
-    from search.range_test import spread, summarize
+    from lrsearch.search.range_test import spread, summarize
 
     summary = summarize([(RT_LOW, r["lrs"], r["raw_losses"]) for r in rts])
     assert summary is not None
@@ -398,7 +398,7 @@ def _names(raw: str, known: Sequence[str], what: str, p: argparse.ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from workers.registry import BUILTIN_WORKLOADS, workload_names  # no torch
+    from lrsearch.workers.registry import BUILTIN_WORKLOADS, workload_names  # no torch
 
     p = argparse.ArgumentParser(prog="python -m bench.lr_finder", description=__doc__.split("\n")[0])
     p.add_argument("--workloads", default=",".join(BUILTIN_WORKLOADS),
@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "grid_points": args.grid_points, "grid_lrs": lrs, "repeats": REPEATS,
                    "range_test": {"lr_low": RT_LOW, "lr_high": RT_HIGH, "num_steps": RT_STEPS},
                    "lrsearch": "run_range_test(divergence_factor=4, smoothing=0.98) x seeds, "
-                               "search.range_test.summarize(...)['lr']",
+                               "lrsearch.search.range_test.summarize(...)['lr']",
                    "torch_lr_finder": "LRFinder.range_test(end_lr=10, num_iter=100, step_mode='exp', smooth_f=0.05, "
                                       f"diverge_th=5) x seeds, plot({FINDER_PLOT}) suggestion, geometric mean",
                    "tie": TIE, "near_grid": NEAR_GRID, "workers": args.workers, "torch_threads": 1,

@@ -37,7 +37,7 @@ CONFIGS = [{"lr": lr, "optimizer": opt} for opt in ("sgd", "adam") for lr in LRS
 
 # -- shared pieces ------------------------------------------------------------------------------
 def _trainer_config(c: dict[str, Any]) -> dict[str, Any]:
-    from search.catalog import complete_config
+    from lrsearch.search.catalog import complete_config
 
     return complete_config({"schedule": "constant", "warmup_fraction": 0.0, **c}, EPOCHS)
 
@@ -58,7 +58,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         data = tempfile.mkdtemp(prefix="lrsearch-bench-")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--db", db,
+            [sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(self.port), "--db", db,
              "--num-cpus", str(num_cpus), "--log-level", "warning"],
             cwd=REPO, env={**os.environ, "LRSEARCH_DATA_DIR": data, "LRSEARCH_POLL_INTERVAL": "0.05",
                            **(env or {})},
@@ -114,8 +114,8 @@ def variant_bare() -> float:
     """The 16 trainings one after another in this process, one thread: no framework at all."""
     import torch
 
-    from workers.registry import get_workload
-    from workers.trainer import TrialTrainer, warm_up
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import TrialTrainer, warm_up
 
     torch.set_num_threads(1)
     warm_up(["mlp-digits"])
@@ -133,8 +133,8 @@ def _tune_trainable(config: dict[str, Any]) -> None:
     import torch
     from ray import tune
 
-    from workers.registry import get_workload
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import TrialTrainer
 
     torch.set_num_threads(1)
     wl = get_workload("mlp-digits")
@@ -264,8 +264,8 @@ def _fill(url: str, trials: int = 1000, epochs: int = 30) -> int:
 
     from sqlalchemy import insert
 
-    from service.db import make_engine, upgrade
-    from service.models import Job, Metric, Trial, utcnow
+    from lrsearch.service.db import make_engine, upgrade
+    from lrsearch.service.models import Job, Metric, Trial, utcnow
 
     engine = make_engine(url)
     upgrade(engine)
@@ -314,10 +314,10 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
     reporting at once and a reader listing trials meanwhile."""
     from sqlalchemy import select
 
-    from service.config import Settings
-    from service.db import make_engine, make_session_factory, upgrade
-    from service.models import Job, Trial
-    from service.runner import JobExecution, JobRunner
+    from lrsearch.service.config import Settings
+    from lrsearch.service.db import make_engine, make_session_factory, upgrade
+    from lrsearch.service.models import Job, Trial
+    from lrsearch.service.runner import JobExecution, JobRunner
 
     engine = make_engine(url)
     upgrade(engine)
@@ -405,8 +405,8 @@ def p3() -> dict[str, Any]:
 def _bare_synthetic(trials: int, epochs: int) -> float:
     import torch
 
-    from workers.registry import get_workload
-    from workers.trainer import TrialTrainer, warm_up
+    from lrsearch.workers.registry import get_workload
+    from lrsearch.workers.trainer import TrialTrainer, warm_up
 
     torch.set_num_threads(1)
     warm_up(["synthetic"])

@@ -15,7 +15,7 @@ with its own grid. ``--training-seed N`` trains every run from init N instead (t
    the three, the lowest score. Where the grid best is one lucky training (an lr 1% away loses
    10% or more), this is what a search can reach by landing near a good lr.
 2. lrsearch's ``random``, ``bayesian`` and ``bayesian`` + ASHA run THROUGH THE SERVICE: the real
-   app (``service.app.create_app``: SQLite in a temporary directory, a local Ray with 2 CPUs)
+   app (``lrsearch.service.app.create_app``: SQLite in a temporary directory, a local Ray with 2 CPUs)
    under FastAPI's TestClient; each job is a JobSpec POSTed to ``/api/v1/jobs`` with
    ``max_concurrent: 2``, and its trials and per-epoch metrics are read back over REST.
 3. A plain Optuna script (multivariate TPE + HyperbandPruner, no lrsearch code besides
@@ -119,7 +119,7 @@ def _workload_and_data() -> tuple[Any, Any]:
     if "wl" not in _WORKLOAD_CACHE:
         import torch
 
-        from workers.registry import get_workload
+        from lrsearch.workers.registry import get_workload
 
         torch.set_num_threads(1)  # as a 1-CPU TrialActor
         wl = get_workload(WORKLOAD)
@@ -141,7 +141,7 @@ def lowest(curve: Iterable[float | None]) -> float | None:
 
 def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[float | None], bool]:
     """Every epoch's val_loss (None where not finite) of one full training, and whether it diverged."""
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.trainer import TrialTrainer
 
     wl, data = _workload_and_data()
     trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=seed)
@@ -153,7 +153,7 @@ def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[fl
 
 def range_test_points(config: dict[str, Any], seed: int) -> list[tuple[float, float]]:
     """The (lr, batch loss) points of the range test ``config`` describes, as a TrialActor runs it."""
-    from workers.range_test import run_range_test_trial
+    from lrsearch.workers.range_test import run_range_test_trial
 
     wl, data = _workload_and_data()
     result = run_range_test_trial(wl, data, config, seed)
@@ -163,7 +163,7 @@ def range_test_points(config: dict[str, Any], seed: int) -> list[tuple[float, fl
 @functools.cache
 def untrained_val_loss(seed: int) -> float:
     """The val_loss of the model every trial of a job with this seed starts from (once per seed)."""
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.trainer import TrialTrainer
 
     wl, data = _workload_and_data()
     trainer = TrialTrainer(wl, data, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"}, epochs=1, seed=seed)
@@ -178,8 +178,8 @@ def _grid_job(args: tuple[dict[str, Any], int, int]) -> tuple[list[float | None]
 
 def grid_configs(points: int, epochs: int) -> list[dict[str, Any]]:
     """The dense grid, built with lrsearch's own space parser: the configs a ``grid`` job would run."""
-    from search.catalog import complete_config
-    from search.space import parse_space
+    from lrsearch.search.catalog import complete_config
+    from lrsearch.search.space import parse_space
 
     space = parse_space({"lr": {"low": LR_LOW, "high": LR_HIGH, "num": points},
                          "optimizer": OPTIMIZERS, "schedule": SCHEDULES}, grid=True)
@@ -263,7 +263,7 @@ def run_plain_optuna(seed: int, budget: int, epochs: int, training_seed: int) ->
     import optuna
     from optuna.exceptions import ExperimentalWarning
 
-    from workers.trainer import TrialTrainer
+    from lrsearch.workers.trainer import TrialTrainer
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
@@ -322,8 +322,8 @@ class Service:
     def __enter__(self) -> Service:
         from fastapi.testclient import TestClient
 
-        from service.app import create_app
-        from service.config import Settings
+        from lrsearch.service.app import create_app
+        from lrsearch.service.config import Settings
 
         self._tmp = tempfile.TemporaryDirectory(prefix="lrsearch-bench-")
         db = Path(self._tmp.name) / "bench.db"

@@ -98,7 +98,7 @@ from bench.search_efficiency import (
     train_curve,
     untrained_val_loss,
 )
-from workers.trainer import learned_nothing
+from lrsearch.workers.trainer import learned_nothing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "lrsearch-search-replay-curves.pkl"
@@ -132,7 +132,7 @@ class CurveCache:
 
     def _cached(self, config: dict[str, Any], seed: int, epochs: int,
                 compute: Callable[[], Curve | Points]) -> Curve | Points:
-        from search.strategies import config_key
+        from lrsearch.search.strategies import config_key
 
         key = (config_key(config), seed, epochs)
         if key not in self.curves:
@@ -171,9 +171,9 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
 
     ``asha`` (an ``early_stopping`` spec) replaces the variant's ASHA; a variant without early
     stopping stays without."""
-    from search.early_stopping import parse_early_stopping
-    from search.space import parse_space
-    from search.strategies import STRATEGIES, StrategySpec, TrialOutcome, is_range_test
+    from lrsearch.search.early_stopping import parse_early_stopping
+    from lrsearch.search.space import parse_space
+    from lrsearch.search.strategies import STRATEGIES, StrategySpec, TrialOutcome, is_range_test
 
     how = VARIANTS[variant]
     assert how is not None
@@ -608,8 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(f"unknown variant {v!r}; replayable: {REPLAYABLE}")
     if args.draws < 1 or args.workers < 1:
         p.error("--draws and --workers must be at least 1")
-    from search.early_stopping import parse_early_stopping
-    from search.errors import SpecError
+    from lrsearch.search.early_stopping import parse_early_stopping
+    from lrsearch.search.errors import SpecError
 
     asha = None
     if args.asha is not None:

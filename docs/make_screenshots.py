@@ -75,7 +75,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(tmp / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(port),
                              "--db", f"sqlite:///{tmp / 'lrsearch.db'}", "--num-cpus", str(args.num_cpus),
                              "--log-level", "warning"], cwd=REPO, stdout=log, stderr=log, start_new_session=True)
     try:

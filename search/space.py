@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from search.catalog import OPTIMIZERS, SCHEDULES, param_specs
-from search.errors import SpecError, is_finite_number
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, param_specs
+from lrsearch.search.errors import SpecError, is_finite_number
 
 MAX_GRID_NUM = 1000  # points along one grid axis
 

@@ -14,15 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from search import SpecError
-from service import __version__
-from service.api import health, jobs, keys, trials, workloads
-from service.auth import AuthMiddleware, KeyVerifier, SubmitRateLimit
-from service.config import Settings
-from service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from service.observability import RequestLatency, ServiceMetrics
-from service.db import make_engine, make_session_factory, upgrade
-from workers.ray_executor import RayExecutor
+from lrsearch.search import SpecError
+from lrsearch.service import __version__
+from lrsearch.service.api import health, jobs, keys, trials, workloads
+from lrsearch.service.auth import AuthMiddleware, KeyVerifier, SubmitRateLimit
+from lrsearch.service.config import Settings
+from lrsearch.service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from lrsearch.service.observability import RequestLatency, ServiceMetrics
+from lrsearch.service.db import make_engine, make_session_factory, upgrade
+from lrsearch.workers.ray_executor import RayExecutor
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def workload_runtime_env(settings: Settings) -> dict[str, Any] | None:
     the names they define (None without a workload path)."""
     if not settings.workload_path:
         return None
-    from workers.registry import WORKLOAD_MODULES_ENV, use_workload_path
+    from lrsearch.workers.registry import WORKLOAD_MODULES_ENV, use_workload_path
 
     packages = use_workload_path(settings.workload_path)
     log.info("workload path %s: %s", settings.workload_path, os.environ[WORKLOAD_MODULES_ENV])
@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
         app.state.runner = None
         owned_executor = None
         if settings.run_jobs:
-            from service.runner import JobRunner
+            from lrsearch.service.runner import JobRunner
 
             if executor is None:
                 owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
@@ -167,7 +167,7 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
     app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]
     for module in (health, jobs, trials, workloads, keys):
         app.include_router(module.router)
-    from service import dashboard, login
+    from lrsearch.service import dashboard, login
 
     app.include_router(dashboard.router)
     app.include_router(login.router)

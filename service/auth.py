@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.models import ApiKey, utcnow
+from lrsearch.service.models import ApiKey, utcnow
 
 SCOPES = ("read", "submit", "admin")
 COOKIE = "lrsearch_key"

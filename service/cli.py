@@ -54,8 +54,8 @@ def serve(
 
     import uvicorn
 
-    from service.app import create_app
-    from service.config import Settings
+    from lrsearch.service.app import create_app
+    from lrsearch.service.config import Settings
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -83,8 +83,8 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = None, revision: str = "head") -> None:
     """Upgrade the database schema (Alembic) to the newest revision."""
-    from service.config import Settings
-    from service.db import current_revision, make_engine, upgrade
+    from lrsearch.service.config import Settings
+    from lrsearch.service.db import current_revision, make_engine, upgrade
 
     settings = Settings(**({"database_url": db} if db else {}))
     engine = make_engine(settings.database_url)
@@ -94,8 +94,8 @@ def db_upgrade(db: DbOpt = None, revision: str = "head") -> None:
 
 
 def _keys_session(db: str | None):  # type: ignore[no-untyped-def]
-    from service.config import Settings
-    from service.db import make_engine, make_session_factory, upgrade
+    from lrsearch.service.config import Settings
+    from lrsearch.service.db import make_engine, make_session_factory, upgrade
 
     engine = make_engine(Settings(**({"database_url": db} if db else {})).database_url)
     upgrade(engine)
@@ -109,7 +109,7 @@ def keys_create(
     db: DbOpt = None,
 ) -> None:
     """Create a key; prints it once (its last word). Only its hash is stored."""
-    from service.auth import SCOPES, create_key
+    from lrsearch.service.auth import SCOPES, create_key
 
     if scope not in SCOPES:
         err.print(f"[red]unknown scope {scope!r}[/red]; allowed: {', '.join(SCOPES)}")
@@ -123,7 +123,7 @@ def keys_create(
 @keys_app.command("revoke")
 def keys_revoke(key: Annotated[str, typer.Argument(help="the key, or its id")], db: DbOpt = None) -> None:
     """Revoke a key (takes effect within seconds)."""
-    from service.auth import revoke_key
+    from lrsearch.service.auth import revoke_key
 
     with _keys_session(db) as session:
         row = revoke_key(session, key)
@@ -139,7 +139,7 @@ def keys_list(db: DbOpt = None) -> None:
     """List keys (ids, scopes, names; never the keys)."""
     from sqlalchemy import select
 
-    from service.models import ApiKey
+    from lrsearch.service.models import ApiKey
 
     table = Table("id", "scope", "name", "created", "revoked")
     with _keys_session(db) as session:
@@ -150,7 +150,7 @@ def keys_list(db: DbOpt = None) -> None:
 
 
 def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
-    from service.client import Client
+    from lrsearch.service.client import Client
 
     return Client(url, token)
 
@@ -158,7 +158,7 @@ def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
 def _fail(exc: Exception, url: str, what: str = "request") -> typer.Exit:
     import httpx
 
-    from service.client import LrsearchError
+    from lrsearch.service.client import LrsearchError
 
     if isinstance(exc, httpx.TransportError):
         err.print(f"[red]cannot reach the lrsearch service at {url}[/red]: {exc}. "
@@ -205,7 +205,7 @@ def _finished(job: dict[str, Any]) -> int:
 
 def _best_or_none(client: Any, job_id: int) -> dict[str, Any] | None:
     """The job's best in full (with a range test's suggestions), None when it has none."""
-    from service.client import LrsearchError
+    from lrsearch.service.client import LrsearchError
 
     try:
         return client.best(job_id)  # type: ignore[no-any-return]
@@ -382,7 +382,7 @@ def export_optuna(
     token: TokenOpt = None,
 ) -> None:
     """Write a job as an Optuna study (optuna.load_study and optuna-dashboard can open it)."""
-    from service.export import to_optuna_study
+    from lrsearch.service.export import to_optuna_study
 
     name = study_name or f"lrsearch-job-{job_id}"
     try:
@@ -407,7 +407,7 @@ def export_optuna(
     console.print(f"wrote study {name!r} with {len(study.trials)} trials to {storage}{best}")
 
 
-def main() -> None:  # pragma: no cover - console entry for `python -m service.cli`
+def main() -> None:  # pragma: no cover - console entry for `python -m lrsearch`
     app()
 
 

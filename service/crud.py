@@ -13,9 +13,9 @@ from fastapi import Response
 from sqlalchemy import Text, cast, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from search.objective import Objective
-from service.models import Job, Metric, Trial
-from service.schemas import (
+from lrsearch.search.objective import Objective
+from lrsearch.service.models import Job, Metric, Trial
+from lrsearch.service.schemas import (
     Best,
     BestDetail,
     JobPublic,
@@ -191,7 +191,7 @@ def _cached(session: Session, job_id: int, what: str, stamp: tuple[Any, ...], co
 def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
     """The best with its lr_interval and the best per optimizer, cached until the job's trials change.
     Both are read on the objective as a score (lower is better), so they hold for either direction."""
-    from search.analysis import lr_interval, per_optimizer_best
+    from lrsearch.search.analysis import lr_interval, per_optimizer_best
 
     objective = job_objective(job)
     stamp = tuple(session.execute(
@@ -230,8 +230,8 @@ def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
 def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
     """A range_test or auto job's range tests per optimizer: each finished test's curve and what
     they suggest together. Empty for other strategies."""
-    from search import is_range_test
-    from service.validation import FINDER_STRATEGIES
+    from lrsearch.search import is_range_test
+    from lrsearch.service.validation import FINDER_STRATEGIES
 
     if job.spec.get("strategy") not in FINDER_STRATEGIES:
         return []
@@ -246,7 +246,7 @@ def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
 
 
 def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], str]]) -> list[RangeTestOptimizer]:
-    from search.range_test import denoise, summarize
+    from lrsearch.search.range_test import denoise, summarize
 
     finished = [tid for tid, _, _, st in tests if st in ("completed", "diverged")]
     points: dict[int, list[tuple[float, float]]] = {tid: [] for tid in finished}
@@ -281,7 +281,7 @@ def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], s
 def suggestion_best(session: Session, job: Job, finder: list[RangeTestOptimizer]) -> BestDetail | None:
     """For a range_test job with nothing trained: the suggestion of the optimizer whose tests
     reached the lowest loss, as a Best without a validation loss. None without any suggestion."""
-    from search import is_range_test
+    from lrsearch.search import is_range_test
 
     known = [f for f in finder if f.suggestion is not None and f.curves]
     if not known:

@@ -31,11 +31,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from service import __version__
-from service.api import API_PREFIX
-from service.crud import job_objective
-from service.ingest import stored_value
-from service.models import Job, Metric, Trial
+from lrsearch.service import __version__
+from lrsearch.service.api import API_PREFIX
+from lrsearch.service.crud import job_objective
+from lrsearch.service.ingest import stored_value
+from lrsearch.service.models import Job, Metric, Trial
 
 router = APIRouter(include_in_schema=False)
 
@@ -144,8 +144,8 @@ def render(name: str, **values: Any) -> str:
 
 def _page_config(request: Request, **extra: Any) -> str:
     """What the scripts need from the server, as JSON (escaped into a data- attribute by :func:`render`)."""
-    from search import STRATEGIES
-    from search.catalog import OPTIMIZERS, SCHEDULES
+    from lrsearch.search import STRATEGIES
+    from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES
 
     root = request.scope.get("root_path", "").rstrip("/")
     return json.dumps({"root": root, "api": root + API_PREFIX, "dashboardApi": root + "/dashboard-api",

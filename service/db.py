@@ -47,7 +47,7 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
     from alembic.config import Config
 
-    import migrations
+    from lrsearch import migrations
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(migrations.__file__).parent))

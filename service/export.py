@@ -8,9 +8,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from search import is_range_test
-from search.catalog import COMMON_KEYS
-from search.objective import Objective
+from lrsearch.search import is_range_test
+from lrsearch.search.catalog import COMMON_KEYS
+from lrsearch.search.objective import Objective
 
 TRIAL_COLUMNS = ("number", "status", "objective", "val_loss", "best_epoch", "epochs", "node", "error")
 

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.objective import Objective
-from service.crud import finite_or_none
-from service.db import run_tx
-from service.models import Metric, Trial
+from lrsearch.search.objective import Objective
+from lrsearch.service.crud import finite_or_none
+from lrsearch.service.db import run_tx
+from lrsearch.service.models import Metric, Trial
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.auth import COOKIE, LOGIN_PAGE_HEADERS, login_page
+from lrsearch.service.auth import COOKIE, LOGIN_PAGE_HEADERS, login_page
 
 router = APIRouter(include_in_schema=False)
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
+from lrsearch.service.models import JOB_STATUSES, TRIAL_STATUSES, Job, Trial
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -28,17 +28,17 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
-from service.checkpoints import CheckpointStore
-from service.config import Settings
-from service.db import run_tx
-from service.ingest import EpochRow, MetricWriter, epoch_row, stored_value
-from service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
-from service.observability import ServiceMetrics
-from service.schemas import JobSpec
-from service.validation import check_job_spec, make_stopper, objective_of
-from workers.errors import readable_error
-from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
+from lrsearch.search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
+from lrsearch.service.checkpoints import CheckpointStore
+from lrsearch.service.config import Settings
+from lrsearch.service.db import run_tx
+from lrsearch.service.ingest import EpochRow, MetricWriter, epoch_row, stored_value
+from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
+from lrsearch.service.observability import ServiceMetrics
+from lrsearch.service.schemas import JobSpec
+from lrsearch.service.validation import check_job_spec, make_stopper, objective_of
+from lrsearch.workers.errors import readable_error
+from lrsearch.workers.ray_executor import RayExecutor, TrialResources, WorkerLost
 
 log = logging.getLogger(__name__)
 
@@ -508,7 +508,7 @@ class JobRunner:
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
 
     def workload_names(self) -> list[str]:
-        from workers.registry import workload_names
+        from lrsearch.workers.registry import workload_names
 
         return workload_names()
 

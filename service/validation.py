@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from search import STRATEGIES, SpecError, StrategySpec, make_strategy, parse_space
-from search.objective import Objective
-from service.config import Settings
-from service.schemas import DEFAULT_EPOCHS, JobSpec, ObjectiveSpec
+from lrsearch.search import STRATEGIES, SpecError, StrategySpec, make_strategy, parse_space
+from lrsearch.search.objective import Objective
+from lrsearch.service.config import Settings
+from lrsearch.service.schemas import DEFAULT_EPOCHS, JobSpec, ObjectiveSpec
 
 
 # Strategies that start with LR range tests; their space's lr defaults to FINDER_LR_RANGE.
@@ -39,7 +39,7 @@ def _int_in(loc: str, value: int, low: int, high: int) -> None:
 def make_stopper(spec: JobSpec) -> Any:
     """The job's early-stopping rule (None without one), counting in evaluations: a step job's
     spec gives its rungs in steps."""
-    from search.early_stopping import parse_early_stopping
+    from lrsearch.search.early_stopping import parse_early_stopping
 
     return parse_early_stopping(spec.early_stopping, spec.rounds,
                                 eval_every=spec.eval_every if spec.steps is not None else None)
@@ -73,7 +73,7 @@ def _length(spec: JobSpec, settings: Settings) -> JobSpec:
 def _batch_size(spec: JobSpec, settings: Settings) -> JobSpec:
     """The global batch per optimizer step, the workload's when not given: stored with the job, so
     its learning rate is always known together with the batch it was found for."""
-    from workers.registry import workload_batch_size
+    from lrsearch.workers.registry import workload_batch_size
 
     if spec.batch_size is None:
         return spec.model_copy(update={"batch_size": workload_batch_size(spec.workload)})
@@ -92,7 +92,7 @@ def _workers(spec: JobSpec) -> None:
 
 def _objective(spec: JobSpec) -> JobSpec:
     """The objective checked against what the workload reports, its mode filled in."""
-    from workers.registry import workload_metrics
+    from lrsearch.workers.registry import workload_metrics
 
     try:
         reported = workload_metrics(spec.workload)
@@ -108,7 +108,7 @@ def _objective(spec: JobSpec) -> JobSpec:
 
 def _options(spec: JobSpec) -> dict:
     try:
-        from search.strategies import validate_options  # type: ignore[attr-defined]
+        from lrsearch.search.strategies import validate_options  # type: ignore[attr-defined]
     except ImportError:
         if spec.options:
             raise SpecError(("options",), f"{spec.strategy} takes no options") from None

@@ -88,7 +88,7 @@ def ray_executor() -> Iterator[object]:
     """One real local Ray for the whole run, with a shared actor pool (actors live across tests)."""
     import ray
 
-    from workers.ray_executor import RayExecutor
+    from lrsearch.workers.ray_executor import RayExecutor
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=128 * 1024**2)
     executor = RayExecutor()
@@ -126,7 +126,7 @@ class ServiceProcess:
 
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
+            [sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
              *([] if "RAY_ADDRESS" in self.env else ["--num-cpus", str(self.num_cpus)]), "--log-level", "warning", *self.extra_args],
             cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -36,7 +36,7 @@ def test_services_and_scaling() -> None:
 
 
 def test_api_command_parses_with_the_real_cli() -> None:
-    from service.cli import app
+    from lrsearch.service.cli import app
 
     command = SERVICES["api"]["command"]
     assert command[:2] == ["lrsearch", "serve"]

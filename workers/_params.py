@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, relevant_params
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, relevant_params
 
 
 def validate(config: Mapping[str, Any], epochs: int) -> None:

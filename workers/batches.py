@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from workers.workloads.base import Dataset, Workload
+from lrsearch.workers.workloads.base import Dataset, Workload
 
 # The shuffling stream is seeded apart from the model's init/dropout stream so the two never mirror each other.
 SHUFFLE_SEED_OFFSET = 0x5EED

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from search.catalog import OPTIMIZERS
-from workers import _params
+from lrsearch.search.catalog import OPTIMIZERS
+from lrsearch.workers import _params
 
 Params = Iterable[torch.Tensor] | Iterable[dict[str, Any]]
 

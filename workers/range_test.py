@@ -30,12 +30,12 @@ from typing import Any
 
 import torch
 
-from search.catalog import complete_config
-from search.range_test import lr_at, suggest
-from workers import _params
-from workers.optimizers import build_optimizer
-from workers.batches import TrainBatches
-from workers.workloads.base import Dataset, Workload
+from lrsearch.search.catalog import complete_config
+from lrsearch.search.range_test import lr_at, suggest
+from lrsearch.workers import _params
+from lrsearch.workers.optimizers import build_optimizer
+from lrsearch.workers.batches import TrainBatches
+from lrsearch.workers.workloads.base import Dataset, Workload
 
 
 @dataclass

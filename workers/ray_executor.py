@@ -47,7 +47,7 @@ class TrialActor:
         # A CPU trial uses its share of the node, no more: trials run side by side.
         torch.set_num_threads(max(1, int(cpu)))
         self._device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
-        from workers.trainer import warm_up
+        from lrsearch.workers.trainer import warm_up
 
         # One-time import costs (torch._dynamo, scikit-learn) now, not in the first trial.
         warm_up()
@@ -65,7 +65,7 @@ class TrialActor:
 
     def rendezvous(self) -> str:
         """host:port where a data-parallel trial's process group meets (this actor is its rank 0)."""
-        from workers.data_parallel import free_address
+        from lrsearch.workers.data_parallel import free_address
 
         return free_address(ray.util.get_node_ip_address())
 
@@ -99,8 +99,8 @@ class TrialActor:
 
         import torch
 
-        from workers.data_parallel import ProcessGroup
-        from workers.trainer import TrialTrainer
+        from lrsearch.workers.data_parallel import ProcessGroup
+        from lrsearch.workers.trainer import TrialTrainer
 
         wl = self._workload_data(workload)
         group = ProcessGroup(rank, world, rendezvous, self._device)
@@ -151,7 +151,7 @@ class TrialActor:
     def range_test(self, workload: str, config: dict, seed: int, batch_size: int | None = None) -> dict:
         """Run the LR range test that ``config`` describes (search/strategies/_range_test.py):
         the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry."""
-        from workers.range_test import run_range_test_trial
+        from lrsearch.workers.range_test import run_range_test_trial
 
         wl = self._workload_data(workload)
         result = run_range_test_trial(wl, self._data[workload], config, seed, device=self._device,
@@ -159,7 +159,7 @@ class TrialActor:
         return result.to_dict() | {"node": self._node, "device": self._device}
 
     def _workload_data(self, workload: str) -> Any:
-        from workers.registry import get_workload
+        from lrsearch.workers.registry import get_workload
 
         wl = get_workload(workload)
         if workload not in self._data:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from workers.workloads.base import Dataset, Workload
+    from lrsearch.workers.workloads.base import Dataset, Workload
 
 ENTRY_POINT_GROUP = "lrsearch.workloads"
 WORKLOAD_MODULES_ENV = "LRSEARCH_WORKLOAD_MODULES"
@@ -48,35 +48,35 @@ _LOSS_ONLY = (("val_loss", "min"),)
 
 BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
     "mlp-digits": _BuiltIn(
-        "workers.workloads.digits:MLPDigits",
+        "lrsearch.workers.workloads.digits:MLPDigits",
         "MLP 64-64-10 (ReLU) on scikit-learn's 8x8 digits, standardized pixels, 80/20 split.",
         64,
     ),
     "cnn-digits": _BuiltIn(
-        "workers.workloads.digits:CNNDigits",
+        "lrsearch.workers.workloads.digits:CNNDigits",
         "Small CNN (3x3 conv 16, 3x3 conv 32, linear; ReLU) on scikit-learn's 8x8 digits, 80/20 split.",
         64,
     ),
     "logreg-breast-cancer": _BuiltIn(
-        "workers.workloads.tabular:LogRegBreastCancer",
+        "lrsearch.workers.workloads.tabular:LogRegBreastCancer",
         "Logistic regression (one linear layer, 2-class softmax) on scikit-learn's breast cancer "
         "table: 569 samples, 30 standardized features, 80/20 split.",
         32,
     ),
     "mlp-wine": _BuiltIn(
-        "workers.workloads.tabular:MLPWine",
+        "lrsearch.workers.workloads.tabular:MLPWine",
         "MLP 13-32-3 (ReLU) on scikit-learn's wine table: 178 samples, 13 standardized features, 80/20 split.",
         16,
     ),
     "synthetic": _BuiltIn(
-        "workers.workloads.synthetic:Synthetic",
+        "lrsearch.workers.workloads.synthetic:Synthetic",
         "Generated regression (y = linear + tanh term + noise, 8 features), MLP 8-16-1, "
         "256 training / 64 validation samples: milliseconds per epoch, for scale tests.",
         64,
         _LOSS_ONLY,
     ),
     "gpt-stdlib": _BuiltIn(
-        "workers.workloads.gpt_stdlib:GPTStdlib",
+        "lrsearch.workers.workloads.gpt_stdlib:GPTStdlib",
         "Byte-level decoder-only transformer (2 layers, width 64, 4 heads, context 64) on the "
         "Python standard library's own source text, streamed from disk; reports val_loss "
         "(nats/byte) and val_bpb (bits/byte). For step jobs.",
@@ -158,7 +158,7 @@ def clear_cache() -> None:
 
 
 def _load(name: str) -> Workload:
-    from workers.workloads.base import Workload  # torch from here on
+    from lrsearch.workers.workloads.base import Workload  # torch from here on
 
     path = _path_workloads()
     if name in BUILTIN_WORKLOADS or name in path:
@@ -199,7 +199,7 @@ def scan_workload_path(root: Path) -> tuple[dict[str, str], list[Path]]:
     ``__init__.py``). ``root`` goes on ``sys.path``, so they import in this process as they will on
     the workers. A package that fails to import is logged and left out; a name taken twice keeps
     the first (packages in name order)."""
-    from workers.workloads.base import Workload
+    from lrsearch.workers.workloads.base import Workload
 
     if str(root) not in sys.path:
         sys.path.insert(0, str(root))

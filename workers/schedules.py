@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from search.catalog import SCHEDULES
-from workers import _params
+from lrsearch.search.catalog import SCHEDULES
+from lrsearch.workers import _params
 
 # OneCycleLR's defaults: start at max_lr/25, end at max_lr/25/1e4.
 ONECYCLE_DIV_FACTOR = 25.0

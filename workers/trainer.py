@@ -17,12 +17,12 @@ from typing import Any, ContextManager
 
 import torch
 
-from search.catalog import complete_config
-from workers import _params
-from workers.batches import TrainBatches, batch_size_of, to_device
-from workers.optimizers import build_optimizer
-from workers.schedules import build_schedule
-from workers.workloads.base import Dataset, Workload
+from lrsearch.search.catalog import complete_config
+from lrsearch.workers import _params
+from lrsearch.workers.batches import TrainBatches, batch_size_of, to_device
+from lrsearch.workers.optimizers import build_optimizer
+from lrsearch.workers.schedules import build_schedule
+from lrsearch.workers.workloads.base import Dataset, Workload
 
 CHECKPOINT_FORMAT = 2  # 1: epoch jobs of in-memory workloads only (still loaded)
 
@@ -526,7 +526,7 @@ def warm_up(workloads: Iterable[str] = ()) -> None:
     """Pay a process's one-time import costs before its first trial: torch imports torch._dynamo
     (~1.5 s) when the first optimizer is built, and the built-ins import scikit-learn (~1.5 s).
     For a worker's start-up; loads no data."""
-    from workers.registry import get_workload
+    from lrsearch.workers.registry import get_workload
 
     parameter = torch.nn.Parameter(torch.zeros(1))
     build_optimizer([parameter], {"optimizer": "sgd", "lr": 1.0})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.early_stopping._asha import ASHA, rung_milestones
-from search.early_stopping._hyperband import Hyperband
-from search.early_stopping._median import MedianStopper
-from search.early_stopping.base import Decision, EarlyStopper
-from search.errors import SpecError
+from lrsearch.search.early_stopping._asha import ASHA, rung_milestones
+from lrsearch.search.early_stopping._hyperband import Hyperband
+from lrsearch.search.early_stopping._median import MedianStopper
+from lrsearch.search.early_stopping.base import Decision, EarlyStopper
+from lrsearch.search.errors import SpecError
 
 EARLY_STOPPERS: dict[str, type[EarlyStopper]] = {
     ASHA.kind: ASHA,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import bisect
 from typing import Any, Self
 
-from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
+from lrsearch.search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
 
 # At 100 a rung lets its best 1% go on; larger factors would only put absurd numbers into Hyperband's budgets.
 MAX_REDUCTION_FACTOR = 100

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
-from search.early_stopping._asha import ASHA, SuccessiveHalving
-from search.early_stopping.base import Decision
+from lrsearch.search.early_stopping._asha import ASHA, SuccessiveHalving
+from lrsearch.search.early_stopping.base import Decision
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 

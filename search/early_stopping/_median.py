@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
+from lrsearch.search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
 
 
 class MedianStopper(EarlyStopper):

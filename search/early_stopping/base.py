@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from search.errors import SpecError, int_at, is_finite_number
+from lrsearch.search.errors import SpecError, int_at, is_finite_number
 
 
 class Decision(StrEnum):

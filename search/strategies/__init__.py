@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.errors import SpecError
-from search.strategies._auto import AutoStrategy
-from search.strategies._bayesian import BayesianStrategy
-from search.strategies._grid import GridStrategy
-from search.strategies._manual import ManualStrategy, validate_manual_config
-from search.strategies._random import RandomStrategy
-from search.strategies._range_test import RANGE_TEST_KEY, RangeTestStrategy, is_range_test
-from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, config_key
+from lrsearch.search.errors import SpecError
+from lrsearch.search.strategies._auto import AutoStrategy
+from lrsearch.search.strategies._bayesian import BayesianStrategy
+from lrsearch.search.strategies._grid import GridStrategy
+from lrsearch.search.strategies._manual import ManualStrategy, validate_manual_config
+from lrsearch.search.strategies._random import RandomStrategy
+from lrsearch.search.strategies._range_test import RANGE_TEST_KEY, RangeTestStrategy, is_range_test
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, config_key
 
 STRATEGIES: dict[str, type[Strategy]] = {
     GridStrategy.name: GridStrategy,

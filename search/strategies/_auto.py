@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from search.errors import SpecError
-from search.space import Numeric, SearchSpace
-from search.strategies._bayesian import BayesianStrategy
-from search.strategies._lr_window import lr_at_position, position_in, validate_window_decades, window_around
-from search.strategies._range_test import RangeTestPlan, fixed_config, validate_range_test_options
-from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+from lrsearch.search.errors import SpecError
+from lrsearch.search.space import Numeric, SearchSpace
+from lrsearch.search.strategies._bayesian import BayesianStrategy
+from lrsearch.search.strategies._lr_window import lr_at_position, position_in, validate_window_decades, window_around
+from lrsearch.search.strategies._range_test import RangeTestPlan, fixed_config, validate_range_test_options
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
 
 
 class AutoStrategy(Strategy):

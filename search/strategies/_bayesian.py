@@ -57,11 +57,11 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
-from search.errors import SpecError
-from search.space import Categorical, Numeric
-from search.strategies._lr_window import Window, lr_at_position, position_in, validate_window_decades, window_around
-from search.strategies.base import Strategy, StrategySpec, TrialOutcome, _options_dict, config_key
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
+from lrsearch.search.errors import SpecError
+from lrsearch.search.space import Categorical, Numeric
+from lrsearch.search.strategies._lr_window import Window, lr_at_position, position_in, validate_window_decades, window_around
+from lrsearch.search.strategies.base import Strategy, StrategySpec, TrialOutcome, _options_dict, config_key
 
 if TYPE_CHECKING:
     import optuna

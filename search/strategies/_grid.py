@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from search.catalog import complete_config
-from search.strategies.base import Strategy, StrategySpec, config_key
+from lrsearch.search.catalog import complete_config
+from lrsearch.search.strategies.base import Strategy, StrategySpec, config_key
 
 
 class GridStrategy(Strategy):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.errors import SpecError
+from lrsearch.search.errors import SpecError
 
 MAX_WINDOW_DECADES = 6.0
 Window = tuple[float, float]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
-from search.errors import SpecError, is_finite_number
-from search.strategies.base import Strategy, StrategySpec
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
+from lrsearch.search.errors import SpecError, is_finite_number
+from lrsearch.search.strategies.base import Strategy, StrategySpec
 
 
 def _short(value: Any) -> str:

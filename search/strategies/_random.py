@@ -6,9 +6,9 @@ import math
 import random
 from typing import Any
 
-from search.catalog import complete_config
-from search.space import Categorical, Numeric
-from search.strategies.base import Strategy, StrategySpec, config_key
+from lrsearch.search.catalog import complete_config
+from lrsearch.search.space import Categorical, Numeric
+from lrsearch.search.strategies.base import Strategy, StrategySpec, config_key
 
 # A small finite space can run out of new points; give up after this many repeats in a row.
 _MAX_REPEATS = 1000

@@ -19,11 +19,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from search.catalog import complete_config, relevant_params
-from search.errors import SpecError, int_at
-from search.range_test import lr_at, summarize
-from search.space import Categorical, Numeric, SearchSpace
-from search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+from lrsearch.search.catalog import complete_config, relevant_params
+from lrsearch.search.errors import SpecError, int_at
+from lrsearch.search.range_test import lr_at, summarize
+from lrsearch.search.space import Categorical, Numeric, SearchSpace
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
 
 RANGE_TEST_KEY = "range_test"  # the config entry that makes a trial a range test
 MAX_NUM_STEPS = 10_000
@@ -139,7 +139,7 @@ class RangeTestPlan:
         return len(self._curves) >= self.count
 
     def summaries(self) -> dict[str, dict | None]:
-        """search.range_test.summarize per optimizer over the curves known now."""
+        """lrsearch.search.range_test.summarize per optimizer over the curves known now."""
         if self._summaries is None:
             self._summaries = {}
             for i, optimizer in enumerate(self.optimizers):

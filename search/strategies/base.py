@@ -13,8 +13,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from search.errors import SpecError
-from search.space import SearchSpace
+from lrsearch.search.errors import SpecError
+from lrsearch.search.space import SearchSpace
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from service.config import Settings
-from service.runner import JobRunner
+from lrsearch.service.config import Settings
+from lrsearch.service.runner import JobRunner
 
 
 def get_session(request: Request) -> Iterator[Session]:

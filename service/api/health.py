@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from service import __version__
-from service.api import API_PREFIX
+from lrsearch.service import __version__
+from lrsearch.service.api import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["health"])
 

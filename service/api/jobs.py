@@ -8,17 +8,17 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import func, select, update
 
-from service.api import API_PREFIX
-from service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from service.crud import (best_detail, best_of, job_objective, jobs_public, range_tests, suggestion_best,
+from lrsearch.service.api import API_PREFIX
+from lrsearch.service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
+from lrsearch.service.crud import (best_detail, best_of, job_objective, jobs_public, range_tests, suggestion_best,
                           to_trial_public, with_suggestions)
-from service.export import to_csv, trial_rows
-from service.models import Job, Trial, utcnow
-from service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
-from search import SpecError
-from service.runner import trial_resources
-from service.validation import check_job_spec
-from workers.registry import workload_names
+from lrsearch.service.export import to_csv, trial_rows
+from lrsearch.service.models import Job, Trial, utcnow
+from lrsearch.service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
+from lrsearch.search import SpecError
+from lrsearch.service.runner import trial_resources
+from lrsearch.service.validation import check_job_spec
+from lrsearch.workers.registry import workload_names
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
 
@@ -97,8 +97,8 @@ def read_best(job_id: JobId, session: SessionDep,
     if finder:
         best = with_suggestions(best, finder)
     if batch_size is not None:
-        from search.analysis import transfer_lr
-        from workers.registry import workload_batch_size
+        from lrsearch.search.analysis import transfer_lr
+        from lrsearch.workers.registry import workload_batch_size
 
         workload = job.spec["workload"]
         try:

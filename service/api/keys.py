@@ -9,10 +9,10 @@ from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from service.api import API_PREFIX
-from service.api.deps import SessionDep
-from service.auth import create_key, revoke_key
-from service.models import ApiKey
+from lrsearch.service.api import API_PREFIX
+from lrsearch.service.api.deps import SessionDep
+from lrsearch.service.auth import create_key, revoke_key
+from lrsearch.service.models import ApiKey
 
 router = APIRouter(prefix=f"{API_PREFIX}/keys", tags=["keys"])
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from sqlalchemy import func, select
 
-from service.api import API_PREFIX
-from service.api.deps import LimitQuery, OffsetQuery, SessionDep
-from service.api.jobs import JobId, get_job_or_404
-from service.crud import TRIAL_COLUMNS, json_response, trial_json, trials_page_response
-from service.models import Metric, Trial
-from service.schemas import Items, MetricPublic, Page, TrialPublic
+from lrsearch.service.api import API_PREFIX
+from lrsearch.service.api.deps import LimitQuery, OffsetQuery, SessionDep
+from lrsearch.service.api.jobs import JobId, get_job_or_404
+from lrsearch.service.crud import TRIAL_COLUMNS, json_response, trial_json, trials_page_response
+from lrsearch.service.models import Metric, Trial
+from lrsearch.service.schemas import Items, MetricPublic, Page, TrialPublic
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs/{{job_id}}/trials", tags=["trials"])
 

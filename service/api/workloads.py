@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service.api import API_PREFIX
-from service.schemas import Items, WorkloadPublic
-from workers.registry import describe_workloads
+from lrsearch.service.api import API_PREFIX
+from lrsearch.service.schemas import Items, WorkloadPublic
+from lrsearch.workers.registry import describe_workloads
 
 router = APIRouter(prefix=f"{API_PREFIX}/workloads", tags=["workloads"])
 

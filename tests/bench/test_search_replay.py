@@ -135,10 +135,10 @@ def test_a_search_seed_draws_other_configs_on_the_same_trainings(tmp_path: Path,
 def test_the_gp_variant_runs_bayesian_with_the_gp_sampler_and_only_when_named(tmp_path: Path) -> None:
     from bench.search_efficiency import DEFAULT_VARIANTS, job_spec
     from bench.search_replay import DEFAULT_REPLAYED
-    from search.strategies import make_strategy
-    from service.config import Settings
-    from service.schemas import JobSpec
-    from service.validation import check_job_spec
+    from lrsearch.search.strategies import make_strategy
+    from lrsearch.service.config import Settings
+    from lrsearch.service.schemas import JobSpec
+    from lrsearch.service.validation import check_job_spec
 
     # Through the service, the variant's JobSpec passes validation with GP as the strategy's sampler.
     spec = job_spec("bayesian-gp+asha", seed=0, budget=8, epochs=4)

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from service.dashboard import plotly_js_path
+from lrsearch.service.dashboard import plotly_js_path
 from tests.dashboard.conftest import IMG_NAME, SCRIPT_NAME
 
 PLOT_IDS = ["plot-lr-loss", "plot-val", "plot-train", "plot-lr-traj", "plot-best-so-far", "plot-parcoords"]

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from service.db import current_revision, make_engine, upgrade
-from service.models import Base
+from lrsearch.service.db import current_revision, make_engine, upgrade
+from lrsearch.service.models import Base
 from tests.conftest import REPO
 
 
@@ -33,7 +33,7 @@ def test_upgrade_head_matches_models(db_url: str) -> None:
 def test_downgrade_to_base_and_back(db_url: str) -> None:
     from alembic import command
 
-    from service.db import alembic_config
+    from lrsearch.service.db import alembic_config
 
     engine = make_engine(db_url)
     upgrade(engine)
@@ -45,7 +45,7 @@ def test_downgrade_to_base_and_back(db_url: str) -> None:
 
 
 def test_cli_db_upgrade(db_url: str) -> None:
-    out = subprocess.run([sys.executable, "-m", "service.cli", "db", "upgrade", "--db", db_url],
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "db", "upgrade", "--db", db_url],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     engine = make_engine(db_url)

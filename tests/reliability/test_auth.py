@@ -17,7 +17,7 @@ SPEC = {"workload": "synthetic", "max_trials": 1, "epochs": 1, "space": {"lr": {
 
 
 def create_key(db: str, scope: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "service.cli", "keys", "create", "--scope", scope, "--db", db],
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "keys", "create", "--scope", scope, "--db", db],
                          cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
     return out.stdout.split()[-1]  # the key is the last word
 
@@ -110,7 +110,7 @@ def test_submissions_are_rate_limited_per_key(secured: tuple[ServiceProcess, dic
 
 def test_cli_passes_the_token(secured: tuple[ServiceProcess, dict[str, str]]) -> None:
     service, keys = secured
-    cmd = [sys.executable, "-m", "service.cli", "jobs", "--url", service.url]
+    cmd = [sys.executable, "-m", "lrsearch.service.cli", "jobs", "--url", service.url]
     assert subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=60).returncode != 0
     out = subprocess.run([*cmd, "--token", keys["read"]], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -131,7 +131,7 @@ def test_auth_from_the_environment(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])
 def test_public_address_without_auth_refuses_to_start(host: str, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--host", host, "--port", str(free_port()),
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "serve", "--host", host, "--port", str(free_port()),
                           "--db", f"sqlite:///{tmp_path / 'x.db'}"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 2

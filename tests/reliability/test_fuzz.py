@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from service.app import create_app
-from service.config import Settings
+from lrsearch.service.app import create_app
+from lrsearch.service.config import Settings
 
 _db = Path(tempfile.mkdtemp()) / "fuzz.db"
 app = create_app(Settings(database_url=f"sqlite:///{_db}", run_jobs=False))

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
+from lrsearch.service.app import create_app
+from lrsearch.service.config import Settings
 
 GOOD = {"workload": "mlp-digits", "strategy": "random", "max_trials": 4, "epochs": 2,
         "space": {"lr": {"low": 1e-4, "high": 1.0}}}

@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from search.objective import Objective
-from service.config import Settings
-from service.ingest import epoch_row
-from service.db import make_engine, make_session_factory, upgrade
-from service.models import Job, Metric, Trial
-from service.runner import JobExecution, JobRunner
+from lrsearch.search.objective import Objective
+from lrsearch.service.config import Settings
+from lrsearch.service.ingest import epoch_row
+from lrsearch.service.db import make_engine, make_session_factory, upgrade
+from lrsearch.service.models import Job, Metric, Trial
+from lrsearch.service.runner import JobExecution, JobRunner
 
 
 def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.app import create_app
-from service.config import Settings
+from lrsearch.service.app import create_app
+from lrsearch.service.config import Settings
 
 BASES = {
     "random": {"workload": "mlp-digits", "strategy": "random", "max_trials": 4, "epochs": 3,

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from search.analysis import TRANSFER_RULES, lr_interval, per_optimizer_best, transfer_lr
-from search.catalog import OPTIMIZERS
+from lrsearch.search.analysis import TRANSFER_RULES, lr_interval, per_optimizer_best, transfer_lr
+from lrsearch.search.catalog import OPTIMIZERS
 
 
 def parabola_points(curvature: float, *, center: float = -2.0, floor: float = 0.1, n: int = 25,

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from search import Decision, SpecError, parse_early_stopping
-from search.early_stopping import ASHA, EARLY_STOPPERS, EarlyStopper, Hyperband, MedianStopper, rung_milestones
+from lrsearch.search import Decision, SpecError, parse_early_stopping
+from lrsearch.search.early_stopping import ASHA, EARLY_STOPPERS, EarlyStopper, Hyperband, MedianStopper, rung_milestones
 
 CONTINUE, STOP = Decision.CONTINUE, Decision.STOP
 

@@ -7,8 +7,8 @@ import math
 import pytest
 from search_helpers import Sim, make, outcome_for, range_test_points
 
-from search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy, parse_space
-from search.range_test import summarize
+from lrsearch.search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy, parse_space
+from lrsearch.search.range_test import summarize
 
 SPACE = {"lr": {"low": 1e-6, "high": 10.0}, "optimizer": ["sgd", "adam", "rmsprop"],
          "schedule": ["cosine", "constant"], "momentum": {"low": 0.5, "high": 0.99}}

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from search.range_test import denoise, minimum_tenth, spread, steepest, suggest, valley
+from lrsearch.search.range_test import denoise, minimum_tenth, spread, steepest, suggest, valley
 
 N = 100
 X_LOW, X_HIGH = -7.0, 1.0  # log10 of the test's default rates

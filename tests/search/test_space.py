@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from search import SpecError, parse_space
-from search.catalog import OPTIMIZERS, SCHEDULES, complete_config
+from lrsearch.search import SpecError, parse_space
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config
 
 
 def error(raw: object, *, grid: bool = False) -> SpecError:

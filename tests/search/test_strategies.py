@@ -12,9 +12,9 @@ import pytest
 from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim, configs_equal, is_gp, make,
                             objective, outcome_for, space_for)
 
-from search import STRATEGIES, SpecError, is_range_test, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
-from search.catalog import complete_config, relevant_params
-from search.strategies import config_key
+from lrsearch.search import STRATEGIES, SpecError, is_range_test, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
+from lrsearch.search.catalog import complete_config, relevant_params
+from lrsearch.search.strategies import config_key
 
 every_strategy = pytest.mark.parametrize(("name", "options"), ALL_STRATEGIES, ids=ALL_IDS)
 
@@ -342,7 +342,7 @@ def test_bayesian_defaults_and_options() -> None:
 def test_search_imports_neither_torch_nor_ray() -> None:
     code = (
         "import sys, search, search.early_stopping\n"
-        "from search import StrategySpec, make_strategy, parse_space\n"
+        "from lrsearch.search import StrategySpec, make_strategy, parse_space\n"
         "s = make_strategy('bayesian', StrategySpec(parse_space({'lr': {'low': 1e-4, 'high': 1}}), epochs=2))\n"
         "assert s.suggest() is not None\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))\n"

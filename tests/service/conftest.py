@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
+from lrsearch.service.app import create_app
+from lrsearch.service.config import Settings
 
 
 @pytest.fixture

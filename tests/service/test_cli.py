@@ -22,7 +22,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]
 
 
 def lrsearch(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "service.cli", *args]
+    cmd = [sys.executable, "-m", "lrsearch.service.cli", *args]
     if url:
         cmd += ["--url", url]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=180)
@@ -118,7 +118,7 @@ def completed_manual_job(server: ServiceProcess, tmp_path: Path) -> str:
 
 def test_best_scales_the_lr_to_another_batch_size(server: ServiceProcess, tmp_path: Path) -> None:
     job_id = completed_manual_job(server, tmp_path)
-    from workers.registry import workload_batch_size
+    from lrsearch.workers.registry import workload_batch_size
 
     batch = workload_batch_size("mlp-digits")
     out = lrsearch("best", job_id, "--batch-size", str(batch * 4), url=server.url)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.config import Settings
+from lrsearch.service.config import Settings
 
 
 def test_database_url_comes_from_lrsearch_database_url_only(monkeypatch: pytest.MonkeyPatch) -> None:

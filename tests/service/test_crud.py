@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
-from search.range_test import summarize
-from service.crud import range_tests, suggestion_best
-from service.db import make_engine, make_session_factory, upgrade
-from service.models import Job, Metric, Trial
+from lrsearch.search.range_test import summarize
+from lrsearch.service.crud import range_tests, suggestion_best
+from lrsearch.service.db import make_engine, make_session_factory, upgrade
+from lrsearch.service.models import Job, Metric, Trial
 
 STEPS = 40
 
@@ -117,7 +117,7 @@ def test_a_stored_curve_no_reading_can_use_gives_no_suggestion(
         for step, loss in enumerate(losses):
             s.add(Metric(trial_id=trial_id, epoch=step, train_loss=loss, val_loss=None, val_accuracy=None, lr=1e-3))
 
-    with sessions() as s, caplog.at_level("WARNING", logger="service.crud"):
+    with sessions() as s, caplog.at_level("WARNING", logger="lrsearch.service.crud"):
         job = s.get(Job, job_id)
         assert job is not None
         finder = range_tests(s, job)

@@ -8,7 +8,7 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from search.catalog import OPTIMIZERS, SCHEDULES
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES
 from tests.service.conftest import wait_for_job
 
 LR = {"sgd": 0.05, "adam": 0.003, "adamw": 0.003, "rmsprop": 0.001, "adagrad": 0.05}

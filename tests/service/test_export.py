@@ -44,7 +44,7 @@ def test_csv_text_that_a_spreadsheet_would_run_is_written_as_text(client: TestCl
     # with "=" would be a formula in a spreadsheet. Numbers stay numbers.
     from sqlalchemy import create_engine, update
 
-    from service.models import Trial
+    from lrsearch.service.models import Trial
 
     engine = create_engine(db_url)
     with engine.begin() as conn:
@@ -82,7 +82,7 @@ def test_export_optuna_loads_with_the_same_best(tmp_path: Path) -> None:
             time.sleep(0.2)
         best = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/best").json()
         storage = f"sqlite:///{tmp_path / 'study.db'}"
-        out = subprocess.run([sys.executable, "-m", "service.cli", "export-optuna", str(job["id"]), "--storage",
+        out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "export-optuna", str(job["id"]), "--storage",
                               storage, "--url", service.url], cwd=REPO, capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
     finally:
@@ -97,7 +97,7 @@ def test_export_optuna_loads_with_the_same_best(tmp_path: Path) -> None:
 
 def test_exports_of_a_range_test_job(client: TestClient, tmp_path: Path) -> None:
     """The CSV writes a range test's settings as JSON; the Optuna study leaves the sweeps out."""
-    from service.export import to_optuna_study
+    from lrsearch.service.export import to_optuna_study
 
     spec = {"name": "finder-export", "workload": "mlp-digits", "strategy": "range_test", "epochs": 2,
             "space": {"optimizer": ["sgd"]}, "options": {"num_steps": 30, "repeats": 2}}

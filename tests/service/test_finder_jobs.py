@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import wait_for_job
-from search.range_test import summarize
+from lrsearch.search.range_test import summarize
 
 DIGITS_OPTIMIZERS = ["sgd", "adam"]
 

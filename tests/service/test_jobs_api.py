@@ -87,7 +87,7 @@ def test_best_for_a_batch_size_when_the_workload_is_gone(client: TestClient, db_
     job = wait_for_job(client, client.post("/api/v1/jobs", json=spec).json()["id"])
     from sqlalchemy import create_engine, update
 
-    from service.models import Job
+    from lrsearch.service.models import Job
 
     engine = create_engine(db_url)
     gone = {**job["spec"], "workload": "gone-plugin"}

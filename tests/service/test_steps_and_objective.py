@@ -73,7 +73,7 @@ def test_trials_and_best_rank_by_a_maximised_objective(client: TestClient, tmp_p
     table = list(csv.DictReader(io.StringIO(client.get(f"/api/v1/jobs/{job['id']}/export?format=csv").text)))
     assert [float(r["objective"]) if r["objective"] else None for r in table] == [t["objective"] for t in trials]
     # The Optuna export maximises the same metric and finds the same best.
-    from service.export import to_optuna_study
+    from lrsearch.service.export import to_optuna_study
 
     curves = {t["number"]: [r["val_accuracy"] for r in _metrics(client, job["id"], t["number"])] for t in trials}
     study = to_optuna_study(job, trials, curves, f"sqlite:///{tmp_path / 'study.db'}", "accuracy")

@@ -152,10 +152,10 @@ def test_a_trial_no_node_can_hold_is_rejected(client: TestClient, resources: dic
 def test_a_job_an_earlier_version_accepted_still_resumes() -> None:
     # Earlier versions cut a grid short at max_trials; a stored job like that must still run when the
     # service restarts on this version (the runner re-checks with new_job=False).
-    from search import SpecError
-    from service.config import Settings
-    from service.schemas import JobSpec
-    from service.validation import check_job_spec
+    from lrsearch.search import SpecError
+    from lrsearch.service.config import Settings
+    from lrsearch.service.schemas import JobSpec
+    from lrsearch.service.validation import check_job_spec
 
     spec = JobSpec.model_validate({**GOOD, "strategy": "grid", "max_trials": 3,
                                    "space": {"lr": {"low": 1e-3, "high": 1, "num": 4}}})

@@ -12,13 +12,13 @@ import httpx
 import pytest
 
 from tests.conftest import ServiceProcess, wait_for_job_at
-from workers import registry
+from lrsearch.workers import registry
 
 PACKAGE = '''
 """A workload package that is only a folder: nothing installs it."""
 from torch import nn
 
-from workers.workloads.digits import MLPDigits
+from lrsearch.workers.workloads.digits import MLPDigits
 
 
 class WideDigits(MLPDigits):
@@ -37,7 +37,7 @@ def write_packages(root: Path) -> Path:
     (root / "broken_pkg" / "__init__.py").write_text("raise RuntimeError('this package is broken')\n")
     (root / "clash_pkg").mkdir()  # a built-in's name: the built-in wins
     (root / "clash_pkg" / "__init__.py").write_text(
-        "from workers.workloads.digits import MLPDigits\n\nclass Other(MLPDigits):\n    name = 'mlp-digits'\n")
+        "from lrsearch.workers.workloads.digits import MLPDigits\n\nclass Other(MLPDigits):\n    name = 'mlp-digits'\n")
     (root / "not_a_package").mkdir()
     return root
 
@@ -65,7 +65,7 @@ def test_a_workload_path_is_scanned_and_its_workloads_named(tmp_path: Path, isol
     assert type(workload).__name__ == "WideDigits" and registry.workload_metrics("wide-digits")["val_accuracy"] == "max"
     described = {d["name"]: d for d in registry.describe_workloads()}
     assert described["wide-digits"]["description"].endswith("from a workload path.")
-    assert type(registry.get_workload("mlp-digits")).__module__ == "workers.workloads.digits"
+    assert type(registry.get_workload("mlp-digits")).__module__ == "lrsearch.workers.workloads.digits"
 
 
 def test_a_workload_path_must_be_a_directory(tmp_path: Path, isolated_registry: None) -> None:

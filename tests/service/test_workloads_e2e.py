@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.service.conftest import wait_for_job
-from workers.registry import BUILTIN_WORKLOADS, workload_metrics
+from lrsearch.workers.registry import BUILTIN_WORKLOADS, workload_metrics
 
 # A streaming workload's epoch is a pass over its corpus: it runs a step budget instead.
 LENGTH = {"gpt-stdlib": {"steps": 30, "eval_every": 10}}

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from workers.registry import BUILTIN_WORKLOADS, get_dataset, get_workload
-from workers.trainer import EpochResult, train
+from lrsearch.workers.registry import BUILTIN_WORKLOADS, get_dataset, get_workload
+from lrsearch.workers.trainer import EpochResult, train
 
 WORKLOAD_NAMES = list(BUILTIN_WORKLOADS)
 DATA_SEED = 0  # the job's seed: one split shared by a job's trials

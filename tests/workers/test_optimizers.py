@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from search.catalog import OPTIMIZERS
-from workers import optimizers
-from workers.optimizers import build_optimizer
+from lrsearch.search.catalog import OPTIMIZERS
+from lrsearch.workers import optimizers
+from lrsearch.workers.optimizers import build_optimizer
 
 # A rate at which each optimizer is known to make progress on mlp-digits in a few epochs.
 SENSIBLE_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "adagrad": 0.05}

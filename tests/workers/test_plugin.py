@@ -79,7 +79,7 @@ def test_the_streaming_example_runs_a_step_job_and_a_broken_file_fails_readably(
             for error in errors:
                 assert "\x1b" not in error and "\n" not in error and "ray::" not in error and "Traceback" not in error
                 assert error.split(":")[0] in ("UnpicklingError", "RuntimeError"), error
-            cli = [sys.executable, "-m", "service.cli"]
+            cli = [sys.executable, "-m", "lrsearch.service.cli"]
             status = subprocess.run([*cli, "status", str(job["id"]), "--url", service.url],
                                     capture_output=True, text=True, timeout=60)
             assert "every trial failed" in status.stderr and errors[0] in status.stderr.replace("\n", "")

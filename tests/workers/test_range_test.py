@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from workers.batches import SHUFFLE_SEED_OFFSET
-from workers.range_test import RangeTestResult, lr_at, run_range_test
-from workers.registry import get_dataset, get_workload
-from workers.trainer import TrialTrainer
-from workers.workloads.digits import MLPDigits
+from lrsearch.workers.batches import SHUFFLE_SEED_OFFSET
+from lrsearch.workers.range_test import RangeTestResult, lr_at, run_range_test
+from lrsearch.workers.registry import get_dataset, get_workload
+from lrsearch.workers.trainer import TrialTrainer
+from lrsearch.workers.workloads.digits import MLPDigits
 
 SGD = {"optimizer": "sgd", "momentum": 0.9}
 ADAM = {"optimizer": "adam"}

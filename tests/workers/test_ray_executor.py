@@ -10,7 +10,7 @@ import time
 import pytest
 import ray
 
-from workers.ray_executor import RayExecutor, TrialResources, WorkerLost
+from lrsearch.workers.ray_executor import RayExecutor, TrialResources, WorkerLost
 
 CONFIG = {"lr": 0.05, "optimizer": "sgd", "schedule": "constant", "warmup_fraction": 0.0,
           "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}

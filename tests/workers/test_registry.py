@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from workers import registry
-from workers.workloads.base import Workload
+from lrsearch.workers import registry
+from lrsearch.workers.workloads.base import Workload
 
 BUILTINS = ["mlp-digits", "cnn-digits", "logreg-breast-cancer", "mlp-wine", "synthetic", "gpt-stdlib"]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_listing_imports_no_torch() -> None:
     code = textwrap.dedent(
         """
         import sys
-        import workers.registry as r
+        import lrsearch.workers.registry as r
         assert r.workload_names() and r.describe_workloads()
         assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
         """
@@ -63,7 +63,7 @@ def test_listing_imports_no_torch() -> None:
 
 PLUGIN_MODULE = '''
 from torch import nn
-from workers.workloads.base import Dataset, Workload
+from lrsearch.workers.workloads.base import Dataset, Workload
 import torch
 
 
@@ -116,7 +116,7 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "mlp-digits = lrsearch_test_plugin:TinyWorkload\n",  # shadowed by the built-in
     )
     # Registering a built-in under its own target (as pyproject.toml may) is no conflict.
-    _distribution(tmp_path, "lrsearch_test_builtins", "cnn-digits = workers.workloads.digits:CNNDigits\n")
+    _distribution(tmp_path, "lrsearch_test_builtins", "cnn-digits = lrsearch.workers.workloads.digits:CNNDigits\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     registry.clear_cache()
     yield

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.optim import lr_scheduler
 
-from search.catalog import SCHEDULES
-from workers.optimizers import build_optimizer
-from workers.schedules import build_multiplier, build_schedule, warmup_steps
+from lrsearch.search.catalog import SCHEDULES
+from lrsearch.workers.optimizers import build_optimizer
+from lrsearch.workers.schedules import build_multiplier, build_schedule, warmup_steps
 
 LR = 0.01
 EPOCHS = 6

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from workers.registry import get_dataset, get_workload
-from workers.schedules import build_multiplier
-from workers.trainer import TrialTrainer
-from workers.workloads.base import Workload
-from workers.workloads.digits import MLPDigits
-from workers.workloads.gpt_stdlib import WINDOW, ByteWindowStream, split_files, stdlib_files
+from lrsearch.workers.registry import get_dataset, get_workload
+from lrsearch.workers.schedules import build_multiplier
+from lrsearch.workers.trainer import TrialTrainer
+from lrsearch.workers.workloads.base import Workload
+from lrsearch.workers.workloads.digits import MLPDigits
+from lrsearch.workers.workloads.gpt_stdlib import WINDOW, ByteWindowStream, split_files, stdlib_files
 
 ADAMW = {"lr": 3e-3, "optimizer": "adamw", "schedule": "cosine", "warmup_fraction": 0.1}
 
@@ -225,7 +225,7 @@ def test_gpt_stdlib_learns_and_reports_bits_per_byte() -> None:
 
 
 def test_a_range_test_runs_on_a_streamed_workload() -> None:
-    from workers.range_test import run_range_test
+    from lrsearch.workers.range_test import run_range_test
 
     result = run_range_test(StreamedDigits(), None, {"optimizer": "adam"}, num_steps=30, lr_low=1e-5, lr_high=1.0)
     assert result.steps >= 10 and all(math.isfinite(v) for v in result.raw_losses)

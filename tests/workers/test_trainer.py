@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from search.catalog import OPTIMIZERS, SCHEDULES
-from workers.registry import get_dataset, get_workload
-from workers.schedules import build_multiplier
-from workers.trainer import EpochResult, TrialTrainer, learned_nothing, train, warm_up
-from workers.workloads.digits import MLPDigits
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES
+from lrsearch.workers.registry import get_dataset, get_workload
+from lrsearch.workers.schedules import build_multiplier
+from lrsearch.workers.trainer import EpochResult, TrialTrainer, learned_nothing, train, warm_up
+from lrsearch.workers.workloads.digits import MLPDigits
 
 ADAM = {"lr": 3e-3, "optimizer": "adam", "schedule": "cosine", "warmup_fraction": 0.1}
 

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from workers.registry import BUILTIN_WORKLOADS, get_workload
-from workers.workloads.base import Dataset, Workload
+from lrsearch.workers.registry import BUILTIN_WORKLOADS, get_workload
+from lrsearch.workers.workloads.base import Dataset, Workload
 
 ALL_NAMES = list(BUILTIN_WORKLOADS)
 NAMES = [n for n in ALL_NAMES if not get_workload(n).streams]  # the in-memory ones (gpt-stdlib streams)
@@ -98,7 +98,7 @@ def test_a_workload_must_implement_build_model() -> None:
 
 @pytest.mark.parametrize("name", ALL_NAMES)
 def test_the_reported_metrics_are_what_the_registry_says(name: str) -> None:
-    from workers.registry import workload_metrics
+    from lrsearch.workers.registry import workload_metrics
 
     assert get_workload(name).reported_metrics() == workload_metrics(name)
     assert workload_metrics(name)["val_loss"] == "min"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from workers.workloads.base import Dataset
+from lrsearch.workers.workloads.base import Dataset
 
 VAL_FRACTION = 0.2
 

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from workers.workloads.base import Mode, Precision, Workload
+from lrsearch.workers.workloads.base import Mode, Precision, Workload
 
 CONTEXT = 64  # bytes a prediction sees
 WINDOW = CONTEXT + 1  # inputs and the next byte of each

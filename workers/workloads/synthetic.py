@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.workloads.base import Dataset, LossFn, Workload
+from lrsearch.workers.workloads.base import Dataset, LossFn, Workload
 
 
 class Synthetic(Workload):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sklearn.datasets import load_breast_cancer, load_wine
 from torch import nn
 
-from workers.workloads._sklearn_data import split
-from workers.workloads.base import Dataset, LossFn, Workload
+from lrsearch.workers.workloads._sklearn_data import split
+from lrsearch.workers.workloads.base import Dataset, LossFn, Workload
 
 
 class LogRegBreastCancer(Workload):

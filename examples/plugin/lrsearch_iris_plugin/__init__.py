@@ -7,7 +7,7 @@ import torch
 from sklearn.datasets import load_iris
 from sklearn.model_selection import train_test_split
 
-from workers.workloads.base import Dataset, Workload
+from lrsearch.workloads import Dataset, Workload
 
 
 class MLPIris(Workload):

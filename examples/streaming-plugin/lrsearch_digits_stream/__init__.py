@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, IterableDataset
 
-from workers.workloads.base import Workload
+from lrsearch.workloads import Workload
 
 SHARDS = 8  # training shard files; validation has one
 

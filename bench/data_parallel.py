@@ -68,8 +68,11 @@ def ray_train_once(storage: str) -> tuple[float, float]:
 
 
 def lrsearch_once(executor: Any, key: str, workers: int) -> tuple[float, float]:
+    from lrsearch.workers.executor import TrialRun
+
     t0 = time.perf_counter()
-    rows = list(executor.run_trial(key, "mlp-digits", CONFIG, 1, 0, batch_size=64, workers=workers))
+    run = TrialRun("mlp-digits", CONFIG, seed=0, epochs=1, batch_size=64, workers=workers)
+    rows = list(executor.run_trial(key, run))
     return time.perf_counter() - t0, float(rows[-1]["val_loss"])
 
 

@@ -309,7 +309,7 @@ def _latencies(url: str, path: str, n: int = 200) -> dict[str, float]:
 
 
 def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
-    """Metric rows committed per second through JobExecution._record_epoch (the runner's write
+    """Metric rows committed per second through JobRunner.record (the runner's write
     path: group commit, each trial waiting for its rows at its end), with ``writers`` trials
     reporting at once and a reader listing trials meanwhile."""
     from sqlalchemy import select
@@ -317,7 +317,10 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
     from lrsearch.service.config import Settings
     from lrsearch.service.db import make_engine, make_session_factory, upgrade
     from lrsearch.service.models import Job, Trial
-    from lrsearch.service.runner import JobExecution, JobRunner
+    from lrsearch.search.objective import Objective
+    from lrsearch.service.ingest import epoch_row
+    from lrsearch.service.runner import JobRunner
+    from lrsearch.workers.in_process_executor import InProcessExecutor
 
     engine = make_engine(url)
     upgrade(engine)
@@ -333,9 +336,8 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
             s.flush()
             trial_ids.append(t.id)
         job_id = job.id
-    runner = JobRunner(sessions, executor=None, settings=Settings(database_url=url,  # type: ignore[arg-type]
-                                                                  data_dir=tempfile.mkdtemp()))
-    execution = JobExecution(runner, job_id)
+    runner = JobRunner(sessions, InProcessExecutor(), Settings(database_url=url, data_dir=tempfile.mkdtemp()))
+    objective = Objective()
     stop = threading.Event()
     futures: list[list[Any]] = [[] for _ in range(writers)]
 
@@ -343,8 +345,8 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
         tid_iter = iter(trial_ids[w::writers])
         tid, epoch = next(tid_iter), 0
         while not stop.is_set():
-            futures[w].append(execution._record_epoch(tid, {"epoch": epoch, "train_loss": 0.5, "val_loss": 0.4,
-                                                            "val_accuracy": 0.9, "lr": 0.1}, 0.4))
+            futures[w].append(runner.record(epoch_row(tid, {"epoch": epoch, "train_loss": 0.5, "val_loss": 0.4,
+                                                             "val_accuracy": 0.9, "lr": 0.1}, objective)))
             epoch += 1
             if epoch == 30:
                 # A trial's end waits until its rows are committed, as the runner does.

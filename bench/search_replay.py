@@ -88,7 +88,6 @@ from bench.search_efficiency import (
     VARIANTS,
     _median as median_reached,
     batch_epochs,
-    lowest,
     range_test_points,
     region_target,
     run_grid,
@@ -98,6 +97,7 @@ from bench.search_efficiency import (
     train_curve,
     untrained_val_loss,
 )
+from lrsearch.search.decisions import ENDS, Evaluation, decide, range_test_outcome, trial_outcome
 from lrsearch.workers.trainer import learned_nothing
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "search_replay.json"
@@ -226,8 +226,7 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
         now = trial["next_at"]
         if "points" in trial:
             trained += trial["cost"]
-            end(trial, TrialOutcome(number=trial["number"], config=trial["config"], status="completed",
-                                    val_loss=None, epochs=len(trial["points"]), points=tuple(trial["points"])))
+            end(trial, range_test_outcome(trial["number"], trial["config"], "completed", trial["points"]))
             continue
         value = trial["curve"][trial["done"]]
         trial["done"] += 1
@@ -235,27 +234,16 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
         trained += 1
         if epochs_to_target is None and target is not None and value is not None and value <= target:
             epochs_to_target = trained
-        # In the runner's order: a diverged epoch ends the trial unheard by the rule (its loss may be
-        # finite: it exploded), the rule hears every other epoch but the last, then the stall check.
+        # Decided as the runner decides (search/decisions.py); a value of None is a NaN loss.
         last = trial["done"] >= len(trial["curve"])
-        status = None
-        if value is None or (last and trial["diverged"]):
-            status = "diverged"
-        elif (stopper is not None and trial["done"] < epochs
-              and stopper.report(trial["number"], trial["done"] - 1, value) == "stop"):
-            status = "pruned"
-        elif trial["done"] == 1 and learned_nothing(value, untrained):
-            status = "pruned"
-        elif last:
-            status = "completed"
-        if status is None:
+        verdict = decide(Evaluation(number=trial["number"], index=trial["done"] - 1, score=value, last=last,
+                                    diverged=value is None or (last and trial["diverged"]),
+                                    stalled=trial["done"] == 1 and learned_nothing(value, untrained)), stopper)
+        if verdict not in ENDS:
             continue
-        seen = trial["curve"][:trial["done"]]
         if stopper is not None:
-            stopper.trial_finished(trial["number"], status)
-        end(trial, TrialOutcome(number=trial["number"], config=trial["config"], status=status,
-                                val_loss=lowest(seen), epochs=trial["done"],
-                                val_losses=tuple(math.nan if v is None else v for v in seen)))
+            stopper.trial_finished(trial["number"], verdict)
+        end(trial, trial_outcome(trial["number"], trial["config"], verdict, trial["curve"][:trial["done"]]))
     # As the service's /best (and the service benchmark): every trial with a finite val_loss ranks,
     # a pruned one with the lowest loss it reached; a range test has none.
     best = min((t["val_loss"] for t in finished if t["val_loss"] is not None), default=None)

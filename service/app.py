@@ -22,7 +22,7 @@ from lrsearch.service.config import Settings
 from lrsearch.service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lrsearch.service.observability import RequestLatency, ServiceMetrics
 from lrsearch.service.db import make_engine, make_session_factory, upgrade
-from lrsearch.workers.ray_executor import RayExecutor
+from lrsearch.workers.executor import Executor
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,9 @@ def workload_runtime_env(settings: Settings) -> dict[str, Any] | None:
     return {"py_modules": packages, "env_vars": {WORKLOAD_MODULES_ENV: os.environ[WORKLOAD_MODULES_ENV]}}
 
 
-def create_app(settings: Settings | None = None, executor: RayExecutor | None = None) -> FastAPI:
-    """The app. Pass ``executor`` to share one Ray connection and actor pool (it is then not shut down)."""
+def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
+    """The app. Pass ``executor`` to share one (a Ray connection and its actor pool, or an
+    in-process executor); it is then not shut down. Without one it starts its own Ray."""
     settings = settings or Settings()
     # Before anything validates a spec: the workload path's names are known from here on.
     runtime_env = workload_runtime_env(settings)
@@ -139,12 +140,14 @@ def create_app(settings: Settings | None = None, executor: RayExecutor | None = 
             from lrsearch.service.runner import JobRunner
 
             if executor is None:
+                from lrsearch.workers.ray_executor import RayExecutor
+
                 owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
                                              settings.object_store_bytes, runtime_env=runtime_env)
                 owned_executor.start()
                 if settings.prewarm_actors:
                     owned_executor.prewarm(settings.prewarm_actors)
-            runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]
+            runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]  # one of them is set
                                metrics=app.state.metrics)
             runner.start()
             app.state.executor, app.state.runner = executor or owned_executor, runner

@@ -19,154 +19,23 @@ from typing import Any
 import ray
 from ray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
 
+from lrsearch.workers.executor import RangeTestRun, TrialResources, TrialRun, WorkerLost
+from lrsearch.workers.trial_worker import TrialWorker
+
 log = logging.getLogger(__name__)
 
 
-class WorkerLost(RuntimeError):
-    """The Ray worker running a trial died (node lost, process killed)."""
+class RayTrialWorker(TrialWorker):
+    """A TrialWorker as a Ray actor: it knows its node, and where its peers reach it."""
 
-    @classmethod
-    def of(cls, exc: BaseException) -> WorkerLost:
-        """Named by the first line of Ray's error (its full text repeats the traceback)."""
-        return cls(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    def node_id(self) -> str:
+        return str(ray.get_runtime_context().get_node_id())
 
-
-@dataclass(frozen=True)
-class TrialResources:
-    cpu: float = 1.0
-    gpu: float = 0.0
+    def host(self) -> str:
+        return str(ray.util.get_node_ip_address())
 
 
-@ray.remote
-class TrialActor:
-    """Trains one trial at a time; a second thread takes ``stop`` calls while a trial runs."""
-
-    def __init__(self, cpu: float, gpu: float) -> None:
-        import torch
-
-        # A CPU trial uses its share of the node, no more: trials run side by side.
-        torch.set_num_threads(max(1, int(cpu)))
-        self._device = "cuda" if gpu > 0 and torch.cuda.is_available() else "cpu"
-        from lrsearch.workers.trainer import warm_up
-
-        # One-time import costs (torch._dynamo, scikit-learn) now, not in the first trial.
-        warm_up()
-        self._data: dict[str, Any] = {}
-        self._stop: set[str] = set()
-        self._go_on: dict[str, threading.Event] = {}  # trials paused at a decision epoch
-        self._epochs_done: dict[str, int] = {}  # trial key -> epochs this worker has trained
-        self._node = ray.get_runtime_context().get_node_id()
-
-    def info(self) -> dict[str, Any]:
-        """Where the actor runs, and how far each trial it is training has got: the results it
-        streamed may be ahead of what the service has read."""
-        return {"node": self._node, "pid": os.getpid(), "device": self._device,
-                "epochs_done": dict(self._epochs_done)}
-
-    def rendezvous(self) -> str:
-        """host:port where a data-parallel trial's process group meets (this actor is its rank 0)."""
-        from lrsearch.workers.data_parallel import free_address
-
-        return free_address(ray.util.get_node_ip_address())
-
-    def stop(self, key: str) -> None:
-        self._stop.add(key)
-        self._go_on.setdefault(key, threading.Event()).set()
-
-    def resume(self, key: str) -> None:
-        self._go_on.setdefault(key, threading.Event()).set()
-
-    def run(self, key: str, workload: str, config: dict, epochs: int | None, seed: int,
-            checkpoint: bytes | None = None, checkpoint_every: int = 0,
-            checkpoint_seconds: float = 0.0, divergence_factor: float = 10.0,
-            pause_after: list[int] | None = None, stop_without_progress: bool = False,
-            steps: int | None = None, eval_every: int | None = None,
-            batch_size: int | None = None, rank: int = 0, world: int = 1,
-            rendezvous: str | None = None) -> Iterator[dict]:
-        """Train (or continue from ``checkpoint``), yielding each round's result (an epoch, or
-        ``eval_every`` of ``steps`` steps). The result carries
-        the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once
-        ``checkpoint_seconds`` of training have passed since the last one: short trials are cheaper
-        to train again than to checkpoint at every epoch. After an epoch in ``pause_after`` (where
-        the service may stop the trial) it waits for ``resume`` or ``stop``, so a stopped trial
-        trains nothing beyond the epoch it was judged at.
-
-        With ``world`` > 1 this is rank ``rank`` of a data-parallel trial: it joins the process group
-        at ``rendezvous`` (rank 0's ``rendezvous()``) for the trial and leaves it afterwards; the
-        workers agree at every round whether to go on, so a stop reaches all of them at once."""
-        import io
-        import time
-
-        import torch
-
-        from lrsearch.workers.data_parallel import ProcessGroup
-        from lrsearch.workers.trainer import TrialTrainer
-
-        wl = self._workload_data(workload)
-        group = ProcessGroup(rank, world, rendezvous, self._device)
-        try:
-            trainer = TrialTrainer(wl, self._data[workload], config, epochs=epochs, seed=seed, device=self._device,
-                                   divergence_factor=divergence_factor, stop_without_progress=stop_without_progress,
-                                   steps=steps, eval_every=eval_every, batch_size=batch_size,
-                                   data_parallel=world > 1)
-            if checkpoint is not None:
-                trainer.load_state_dict(torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu"))
-            yield from self._rounds(key, trainer, group, checkpoint_every, checkpoint_seconds, pause_after)
-        finally:
-            group.leave()
-            self._stop.discard(key)
-            self._go_on.pop(key, None)
-            self._epochs_done.pop(key, None)
-
-    def _rounds(self, key: str, trainer: Any, group: Any, checkpoint_every: int, checkpoint_seconds: float,
-                pause_after: list[int] | None) -> Iterator[dict]:
-        import io
-        import time
-
-        import torch
-
-        last_checkpoint = time.monotonic()
-        while not trainer.finished:
-            if group.any(key in self._stop):
-                return
-            result = trainer.run_epoch().to_dict()
-            self._epochs_done[key] = trainer.epochs_done
-            result["node"] = self._node
-            due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
-                   or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
-            if due and not trainer.finished and group.rank == 0:  # rank 0 speaks for the trial
-                last_checkpoint = time.monotonic()
-                buf = io.BytesIO()
-                torch.save(trainer.state_dict(), buf)
-                result["checkpoint"] = buf.getvalue()
-            yield result
-            if result.get("diverged"):
-                return
-            if pause_after and result["epoch"] in pause_after and not trainer.finished:
-                go_on = self._go_on.setdefault(key, threading.Event())
-                go_on.wait(timeout=600)  # the service answers in milliseconds; never hang for good
-                go_on.clear()
-
-
-    def range_test(self, workload: str, config: dict, seed: int, batch_size: int | None = None) -> dict:
-        """Run the LR range test that ``config`` describes (search/strategies/_range_test.py):
-        the optimizer's config at ``lr`` = the start rate, plus its ``range_test`` entry."""
-        from lrsearch.workers.range_test import run_range_test_trial
-
-        wl = self._workload_data(workload)
-        result = run_range_test_trial(wl, self._data[workload], config, seed, device=self._device,
-                                      batch_size=batch_size)
-        return result.to_dict() | {"node": self._node, "device": self._device}
-
-    def _workload_data(self, workload: str) -> Any:
-        from lrsearch.workers.registry import get_workload
-
-        wl = get_workload(workload)
-        if workload not in self._data:
-            # Every trial of every job sees the same split, so trials are ranked on one validation set.
-            # A streaming workload reads its own batches in each trial.
-            self._data[workload] = None if wl.streams else wl.load_data(seed=0)
-        return wl
+TrialActor = ray.remote(RayTrialWorker)
 
 
 # How long a trial's workers may take to wind down once it has ended (or was stopped) before they
@@ -369,17 +238,12 @@ class RayExecutor:
             self._live[resources] = self._live.get(resources, 0) - 1
             self._freed.notify_all()
 
-    def run_trial(self, key: str, workload: str, config: dict, epochs: int | None, seed: int,
-                  resources: TrialResources = TrialResources(), checkpoint: bytes | None = None,
-                  checkpoint_every: int = 0, checkpoint_seconds: float = 0.0,
-                  divergence_factor: float = 10.0, pause_after: list[int] | None = None,
-                  stop_without_progress: bool = False, steps: int | None = None,
-                  eval_every: int | None = None, batch_size: int | None = None,
-                  workers: int = 1) -> Iterator[dict]:
+    def run_trial(self, key: str, run: TrialRun) -> Iterator[dict]:
         """Yield each round's result dict (an epoch, or ``eval_every`` steps of a ``steps`` job)
-        as the worker finishes it. With ``workers`` > 1 the trial is a data-parallel training over
-        that many actors (one process group; rank 0's results are yielded, each carrying
+        as the worker finishes it. With ``run.workers`` > 1 the trial is a data-parallel training
+        over that many actors (one process group; rank 0's results are yielded, each carrying
         ``workers``: where every rank runs). Raises WorkerLost when any of them dies."""
+        resources, workers = run.resources, run.workers
         actors = self._acquire(key, resources, workers)
         if actors is None:
             return
@@ -393,10 +257,8 @@ class RayExecutor:
             if workers > 1:
                 ranks = ray.get([a.info.remote() for a in actors])
                 rendezvous = ray.get(actors[0].rendezvous.remote())
-            streams = [actor.run.options(num_returns="streaming").remote(
-                key, workload, config, epochs, seed, checkpoint, checkpoint_every, checkpoint_seconds,
-                divergence_factor, pause_after, stop_without_progress, steps, eval_every, batch_size,
-                rank, workers, rendezvous) for rank, actor in enumerate(actors)]
+            streams = [actor.run.options(num_returns="streaming").remote(key, run, rank, rendezvous)
+                       for rank, actor in enumerate(actors)]
             for ref in streams[0]:
                 result = ray.get(ref)
                 if ranks:
@@ -436,17 +298,17 @@ class RayExecutor:
                 return WorkerLost.of(exc).args[0] if str(exc) else type(exc).__name__
         return None
 
-    def run_range_test(self, key: str, workload: str, config: dict, seed: int,
-                       resources: TrialResources = TrialResources(), batch_size: int | None = None) -> dict | None:
+    def run_range_test(self, key: str, run: RangeTestRun) -> dict | None:
         """A range test on a pooled actor: the RangeTestResult as a dict (with ``node``), or None
         if the trial was stopped before it got an actor. Raises WorkerLost. A range test is short
         (``num_steps`` batches): it is not streamed, stopped or checkpointed midway."""
+        resources = run.resources
         acquired = self._acquire(key, resources)
         if acquired is None:
             return None
         actor, healthy = acquired[0], True
         try:
-            return ray.get(actor.range_test.remote(workload, config, seed, batch_size))
+            return ray.get(actor.range_test.remote(run))
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
             raise WorkerLost.of(exc) from exc

@@ -11,7 +11,8 @@ from lrsearch.service.config import Settings
 from lrsearch.service.ingest import epoch_row
 from lrsearch.service.db import make_engine, make_session_factory, upgrade
 from lrsearch.service.models import Job, Metric, Trial
-from lrsearch.service.runner import JobExecution, JobRunner
+from lrsearch.service.runner import JobRunner
+from lrsearch.workers.in_process_executor import InProcessExecutor
 
 
 def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -25,14 +26,13 @@ def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type
         trial = Trial(job_id=job.id, number=0, status="running", config={"lr": 0.1})
         s.add(trial)
         s.flush()
-        job_id, trial_id = job.id, trial.id
-    runner = JobRunner(sessions, executor=None, settings=Settings(database_url=db_url, data_dir=str(tmp_path)))  # type: ignore[arg-type]
-    execution = JobExecution(runner, job_id)
+        trial_id = trial.id
+    runner = JobRunner(sessions, InProcessExecutor(), Settings(database_url=db_url, data_dir=str(tmp_path)))
     result = {"epoch": 0, "train_loss": 1.0, "val_loss": 0.9, "val_accuracy": 0.5, "lr": 0.1}
     objective = Objective()
-    assert execution._record_epoch(epoch_row(trial_id, result, objective)).result() is True
+    assert runner.record(epoch_row(trial_id, result, objective)).result() is True
     # The same epoch again (a retried report): not stored again.
-    assert execution._record_epoch(epoch_row(trial_id, {**result, "val_loss": 0.1}, objective)).result() is False
+    assert runner.record(epoch_row(trial_id, {**result, "val_loss": 0.1}, objective)).result() is False
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Metric)) == 1
         assert s.scalar(select(Metric.val_loss)) == 0.9

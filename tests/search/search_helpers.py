@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lrsearch.search import WAIT, SearchSpace, Strategy, StrategySpec, TrialOutcome, is_range_test, make_strategy, parse_space
+from lrsearch.search.decisions import range_test_outcome, trial_outcome
 
 OPTIMIZER_PENALTY = {"sgd": 0.3, "adam": 0.0, "adamw": 0.1, "rmsprop": 0.6, "adagrad": 1.0}
 
@@ -75,16 +76,15 @@ def outcome_for(number: int, config: dict) -> TrialOutcome:
     """Completed mostly; some pruned, diverged and failed trials, by number. A range test
     completes with its curve."""
     if is_range_test(config):
-        points = range_test_points(config)
-        return TrialOutcome(number, config, "completed", None, len(points), (), points)
+        return range_test_outcome(number, config, "completed", range_test_points(config))
     v = objective(config)
     if number % 9 == 4:
-        return TrialOutcome(number, config, "pruned", 2 * v, 2, (3 * v, 2 * v))
-    if number % 9 == 7:  # the service drops the NaN epoch from val_losses
-        return TrialOutcome(number, config, "diverged", 5 * v, 2, (5 * v,))
+        return trial_outcome(number, config, "pruned", (3 * v, 2 * v))
+    if number % 9 == 7:  # a NaN evaluation has no value: the outcome leaves it out
+        return trial_outcome(number, config, "diverged", (5 * v, None))
     if number % 9 == 8:
-        return TrialOutcome(number, config, "failed", None, 0, ())
-    return TrialOutcome(number, config, "completed", v, 3, (4 * v, 2 * v, v))
+        return trial_outcome(number, config, "failed", ())
+    return trial_outcome(number, config, "completed", (4 * v, 2 * v, v))
 
 
 def space_for(name: str) -> SearchSpace | None:

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from lrsearch.search import Decision, SpecError, parse_early_stopping
+from lrsearch.search.decisions import ENDS, Evaluation, decide, replay_curve
 from lrsearch.search.early_stopping import ASHA, EARLY_STOPPERS, EarlyStopper, Hyperband, MedianStopper, rung_milestones
 
 CONTINUE, STOP = Decision.CONTINUE, Decision.STOP
@@ -178,21 +179,21 @@ def _live_run(stopper: EarlyStopper, n_trials: int, epochs: int, concurrency: in
         number = running[rng.randrange(len(running))]
         epoch = len(curves[number])
         v = quality[number] * (1.0 + 2.0 / (epoch + 1)) + rng.uniform(0, 0.05)
-        if number % 11 == 5 and epoch == 2:
-            v = float("nan")  # diverged: the service stores no value
-        else:
+        diverged = number % 11 == 5 and epoch == 2  # the service stores no value
+        if not diverged:
             curves[number].append(v)
-        if not math.isfinite(v) or stopper.report(number, epoch, v) == STOP or epoch + 1 == epochs:
+        verdict = decide(Evaluation(number, epoch, None if diverged else v, last=epoch + 1 == epochs,
+                                    diverged=diverged), stopper)
+        if verdict in ENDS:
             running.remove(number)
             finished.append(number)
-            stopper.trial_finished(number, "finished")
+            stopper.trial_finished(number, verdict)
     return curves, finished
 
 
 def _replay(stopper: EarlyStopper, curves: dict[int, list[float]], numbers: list[int]) -> None:
     for number in sorted(numbers):
-        for epoch, v in enumerate(curves[number]):
-            stopper.report(number, epoch, v)
+        replay_curve(stopper, number, curves[number])
         stopper.trial_finished(number, "finished")
 
 
@@ -276,3 +277,27 @@ def test_decision_epochs_are_the_rungs() -> None:
         assert hb.decision_epochs(number) == frozenset(m - 1 for m in bracket.milestones)
     assert MedianStopper(epochs=10, grace_epochs=2, min_trials=3).decision_epochs(0) is None
     assert parse_early_stopping({"kind": "asha"}, 2).grace_epochs == 1  # type: ignore[union-attr]
+
+
+# -- the decision after each evaluation (search/decisions.py) ---------------------------------------
+@pytest.mark.parametrize("kind", sorted(EARLY_STOPPERS))
+def test_a_diverged_evaluation_ends_the_trial_unheard_by_the_rule(kind: str) -> None:
+    stopper = parse_early_stopping({"kind": kind}, 9)
+    assert stopper is not None
+    assert decide(Evaluation(0, 0, 0.5, last=False, diverged=True), stopper) == "diverged"
+    fresh = parse_early_stopping({"kind": kind}, 9)
+    assert fresh is not None
+    # The rule holds nothing of the diverged trial: others are judged as if it never reported.
+    for number, v in enumerate([0.9, 0.8, 0.7, 0.6]):
+        assert stopper.report(number + 1, 0, v) == fresh.report(number + 1, 0, v)
+
+
+def test_the_rule_hears_every_evaluation_but_the_last_then_a_stall_ends_it() -> None:
+    asha = ASHA(epochs=4, grace_epochs=1, reduction_factor=2)
+    asha.report(0, 0, 0.1)
+    assert decide(Evaluation(1, 0, 0.9, last=False), asha) == "pruned"  # worse than 0.1 at the rung
+    # The same value at a trial's last evaluation is not judged: nothing is left to save.
+    assert decide(Evaluation(2, 3, 0.9, last=True), asha) == "completed"
+    assert decide(Evaluation(3, 0, 0.05, last=False, stalled=True), asha) == "pruned"
+    assert decide(Evaluation(4, 0, None, last=False, paused=True), asha) == "resume"
+    assert decide(Evaluation(5, 1, 0.5, last=False), None) == "continue"

@@ -10,7 +10,8 @@ import time
 import pytest
 import ray
 
-from lrsearch.workers.ray_executor import RayExecutor, TrialResources, WorkerLost
+from lrsearch.workers.executor import RangeTestRun, TrialResources, TrialRun, WorkerLost
+from lrsearch.workers.ray_executor import RayExecutor
 
 CONFIG = {"lr": 0.05, "optimizer": "sgd", "schedule": "constant", "warmup_fraction": 0.0,
           "momentum": 0.9, "nesterov": False, "weight_decay": 0.0}
@@ -19,14 +20,14 @@ CONFIG = {"lr": 0.05, "optimizer": "sgd", "schedule": "constant", "warmup_fracti
 def test_streams_every_epoch_and_reuses_actors(ray_executor: RayExecutor) -> None:
     seen_at = []
     results = []
-    for r in ray_executor.run_trial("t-stream", "mlp-digits", CONFIG, epochs=5, seed=0):
+    for r in ray_executor.run_trial("t-stream", TrialRun("mlp-digits", CONFIG, epochs=5, seed=0)):
         seen_at.append(time.monotonic())
         results.append(r)
     assert [r["epoch"] for r in results] == list(range(5))
     assert all(r["lr"] == pytest.approx(0.05) and r["node"] for r in results)
     assert results[-1]["val_loss"] < results[0]["val_loss"]
     # The same seed and config train to the same numbers on a reused actor.
-    again = list(ray_executor.run_trial("t-stream-2", "mlp-digits", CONFIG, epochs=5, seed=0))
+    again = list(ray_executor.run_trial("t-stream-2", TrialRun("mlp-digits", CONFIG, epochs=5, seed=0)))
     assert [r["val_loss"] for r in again] == [r["val_loss"] for r in results]
     idle = sum(len(a) for a in ray_executor._idle.values())
     assert idle >= 1
@@ -34,7 +35,7 @@ def test_streams_every_epoch_and_reuses_actors(ray_executor: RayExecutor) -> Non
 
 def test_stop_ends_a_trial_at_the_next_epoch(ray_executor: RayExecutor) -> None:
     got = []
-    for r in ray_executor.run_trial("t-stop", "mlp-digits", CONFIG, epochs=200, seed=0):
+    for r in ray_executor.run_trial("t-stop", TrialRun("mlp-digits", CONFIG, epochs=200, seed=0)):
         got.append(r)
         if len(got) == 2:
             ray_executor.stop("t-stop")
@@ -42,8 +43,8 @@ def test_stop_ends_a_trial_at_the_next_epoch(ray_executor: RayExecutor) -> None:
 
 
 def test_a_killed_worker_is_reported_as_lost(ray_executor: RayExecutor) -> None:
-    gen = ray_executor.run_trial("t-kill", "mlp-digits", CONFIG, epochs=500, seed=0,
-                                 resources=TrialResources(cpu=1))
+    gen = ray_executor.run_trial("t-kill", TrialRun("mlp-digits", CONFIG, epochs=500, seed=0,
+                                 resources=TrialResources(cpu=1)))
     first = next(gen)
     assert first["epoch"] == 0
     actor = ray_executor._running["t-kill"][0]
@@ -53,7 +54,7 @@ def test_a_killed_worker_is_reported_as_lost(ray_executor: RayExecutor) -> None:
         for _ in gen:
             pass
     # The dead actor is not handed out again: the next trial runs.
-    assert len(list(ray_executor.run_trial("t-after", "mlp-digits", CONFIG, epochs=1, seed=0))) == 1
+    assert len(list(ray_executor.run_trial("t-after", TrialRun("mlp-digits", CONFIG, epochs=1, seed=0)))) == 1
 
 
 def test_trials_run_in_parallel_on_two_cpus(ray_executor: RayExecutor) -> None:
@@ -61,7 +62,7 @@ def test_trials_run_in_parallel_on_two_cpus(ray_executor: RayExecutor) -> None:
 
     def run(key: str) -> None:
         start = time.monotonic()
-        list(ray_executor.run_trial(key, "mlp-digits", CONFIG, epochs=30, seed=0))
+        list(ray_executor.run_trial(key, TrialRun("mlp-digits", CONFIG, epochs=30, seed=0)))
         spans[key] = (start, time.monotonic())
 
     threads = [threading.Thread(target=run, args=(k,)) for k in ("p0", "p1")]
@@ -81,7 +82,7 @@ def test_idle_actors_of_another_shape_make_room(ray_executor: RayExecutor) -> No
     ran: dict[str, int] = {}
 
     def run(key: str, shape: TrialResources) -> None:
-        ran[key] = len(list(ray_executor.run_trial(key, "mlp-digits", CONFIG, epochs=2, seed=0, resources=shape)))
+        ran[key] = len(list(ray_executor.run_trial(key, TrialRun("mlp-digits", CONFIG, epochs=2, seed=0, resources=shape))))
 
     pair = [threading.Thread(target=run, args=(f"t-one-{i}", one)) for i in range(2)]
     for t in pair:
@@ -117,7 +118,7 @@ def test_gpu_trials_share_the_device_and_train_on_cuda(ray_executor: RayExecutor
     out: dict[str, list[dict]] = {}
 
     def run(key: str) -> None:
-        out[key] = list(ray_executor.run_trial(key, "mlp-digits", CONFIG, epochs=5, seed=0, resources=half))
+        out[key] = list(ray_executor.run_trial(key, TrialRun("mlp-digits", CONFIG, epochs=5, seed=0, resources=half)))
 
     threads = [threading.Thread(target=run, args=(f"t-gpu-{i}",)) for i in range(2)]
     for t in threads:
@@ -128,12 +129,12 @@ def test_gpu_trials_share_the_device_and_train_on_cuda(ray_executor: RayExecutor
     actors = ray_executor._idle[half]
     assert len(actors) == 2
     assert {ray.get(a.info.remote())["device"] for a in actors} == {"cuda"}
-    on_cpu = list(ray_executor.run_trial("t-gpu-cpu", "mlp-digits", CONFIG, epochs=5, seed=0))
+    on_cpu = list(ray_executor.run_trial("t-gpu-cpu", TrialRun("mlp-digits", CONFIG, epochs=5, seed=0)))
     for results in out.values():
         assert [r["epoch"] for r in results] == list(range(5))
         # Same seed, same data, same init: the device changes rounding, not what is learned.
         assert results[-1]["val_loss"] == pytest.approx(on_cpu[-1]["val_loss"], rel=0.05)
     # The range test runs on the GPU actor too.
     config = {**CONFIG, "lr": 1e-6, "range_test": {"lr_high": 10.0, "num_steps": 60, "repeat": 0}}
-    test = ray_executor.run_range_test("t-gpu-rt", "mlp-digits", config, seed=0, resources=half)
+    test = ray_executor.run_range_test("t-gpu-rt", RangeTestRun("mlp-digits", config, seed=0, resources=half))
     assert test is not None and test["device"] == "cuda" and len(test["lrs"]) >= 10

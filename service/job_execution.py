@@ -1,0 +1,258 @@
+"""One job's lifecycle: replay what the store knows, schedule candidates on ``max_concurrent``
+slots, and finish the job. Each trial's own lifecycle is service/trial_lifecycle.py's.
+
+Every state change is committed as it happens, so a service that stops (or dies) and starts again
+resumes the job: finished trials are replayed into the strategy and the early-stopping rule, and
+trials that were running run again with the same number and config, from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from lrsearch.search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
+from lrsearch.search.decisions import range_test_outcome, replay_curve, trial_outcome
+from lrsearch.service.db import run_tx
+from lrsearch.service.ingest import stored_value
+from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
+from lrsearch.service.schemas import JobSpec
+from lrsearch.service.trial_lifecycle import RangeTestTrial, TrainingTrial, TrialItem, TrialLifecycle
+from lrsearch.service.validation import check_job_spec, make_stopper, objective_of
+
+if TYPE_CHECKING:
+    from lrsearch.service.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+def lifecycle_of(config: dict[str, Any]) -> type[TrialLifecycle]:
+    """How a candidate runs: the strategy's range-test candidates are range tests."""
+    return RangeTestTrial if is_range_test(config) else TrainingTrial
+
+
+class JobExecution:
+    """Drives one job: ``max_concurrent`` slot threads, each taking the next candidate as it frees up."""
+
+    def __init__(self, runner: JobRunner, job_id: int) -> None:
+        self.runner = runner
+        self.job_id = job_id
+        self.sessions: sessionmaker[Session] = runner.sessions
+        self.executor = runner.executor
+        self.lock = threading.Lock()  # the strategy, the rule and the counters below
+        # Signalled when a trial ends (or the job stops): a strategy that answered WAIT asks again.
+        self._trial_ended = threading.Condition(self.lock)
+        self._in_flight = 0  # trials handed to a slot and not yet ended
+        self._pending: deque[TrialItem] = deque()
+        self._running_keys: set[str] = set()
+        self._exhausted = False
+        self.cancelled = False
+        self.shutting_down = False
+        self._slot_error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name=f"job-{job_id}", daemon=True)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread.start()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def request_cancel(self) -> None:
+        self.cancelled = True
+        self._stop_running()
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+        self._stop_running()
+
+    def _stop_running(self) -> None:
+        with self.lock:
+            keys = list(self._running_keys)
+            self._trial_ended.notify_all()
+        for key in keys:
+            self.executor.stop(key)
+
+    def _run(self) -> None:
+        try:
+            self._prepare()
+            slots = [threading.Thread(target=self._slot, name=f"job-{self.job_id}-slot-{i}", daemon=True)
+                     for i in range(self.spec.max_concurrent)]
+            for t in slots:
+                t.start()
+            for t in slots:
+                t.join()
+            if self._slot_error is not None:
+                raise self._slot_error
+            if not self.shutting_down:
+                self._finish()
+        except (OperationalError, InterfaceError):
+            # The database went away for longer than run_tx waits: hand the job back (its lease
+            # lapses) instead of failing it; this or another replica resumes it.
+            log.exception("job %s: database unavailable; releasing the job", self.job_id)
+            self.shutdown()
+        except Exception as exc:  # an error of the system, not of a trial: the job fails, visibly
+            log.exception("job %s failed", self.job_id)
+            with self.sessions.begin() as s:
+                job = s.get(Job, self.job_id)
+                if job is not None:
+                    job.status, job.error, job.finished_at = "failed", f"{type(exc).__name__}: {exc}", utcnow()
+
+    # -- what trials call ---------------------------------------------------------------------
+    def attempt_started(self, key: str) -> None:
+        with self.lock:
+            self._running_keys.add(key)
+
+    def attempt_ended(self, key: str) -> None:
+        with self.lock:
+            self._running_keys.discard(key)
+
+    def trial_ended(self, outcome: TrialOutcome, ranked: bool = True) -> None:
+        """A trial's end, as the rule (only a ``ranked`` training's) and the strategy hear it."""
+        with self.lock:
+            if self.stopper is not None and ranked:
+                self.stopper.trial_finished(outcome.number, outcome.status)
+            self.strategy.observe(outcome)
+
+    def score(self, val_loss: float | None, val_accuracy: float | None, extra: dict | None) -> float | None:
+        """A stored metric row's objective as a score (lower is better), None when it has none."""
+        return self.objective.score(stored_value(self.objective.metric, val_loss, val_accuracy, extra))
+
+    # -- resume ----------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        with self.sessions.begin() as s:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            self.spec = JobSpec.model_validate(job.spec)
+            try:
+                checked = check_job_spec(self.spec, self.runner.settings, self.runner.workload_names(), new_job=False)
+            except SpecError as exc:
+                raise RuntimeError(f"the spec is no longer valid on this server: {exc}") from exc
+            self.strategy_spec: StrategySpec = checked.strategy_spec
+            self.strategy = make_strategy(self.spec.strategy, self.strategy_spec)
+            self.strategy.load_state_dict(job.strategy_state or {})
+            self.stopper = make_stopper(self.spec)
+            # Strategies and rules minimise: they hear the objective as a score (negated for max).
+            self.objective = objective_of(self.spec)
+            trials = list(s.scalars(select(Trial).where(Trial.job_id == self.job_id).order_by(Trial.number)))
+            for outcome in self._replayed(s, [t for t in trials if t.status in FINISHED_TRIAL_STATUSES]):
+                self.strategy.observe(outcome)
+            for t in trials:
+                if t.status not in FINISHED_TRIAL_STATUSES:
+                    # Running when the last owner stopped: same number and config, resumed from its
+                    # checkpoint where there is one.
+                    t.status = "queued"
+                    self._pending.append(TrialItem(t.id, t.number, dict(t.config), resume=True))
+            self._next_number = len(trials)
+
+    def _replayed(self, s: Session, finished: list[Trial]) -> list[TrialOutcome]:
+        """The finished trials as the strategy heard them, read back from the store, in number
+        order; the early-stopping rule hears their curves again on the way."""
+        curves: dict[int, list[float | None]] = {t.id: [] for t in finished}
+        # A range test's curve is (lr, batch loss) per step; a training's, the objective per evaluation.
+        points: dict[int, list[tuple[float, float]]] = {t.id: [] for t in finished if is_range_test(t.config)}
+        if finished:
+            for trial_id, val_loss, val_accuracy, extra, lr, train_loss in s.execute(
+                    select(Metric.trial_id, Metric.val_loss, Metric.val_accuracy, Metric.extra, Metric.lr,
+                           Metric.train_loss)
+                    .where(Metric.trial_id.in_(list(curves))).order_by(Metric.trial_id, Metric.epoch)):
+                if trial_id in points:
+                    if train_loss is not None:
+                        points[trial_id].append((lr, train_loss))
+                else:
+                    curves[trial_id].append(self.score(val_loss, val_accuracy, extra))
+        outcomes = []
+        for t in finished:
+            if t.id in points:
+                outcomes.append(range_test_outcome(t.number, t.config, t.status, points[t.id]))
+                continue
+            if self.stopper is not None:
+                replay_curve(self.stopper, t.number, curves[t.id])
+                self.stopper.trial_finished(t.number, t.status)
+            outcomes.append(trial_outcome(t.number, t.config, t.status, curves[t.id]))
+        return outcomes
+
+    # -- scheduling ------------------------------------------------------------------------
+    def _next(self) -> TrialItem | None:
+        with self.lock:
+            while True:
+                if self.cancelled or self.shutting_down:
+                    return None
+                if self._pending:
+                    self._in_flight += 1
+                    return self._pending.popleft()
+                if self._exhausted:
+                    return None
+                config = self.strategy.suggest()
+                if config is not WAIT:
+                    break
+                if self._in_flight == 0:
+                    raise RuntimeError(f"strategy {self.spec.strategy} waits for a trial but none is running")
+                self._trial_ended.wait(timeout=1.0)
+            if config is None:
+                self._exhausted = True
+                return None
+            assert isinstance(config, dict)
+            self._in_flight += 1
+            number = self._next_number
+            self._next_number += 1
+            # The trial row and the strategy's state are written together: a crash never
+            # leaves a suggestion the store does not know about.
+            state = self.strategy.state_dict()
+
+            def insert(s: Session) -> int:
+                # Safe to repeat: a retry after a commit whose answer was lost finds the row.
+                existing = s.scalar(select(Trial.id).where(Trial.job_id == self.job_id, Trial.number == number))
+                if existing is not None:
+                    return existing
+                trial = Trial(job_id=self.job_id, number=number, status="queued", config=config)
+                s.add(trial)
+                s.execute(update(Job).where(Job.id == self.job_id).values(strategy_state=state))
+                s.flush()
+                return trial.id
+
+            return TrialItem(run_tx(self.sessions, insert), number, config)
+
+    def _slot(self) -> None:
+        try:
+            while (item := self._next()) is not None:
+                try:
+                    lifecycle_of(item.config)(self, item).run()
+                finally:
+                    with self.lock:
+                        self._in_flight -= 1
+                        self._trial_ended.notify_all()
+        except Exception as exc:  # noqa: BLE001 - the store could not be written: stop the job's other slots
+            self._slot_error = exc
+            self.shutdown()
+
+    # -- the end -----------------------------------------------------------------------------
+    def _finish(self) -> None:
+        def finish(s: Session) -> None:
+            job = s.get(Job, self.job_id)
+            assert job is not None
+            if self.cancelled or job.cancel_requested:
+                s.execute(update(Trial).where(Trial.job_id == self.job_id, Trial.status.in_(("queued", "running")))
+                          .values(status="cancelled", finished_at=utcnow()))
+                job.status = "cancelled"
+            else:
+                statuses = list(s.scalars(select(Trial.status).where(Trial.job_id == self.job_id)))
+                if statuses and all(st == "failed" for st in statuses):
+                    first = s.execute(select(Trial.number, Trial.error).where(Trial.job_id == self.job_id)
+                                      .order_by(Trial.number).limit(1)).one()
+                    job.status = "failed"
+                    job.error = (f"every trial failed ({len(statuses)}); trial {first.number}: {first.error} "
+                                 "(lrsearch trials JOB --status failed lists them)")
+                else:
+                    job.status = "completed"
+            job.finished_at = utcnow()
+            job.heartbeat_at = None
+
+        run_tx(self.sessions, finish)
+        self.runner.checkpoints.delete_job(self.job_id)

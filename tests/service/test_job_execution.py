@@ -1,0 +1,152 @@
+"""The runner's logic (service/job_execution.py, service/trial_lifecycle.py) on the in-process
+executor: real training in this process, a real store, no Ray. Every strategy, every backend.
+
+The real-crash tests (SIGKILL of the service, of a Ray worker, of a database connection) stay on
+the real stack: tests/service/test_restart.py, test_worker_loss.py, tests/reliability/.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from lrsearch.search import STRATEGIES
+from lrsearch.service.app import create_app
+from lrsearch.service.config import Settings
+from lrsearch.workers.in_process_executor import InProcessExecutor
+
+FINISHED = ("completed", "cancelled", "failed")
+SPACE = {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"]}
+BASE = {"workload": "synthetic", "epochs": 4, "max_concurrent": 2, "seed": 5}
+# A small job of each strategy: what it takes, and how many trials it runs.
+JOBS: dict[str, tuple[dict[str, Any], int]] = {
+    "grid": ({"space": {"lr": {"low": 1e-3, "high": 0.1, "num": 3}}}, 3),
+    "random": ({"space": SPACE, "max_trials": 4}, 4),
+    "bayesian": ({"space": SPACE, "max_trials": 4}, 4),
+    "manual": ({"configs": [{"lr": 0.01}, {"lr": 0.1, "optimizer": "adam"}]}, 2),
+    "range_test": ({"options": {"num_steps": 20}}, 4),  # one range test per optimizer of the space
+    "auto": ({"space": SPACE, "max_trials": 5, "options": {"num_steps": 20}}, 5),
+}
+
+
+def test_every_strategy_has_a_job_here() -> None:
+    assert sorted(JOBS) == sorted(STRATEGIES)
+
+
+@contextmanager
+def service(db_url: str, data_dir: Path, executor: InProcessExecutor | None = None) -> Iterator[TestClient]:
+    settings = Settings(database_url=db_url, poll_interval=0.05, data_dir=str(data_dir), checkpoint_every=1,
+                        lease_seconds=0.5)
+    with TestClient(create_app(settings, executor=executor or InProcessExecutor())) as client:
+        yield client
+
+
+def submit(client: TestClient, spec: dict[str, Any]) -> int:
+    r = client.post("/api/v1/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def wait_until(client: TestClient, job_id: int, done: Any, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while not done(job := client.get(f"/api/v1/jobs/{job_id}").json()):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def trials_of(client: TestClient, job_id: int) -> list[dict[str, Any]]:
+    return client.get(f"/api/v1/jobs/{job_id}/trials", params={"limit": 500}).json()["items"]
+
+
+def epochs_of(client: TestClient, job_id: int, number: int) -> list[int]:
+    return [m["epoch"] for m in client.get(f"/api/v1/jobs/{job_id}/trials/{number}/metrics").json()["items"]]
+
+
+@pytest.mark.parametrize("strategy", sorted(JOBS))
+def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, strategy: str) -> None:
+    extra, trials = JOBS[strategy]
+    with service(db_url, tmp_path) as client:
+        job_id = submit(client, {**BASE, "strategy": strategy, **extra})
+        job = wait_until(client, job_id, lambda j: j["status"] in FINISHED)
+        assert job["status"] == "completed", job
+        listed = trials_of(client, job_id)
+        assert [t["number"] for t in listed] == list(range(trials))
+        for t in listed:
+            assert t["status"] in ("completed", "pruned"), t
+            if "range_test" not in t["config"]:
+                # Every evaluation stored once, in order; a completed trial has all of them.
+                assert epochs_of(client, job_id, t["number"]) == list(range(t["epochs"]))
+                assert t["epochs"] == BASE["epochs"] or t["status"] == "pruned"
+        best = client.get(f"/api/v1/jobs/{job_id}/best")
+        assert best.status_code == 200, best.text
+        assert best.json()["lr"] > 0
+
+
+def test_early_stopping_stops_trials_at_their_rungs_and_trains_nothing_beyond(db_url: str, tmp_path: Path) -> None:
+    # Good rates first, one trial at a time: the slow ones reach the rung behind them and stop there.
+    configs = [{"lr": lr, "optimizer": "sgd"} for lr in (0.2, 0.1, 1e-4, 2e-4, 3e-4)]
+    spec = {**BASE, "strategy": "manual", "configs": configs, "epochs": 6, "max_concurrent": 1,
+            "early_stopping": {"kind": "asha", "grace_epochs": 1, "reduction_factor": 2}}
+    with service(db_url, tmp_path) as client:
+        job_id = submit(client, spec)
+        assert wait_until(client, job_id, lambda j: j["status"] in FINISHED)["status"] == "completed"
+        listed = trials_of(client, job_id)
+        pruned = [t for t in listed if t["status"] == "pruned"]
+        assert {t["number"] for t in pruned} >= {2, 3, 4}, listed
+        for t in pruned:
+            # ASHA's rungs here are after epochs 1, 2 and 4: the worker waited there for the verdict.
+            assert t["epochs"] in (1, 2, 4), t
+            assert epochs_of(client, job_id, t["number"]) == list(range(t["epochs"]))
+        assert listed[0]["status"] == "completed"  # first at every rung: nobody to compare with
+
+
+@pytest.mark.parametrize("strategy", sorted(JOBS))
+def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_path: Path, strategy: str) -> None:
+    """Stopped while trials train, started again on the same store: the finished trials are
+    replayed, the running ones continue from their checkpoints, and the job ends with the trials
+    an uninterrupted run has, each evaluation stored once."""
+    extra, trials = JOBS[strategy]
+    spec = {**BASE, "strategy": strategy, **extra, "epochs": 12, "workload": "mlp-digits"}
+    with service(db_url, tmp_path) as client:
+        job_id = submit(client, spec)
+        # Mid-trial: some evaluations stored, the job not ended.
+        mid = wait_until(client, job_id, lambda j: j["status"] in FINISHED or sum(
+            t["epochs"] for t in trials_of(client, job_id) if "range_test" not in t["config"]) >= 3)
+        assert mid["status"] == "running", mid
+        before = {t["number"]: t for t in trials_of(client, job_id) if t["status"] in ("completed", "pruned")}
+    with service(db_url, tmp_path) as client:
+        job = wait_until(client, job_id, lambda j: j["status"] in FINISHED)
+        assert job["status"] == "completed", job
+        listed = trials_of(client, job_id)
+        assert [t["number"] for t in listed] == list(range(trials))  # numbers never reused, none lost
+        for t in listed:
+            assert t["status"] in ("completed", "pruned"), t
+            if "range_test" not in t["config"]:
+                assert epochs_of(client, job_id, t["number"]) == list(range(t["epochs"]))
+        for number, t in before.items():
+            assert listed[number] == t  # a finished trial is untouched
+        assert any(t["attempts"] > 1 for t in listed), "no trial was running when the service stopped"
+        configs = [t["config"] for t in listed]
+        assert len({repr(sorted(c.items())) for c in configs}) == len(configs)  # no candidate twice
+
+
+def test_a_cancelled_job_stops_its_running_trials(db_url: str, tmp_path: Path) -> None:
+    executor = InProcessExecutor()
+    with service(db_url, tmp_path, executor) as client:
+        job_id = submit(client, {**BASE, "strategy": "random", "space": SPACE, "max_trials": 6, "epochs": 200,
+                                 "workload": "mlp-digits"})
+        wait_until(client, job_id, lambda j: j["trial_counts"].get("running", 0) >= 1)
+        assert client.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+        job = wait_until(client, job_id, lambda j: j["status"] in FINISHED, timeout=60)
+        assert job["status"] == "cancelled"
+        listed = trials_of(client, job_id)
+        assert all(t["status"] == "cancelled" for t in listed), listed
+        assert all(t["epochs"] < 200 for t in listed)
+        assert len(executor.started) <= 2  # nothing started after the cancel

@@ -14,7 +14,8 @@ from sqlalchemy import Text, cast, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from lrsearch.search.objective import Objective
-from lrsearch.service.models import Job, Metric, Trial
+from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, TrialKind, training_config
+from lrsearch.service.models import Job, Metric, RangeTestPoint, Trial
 from lrsearch.service.schemas import (
     Best,
     BestDetail,
@@ -125,7 +126,14 @@ def to_job_public(job: Job, counts: TrialCounts, best: Best | None) -> JobPublic
         id=job.id, name=job.name, status=job.status, spec=job.spec,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         trial_counts=counts, total_trials=job.total_trials, best=best, error=job.error, owner=job.claimed_by,
+        views=list(strategy_views(job.spec.get("strategy"))),
     )
+
+
+def strategy_views(name: str | None) -> tuple[str, ...]:
+    """What the job's strategy shows beyond its trials (a strategy this server no longer has: nothing)."""
+    strategy = STRATEGIES.get(name or "")
+    return strategy.views if strategy is not None else ()
 
 
 def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
@@ -136,13 +144,13 @@ def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
 
 
 def to_trial_public(t: Trial) -> TrialPublic:
-    return TrialPublic(number=t.number, status=t.status, config=t.config, val_loss=t.val_loss,
+    return TrialPublic(number=t.number, status=t.status, kind=t.kind, config=t.config, val_loss=t.val_loss,
                        objective=t.objective, best_epoch=t.best_epoch, epochs=t.epochs, started_at=t.started_at,
                        finished_at=t.finished_at, error=t.error, attempts=t.attempts, node=t.node, workers=t.workers)
 
 
 # The config is selected as its stored JSON text and spliced into the answer unparsed.
-TRIAL_COLUMNS = (Trial.number, Trial.status, cast(Trial.config, Text).label("config_json"), Trial.val_loss,
+TRIAL_COLUMNS = (Trial.number, Trial.status, Trial.kind, cast(Trial.config, Text).label("config_json"), Trial.val_loss,
                  Trial.objective, Trial.best_epoch, Trial.epochs, Trial.started_at, Trial.finished_at, Trial.error, Trial.attempts,
                  Trial.node, cast(Trial.workers, Text).label("workers_json"))
 
@@ -154,9 +162,9 @@ def iso(dt: datetime | None) -> str | None:
 
 def trial_json(row: Any) -> str:
     """A TrialPublic as JSON text, from a row of TRIAL_COLUMNS."""
-    (number, status, config_json, val_loss, objective, best_epoch, epochs, started, finished, error, attempts,
+    (number, status, kind, config_json, val_loss, objective, best_epoch, epochs, started, finished, error, attempts,
      node, workers_json) = row
-    rest = json.dumps({"status": status, "val_loss": val_loss, "objective": objective, "best_epoch": best_epoch,
+    rest = json.dumps({"status": status, "kind": kind, "val_loss": val_loss, "objective": objective, "best_epoch": best_epoch,
                        "epochs": epochs,
                        "started_at": iso(started), "finished_at": iso(finished), "error": error,
                        "attempts": attempts, "node": node}, separators=(",", ":"))
@@ -228,16 +236,13 @@ def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
 
 
 def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
-    """A range_test or auto job's range tests per optimizer: each finished test's curve and what
-    they suggest together. Empty for other strategies."""
-    from lrsearch.search import is_range_test
-    from lrsearch.service.validation import FINDER_STRATEGIES
-
-    if job.spec.get("strategy") not in FINDER_STRATEGIES:
-        return []
-    rows = [r for r in session.execute(
+    """A job's range tests per optimizer: each finished test's curve and what they suggest
+    together. Empty for a job whose strategy runs none."""
+    rows = list(session.execute(
         select(Trial.id, Trial.number, Trial.config, Trial.status, Trial.finished_at)
-        .where(Trial.job_id == job.id).order_by(Trial.number)) if is_range_test(r[2])]
+        .where(Trial.job_id == job.id, Trial.kind == TrialKind.RANGE_TEST).order_by(Trial.number)))
+    if not rows:
+        return []
     tests = [(tid, n, c, st) for tid, n, c, st, _ in rows]
     # A finished test's curve never changes again, so the tests' statuses stamp the answer (the
     # finish times too: a database made again under the same URL reuses the ids).
@@ -252,10 +257,9 @@ def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], s
     points: dict[int, list[tuple[float, float]]] = {tid: [] for tid in finished}
     if finished:
         for tid, lr, loss in session.execute(
-                select(Metric.trial_id, Metric.lr, Metric.train_loss)
-                .where(Metric.trial_id.in_(finished)).order_by(Metric.trial_id, Metric.epoch)):
-            if loss is not None:
-                points[tid].append((lr, loss))
+                select(RangeTestPoint.trial_id, RangeTestPoint.lr, RangeTestPoint.loss)
+                .where(RangeTestPoint.trial_id.in_(finished)).order_by(RangeTestPoint.trial_id, RangeTestPoint.step)):
+            points[tid].append((lr, loss))
     by_optimizer: dict[str, RangeTestOptimizer] = {}
     runs: dict[str, list[tuple[float, list[float], list[float]]]] = {}
     for tid, number, config, status in tests:
@@ -264,7 +268,7 @@ def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], s
         if tid not in points:
             continue
         lrs, losses = [p[0] for p in points[tid]], [p[1] for p in points[tid]]
-        entry.curves.append(RangeTestCurve(trial=number, repeat=int(config["range_test"].get("repeat", 0)),
+        entry.curves.append(RangeTestCurve(trial=number, repeat=int(config[RANGE_TEST_KEY].get("repeat", 0)),
                                            status=status, lrs=lrs, losses=losses, smoothed=denoise(losses)))
         runs.setdefault(config["optimizer"], []).append((float(config["lr"]), lrs, losses))
     for optimizer, curves in runs.items():
@@ -279,18 +283,16 @@ def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], s
 
 
 def suggestion_best(session: Session, job: Job, finder: list[RangeTestOptimizer]) -> BestDetail | None:
-    """For a range_test job with nothing trained: the suggestion of the optimizer whose tests
+    """For a job of range tests with nothing trained: the suggestion of the optimizer whose tests
     reached the lowest loss, as a Best without a validation loss. None without any suggestion."""
-    from lrsearch.search import is_range_test
-
     known = [f for f in finder if f.suggestion is not None and f.curves]
     if not known:
         return None
     pick = min(known, key=lambda f: (f.suggestion.min_loss is None, f.suggestion.min_loss or 0.0))  # type: ignore[union-attr]
     assert pick.suggestion is not None
     trial = session.scalar(select(Trial).where(Trial.job_id == job.id, Trial.number == pick.curves[0].trial))
-    assert trial is not None and is_range_test(trial.config)
-    config = {k: v for k, v in trial.config.items() if k != "range_test"} | {"lr": pick.suggestion.lr}
+    assert trial is not None and trial.kind == TrialKind.RANGE_TEST
+    config = training_config(trial.config) | {"lr": pick.suggestion.lr}
     return BestDetail(trial=trial.number, config=config, lr=pick.suggestion.lr, val_loss=None, epoch=None)
 
 

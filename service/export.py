@@ -8,11 +8,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from lrsearch.search import is_range_test
+from lrsearch.search import TrialKind
 from lrsearch.search.catalog import COMMON_KEYS
 from lrsearch.search.objective import Objective
 
-TRIAL_COLUMNS = ("number", "status", "objective", "val_loss", "best_epoch", "epochs", "node", "error")
+TRIAL_COLUMNS = ("number", "status", "kind", "objective", "val_loss", "best_epoch", "epochs", "node", "error")
 
 
 def trial_rows(trials: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -83,8 +83,8 @@ def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
     of one configuration."""
     import optuna
 
-    skipped = [t for t in trials if is_range_test(t["config"])]
-    trials = [t for t in trials if not is_range_test(t["config"])]
+    skipped = [t for t in trials if t.get("kind") == TrialKind.RANGE_TEST]
+    trials = [t for t in trials if t.get("kind") != TrialKind.RANGE_TEST]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     state = optuna.trial.TrialState
     states = {"completed": state.COMPLETE, "pruned": state.PRUNED}

@@ -17,11 +17,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from lrsearch.search import WAIT, SpecError, StrategySpec, TrialOutcome, is_range_test, make_strategy
+from lrsearch.search import WAIT, SpecError, StrategySpec, TrialKind, TrialOutcome, make_strategy
 from lrsearch.search.decisions import range_test_outcome, replay_curve, trial_outcome
 from lrsearch.service.db import run_tx
 from lrsearch.service.ingest import stored_value
-from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, Trial, utcnow
+from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, RangeTestPoint, Trial, utcnow
 from lrsearch.service.schemas import JobSpec
 from lrsearch.service.trial_lifecycle import RangeTestTrial, TrainingTrial, TrialItem, TrialLifecycle
 from lrsearch.service.validation import check_job_spec, make_stopper, objective_of
@@ -32,9 +32,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def lifecycle_of(config: dict[str, Any]) -> type[TrialLifecycle]:
-    """How a candidate runs: the strategy's range-test candidates are range tests."""
-    return RangeTestTrial if is_range_test(config) else TrainingTrial
+# How each kind of trial runs (the strategy says the kind when it suggests the config).
+LIFECYCLES: dict[TrialKind, type[TrialLifecycle]] = {
+    TrialKind.TRAINING: TrainingTrial,
+    TrialKind.RANGE_TEST: RangeTestTrial,
+}
 
 
 class JobExecution:
@@ -148,25 +150,26 @@ class JobExecution:
                     # Running when the last owner stopped: same number and config, resumed from its
                     # checkpoint where there is one.
                     t.status = "queued"
-                    self._pending.append(TrialItem(t.id, t.number, dict(t.config), resume=True))
+                    self._pending.append(TrialItem(t.id, t.number, dict(t.config), TrialKind(t.kind), resume=True))
             self._next_number = len(trials)
 
     def _replayed(self, s: Session, finished: list[Trial]) -> list[TrialOutcome]:
         """The finished trials as the strategy heard them, read back from the store, in number
-        order; the early-stopping rule hears their curves again on the way."""
-        curves: dict[int, list[float | None]] = {t.id: [] for t in finished}
-        # A range test's curve is (lr, batch loss) per step; a training's, the objective per evaluation.
-        points: dict[int, list[tuple[float, float]]] = {t.id: [] for t in finished if is_range_test(t.config)}
-        if finished:
-            for trial_id, val_loss, val_accuracy, extra, lr, train_loss in s.execute(
-                    select(Metric.trial_id, Metric.val_loss, Metric.val_accuracy, Metric.extra, Metric.lr,
-                           Metric.train_loss)
-                    .where(Metric.trial_id.in_(list(curves))).order_by(Metric.trial_id, Metric.epoch)):
-                if trial_id in points:
-                    if train_loss is not None:
-                        points[trial_id].append((lr, train_loss))
-                else:
-                    curves[trial_id].append(self.score(val_loss, val_accuracy, extra))
+        order; the early-stopping rule hears their trainings' curves again on the way."""
+        tests = [t.id for t in finished if t.kind == TrialKind.RANGE_TEST]
+        trained = [t.id for t in finished if t.kind == TrialKind.TRAINING]
+        points: dict[int, list[tuple[float, float]]] = {i: [] for i in tests}
+        curves: dict[int, list[float | None]] = {i: [] for i in trained}
+        if tests:
+            for trial_id, lr, loss in s.execute(
+                    select(RangeTestPoint.trial_id, RangeTestPoint.lr, RangeTestPoint.loss)
+                    .where(RangeTestPoint.trial_id.in_(tests)).order_by(RangeTestPoint.trial_id, RangeTestPoint.step)):
+                points[trial_id].append((lr, loss))
+        if trained:
+            for trial_id, val_loss, val_accuracy, extra in s.execute(
+                    select(Metric.trial_id, Metric.val_loss, Metric.val_accuracy, Metric.extra)
+                    .where(Metric.trial_id.in_(trained)).order_by(Metric.trial_id, Metric.epoch)):
+                curves[trial_id].append(self.score(val_loss, val_accuracy, extra))
         outcomes = []
         for t in finished:
             if t.id in points:
@@ -199,6 +202,7 @@ class JobExecution:
                 self._exhausted = True
                 return None
             assert isinstance(config, dict)
+            kind = TrialKind.of(config)
             self._in_flight += 1
             number = self._next_number
             self._next_number += 1
@@ -211,19 +215,19 @@ class JobExecution:
                 existing = s.scalar(select(Trial.id).where(Trial.job_id == self.job_id, Trial.number == number))
                 if existing is not None:
                     return existing
-                trial = Trial(job_id=self.job_id, number=number, status="queued", config=config)
+                trial = Trial(job_id=self.job_id, number=number, status="queued", config=config, kind=kind)
                 s.add(trial)
                 s.execute(update(Job).where(Job.id == self.job_id).values(strategy_state=state))
                 s.flush()
                 return trial.id
 
-            return TrialItem(run_tx(self.sessions, insert), number, config)
+            return TrialItem(run_tx(self.sessions, insert), number, config, kind)
 
     def _slot(self) -> None:
         try:
             while (item := self._next()) is not None:
                 try:
-                    lifecycle_of(item.config)(self, item).run()
+                    LIFECYCLES[item.kind](self, item).run()
                 finally:
                     with self.lock:
                         self._in_flight -= 1

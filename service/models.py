@@ -88,6 +88,9 @@ class Trial(Base):
     number: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="queued")
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # What the trial is (search.trial_kind): "training" (metric rows) or "range_test" (a curve of
+    # range_test_points). The strategy says which when it suggests the config.
+    kind: Mapped[str] = mapped_column(String(16), default="training", server_default="training")
     val_loss: Mapped[float | None] = mapped_column(Float)  # lowest val_loss reached
     # The best value of the job's objective metric (the lowest or the highest, by its mode): the ranking value.
     objective: Mapped[float | None] = mapped_column(Float)
@@ -126,6 +129,21 @@ class Metric(Base):
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (UniqueConstraint("trial_id", "epoch", name="uq_metrics_trial_epoch"),)
+
+
+class RangeTestPoint(Base):
+    """One step of an LR range test: the rate and the training batch's loss there. A range test's
+    curve is a sweep, not a training: it has no evaluations and never ranks."""
+
+    __tablename__ = "range_test_points"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trials.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)
+    lr: Mapped[float] = mapped_column(Float)
+    loss: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (UniqueConstraint("trial_id", "step", name="uq_range_test_points_trial_step"),)
 
 
 class ApiKey(Base):

@@ -198,11 +198,16 @@ class JobPublic(BaseModel):
     best: Best | None
     error: str | None = None
     owner: str | None = Field(default=None, description="the service process driving the job")
+    views: list[str] = Field(default_factory=list, description=(
+        "what the job's strategy shows beyond its trials: range_tests (GET /jobs/{id}/range_test)"))
 
 
 class TrialPublic(BaseModel):
     number: int
     status: str
+    kind: str = Field(default="training", description=(
+        "training (a metric row per evaluation) or range_test (a sweep of rates: its curve is at "
+        "GET /jobs/{id}/range_test, and it never ranks)"))
     config: dict[str, Any]
     val_loss: float | None
     objective: float | None = Field(default=None, description="the best value of the job's objective metric")

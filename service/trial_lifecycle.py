@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from lrsearch.search import TrialKind
 from lrsearch.search.decisions import Evaluation, decide, range_test_outcome, replay_curve, trial_outcome
 from lrsearch.service.db import run_tx
 from lrsearch.service.ingest import epoch_row
-from lrsearch.service.models import Metric, Trial, utcnow
+from lrsearch.service.models import Metric, RangeTestPoint, Trial, utcnow
 from lrsearch.workers.errors import readable_error
 from lrsearch.workers.executor import RangeTestRun, TrialResources, TrialRun, WorkerLost
 
@@ -43,6 +44,7 @@ class TrialItem:
     id: int
     number: int
     config: dict[str, Any]
+    kind: TrialKind
     resume: bool = False  # it ran before (service restart): continue from its checkpoint
 
 
@@ -218,14 +220,12 @@ class TrainingTrial(TrialLifecycle):
 
 
 class RangeTestTrial(TrialLifecycle):
-    """One LR range test: one call to a worker, then its curve stored as metric rows, one per step
-    (``epoch`` = the step, ``lr`` its rate, ``train_loss`` the batch loss; no validation loss, so it
-    never ranks). It is short: a restart or a lost worker runs it again whole."""
+    """One LR range test: one call to a worker, then its curve stored as range_test_points, one per
+    step (the rate and the batch loss there; no evaluation, so it never ranks). It is short: a
+    restart or a lost worker runs it again whole."""
 
     def run(self) -> None:
         job, item = self.job, self.item
-        if item.resume:
-            self.clear_metrics()
         result: dict[str, Any] | None = None
 
         def attempt(key: str) -> End:
@@ -250,8 +250,16 @@ class RangeTestTrial(TrialLifecycle):
         job.trial_ended(range_test_outcome(item.number, item.config, status, points), ranked=False)
 
     def store_curve(self, points: list[tuple[float, float]], node: str | None) -> None:
-        writes = [self.job.runner.writer.submit(epoch_row(self.item.id, {
-            "epoch": step, "step": step, "train_loss": loss, "lr": lr, "node": node}))
-            for step, (lr, loss) in enumerate(points)]
-        for done in writes:
-            done.result()
+        """The whole curve at once, in place of any an earlier attempt stored (steps whose loss was
+        not finite are left out: the test ends at the first)."""
+        trial_id = self.item.id
+        kept = [{"trial_id": trial_id, "step": step, "lr": lr, "loss": loss}
+                for step, (lr, loss) in enumerate(points) if loss is not None]
+
+        def store(s: Session) -> None:
+            s.execute(delete(RangeTestPoint).where(RangeTestPoint.trial_id == trial_id))
+            if kept:
+                s.execute(RangeTestPoint.__table__.insert(), kept)
+            s.execute(update(Trial).where(Trial.id == trial_id).values(epochs=len(points), node=node))
+
+        run_tx(self.job.sessions, store)

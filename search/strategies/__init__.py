@@ -10,7 +10,8 @@ from lrsearch.search.strategies._bayesian import BayesianStrategy
 from lrsearch.search.strategies._grid import GridStrategy
 from lrsearch.search.strategies._manual import ManualStrategy, validate_manual_config
 from lrsearch.search.strategies._random import RandomStrategy
-from lrsearch.search.strategies._range_test import RANGE_TEST_KEY, RangeTestStrategy, is_range_test
+from lrsearch.search.strategies._range_test import (RANGE_TEST_KEY, RangeTestStrategy, TrialKind, is_range_test,
+                                                    training_config)
 from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, config_key
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -57,10 +58,12 @@ __all__ = [
     "RangeTestStrategy",
     "Strategy",
     "StrategySpec",
+    "TrialKind",
     "TrialOutcome",
     "config_key",
     "is_range_test",
     "make_strategy",
+    "training_config",
     "validate_manual_config",
     "validate_options",
 ]

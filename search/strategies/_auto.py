@@ -31,6 +31,7 @@ from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialO
 
 class AutoStrategy(Strategy):
     name = "auto"
+    views = ("range_tests",)
 
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)

@@ -17,6 +17,7 @@ default when the range holds it, else the range's (geometric, for log parameters
 from __future__ import annotations
 
 import math
+from enum import StrEnum
 from typing import Any
 
 from lrsearch.search.catalog import complete_config, relevant_params
@@ -32,6 +33,23 @@ MAX_REPEATS = 10
 
 def is_range_test(config: dict) -> bool:
     return isinstance(config.get(RANGE_TEST_KEY), dict)
+
+
+def training_config(config: dict) -> dict:
+    """A range test's config as a training takes it: without its ``range_test`` settings."""
+    return {k: v for k, v in config.items() if k != RANGE_TEST_KEY}
+
+
+class TrialKind(StrEnum):
+    """What a suggested config is, as the store keeps it: a training (an evaluation per epoch or
+    per eval_every steps) or a range test (a sweep of rates: a curve of points, never ranked)."""
+
+    TRAINING = "training"
+    RANGE_TEST = "range_test"
+
+    @classmethod
+    def of(cls, config: dict) -> TrialKind:
+        return cls.RANGE_TEST if is_range_test(config) else cls.TRAINING
 
 
 def validate_range_test_options(options: dict[str, Any], *, repeats: int, extra: tuple[str, ...] = ()
@@ -155,6 +173,7 @@ class RangeTestPlan:
 
 class RangeTestStrategy(Strategy):
     name = "range_test"
+    views = ("range_tests",)
 
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)
@@ -212,5 +231,5 @@ class RangeTestStrategy(Strategy):
         self.plan.reset()
 
 
-__all__ = ["RANGE_TEST_KEY", "RangeTestPlan", "RangeTestStrategy", "fixed_config", "is_range_test",
+__all__ = ["RANGE_TEST_KEY", "RangeTestPlan", "RangeTestStrategy", "TrialKind", "fixed_config", "is_range_test", "training_config",
            "validate_range_test_options"]

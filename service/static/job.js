@@ -57,6 +57,10 @@
   /** A trial's best value of the objective (older answers without one: its val_loss). */
   const obj = (t) => (t.objective !== undefined ? t.objective : t.val_loss);
   const stepJob = () => isNum(state.job?.spec?.steps);
+  // A trial's kind and the job's views come from the server, which asks the strategy.
+  const isRangeTest = (t) => t.kind === "range_test";
+  const trained = () => state.trials.filter((t) => !isRangeTest(t));
+  const isFinderJob = () => (state.job?.views || []).includes("range_tests");
   /** Evaluations per trial: epochs, or steps / eval_every. */
   function rounds() {
     const s = state.job?.spec || {};
@@ -158,10 +162,10 @@
     if (res.ok) { state.best = res.data; state.bestKey = key; } else if (res.status === 404) { state.best = null; }
   }
 
-  /** A range_test or auto job's curves and suggestions, fetched again when a range test ends. */
+  /** The range tests' curves and suggestions (a job whose strategy has that view), fetched again when a test ends. */
   async function syncFinder() {
     if (!isFinderJob()) return;
-    const key = state.trials.filter((t) => t.config?.range_test && LR.FINISHED.includes(t.status)).length;
+    const key = state.trials.filter((t) => isRangeTest(t) && LR.FINISHED.includes(t.status)).length;
     if (key === state.finderKey) return;
     const res = await api(`/jobs/${jobId}/range_test`);
     if (!res.ok) throw new Error(LR.errorText(res));
@@ -285,7 +289,7 @@
   function note(t) {
     const total = rounds();
     if (t.status === "failed") return t.error || "failed";
-    const test = t.config?.range_test;
+    const test = isRangeTest(t) ? t.config.range_test : null;
     if (test) return `range test, seed ${test.repeat}: ${LR.fmtLr(t.config.lr)} to ${LR.fmtLr(test.lr_high)} in ${t.epochs} of ${test.num_steps} steps`;
     if (t.status === "diverged") return t.error || `diverged at evaluation ${Math.max(0, t.epochs - 1)}`;
     if (t.status === "pruned") return `stopped early after ${t.epochs}${total ? ` of ${total}` : ""} ${unit()}`;
@@ -436,8 +440,6 @@
   }
 
   /** The trials that train (a range test's config and rows are a sweep, drawn by plotFinder). */
-  const trained = () => state.trials.filter((t) => !t.config?.range_test);
-  const isFinderJob = () => ["range_test", "auto"].includes(state.job?.spec?.strategy);
 
   function lrRange() {
     const logs = trained().map((t) => t.config?.lr).filter((x) => isNum(x) && x > 0).map(Math.log10);

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lrsearch.search.range_test import summarize
 from lrsearch.service.crud import range_tests, suggestion_best
 from lrsearch.service.db import make_engine, make_session_factory, upgrade
-from lrsearch.service.models import Job, Metric, Trial
+from lrsearch.service.models import Job, RangeTestPoint, Trial
 
 STEPS = 40
 
@@ -36,7 +36,7 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 def add_test(s: Session, job_id: int, number: int, status: str, shift: float | None) -> int:
     config = {"optimizer": "sgd", "lr": 1e-7, "range_test": {"repeat": number, "num_steps": STEPS}}
-    trial = Trial(job_id=job_id, number=number, status=status, config=config,
+    trial = Trial(job_id=job_id, number=number, status=status, config=config, kind="range_test",
                   finished_at=datetime.now(UTC) if status == "completed" else None)
     s.add(trial)
     s.flush()
@@ -47,15 +47,15 @@ def add_test(s: Session, job_id: int, number: int, status: str, shift: float | N
 
 def write_curve(s: Session, trial_id: int, shift: float) -> None:
     for step, (lr, loss) in enumerate(zip(*finder_curve(shift))):
-        s.add(Metric(trial_id=trial_id, epoch=step, train_loss=loss, val_loss=None, val_accuracy=None, lr=lr))
+        s.add(RangeTestPoint(trial_id=trial_id, step=step, lr=lr, loss=loss))
 
 
 def metric_reads(s: Session) -> list[str]:
-    """Collects every SELECT that reads the metrics table on this session's connection."""
+    """Collects every SELECT that reads a range test's curve on this session's connection."""
     seen: list[str] = []
 
     def listen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "metrics" in statement:
+        if statement.lstrip().upper().startswith("SELECT") and "range_test_points" in statement:
             seen.append(statement)
 
     event.listen(s.get_bind(), "before_cursor_execute", listen)
@@ -80,7 +80,7 @@ def test_range_test_answers_are_reused_until_a_test_changes(sessions: sessionmak
         assert [len(f.curves) for f in first] == [1]
         assert first[0].suggestion is not None
         again = range_tests(s, job)
-        assert len(reads) == 1  # nothing changed: the stored answer, no metrics read again
+        assert len(reads) == 1  # nothing changed: the stored answer, no curve read again
         assert [f.model_dump() for f in again] == [f.model_dump() for f in first]
 
     # The second test finishes: the answer is computed again, from both curves.
@@ -115,7 +115,7 @@ def test_a_stored_curve_no_reading_can_use_gives_no_suggestion(
         trial_id = add_test(s, job_id, 0, "completed", None)
         _, losses = finder_curve(1.0)
         for step, loss in enumerate(losses):
-            s.add(Metric(trial_id=trial_id, epoch=step, train_loss=loss, val_loss=None, val_accuracy=None, lr=1e-3))
+            s.add(RangeTestPoint(trial_id=trial_id, step=step, lr=1e-3, loss=loss))
 
     with sessions() as s, caplog.at_level("WARNING", logger="lrsearch.service.crud"):
         job = s.get(Job, job_id)

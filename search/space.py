@@ -1,19 +1,23 @@
 """The search space: the learning rate, the optimizer, the schedule, warmup and their parameters.
 
-A spec's ``space`` is JSON. Numeric dimensions are ``{"low", "high"}`` (log-uniform for
-``lr`` and for parameters marked ``log``, uniform otherwise), ``{"values": [...]}``, or for
-grids ``{"low", "high", "num"}`` (log-spaced for ``lr``, linear otherwise). Categorical
-dimensions (``optimizer``, ``schedule``, ``nesterov``) are lists.
+A spec's ``space`` is JSON, its shape the SpaceSpec model (what the OpenAPI schema shows). Numeric
+dimensions are ``{"low", "high"}`` (log-uniform for ``lr`` and for parameters marked ``log``,
+uniform otherwise), ``{"values": [...]}``, or for grids ``{"low", "high", "num"}`` (log-spaced for
+``lr``, linear otherwise). Categorical dimensions (``optimizer``, ``schedule``, ``nesterov``) are
+lists. A single value stands for a list of it (``"optimizer": "adam"``, ``"momentum": 0.9``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Annotated, Any, ClassVar, Sequence
 
-from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, param_specs
-from lrsearch.search.errors import SpecError, is_finite_number
+from pydantic import Field, PrivateAttr, ValidationError, WithJsonSchema, create_model, model_validator
+
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, param_specs
+from lrsearch.search.errors import SpecError, SpecErrors, is_finite_number, raise_all, spec_errors
+from lrsearch.search.spec_model import Flag, Number, SpecPart
 
 MAX_GRID_NUM = 1000  # points along one grid axis
 
@@ -95,9 +99,87 @@ class SearchSpace:
         return math.prod(len(d.grid_points()) for d in self.dims.values())
 
 
+# -- the shape: what a user may send -----------------------------------------------------------------
+
+class NumericSpec(SpecPart):
+    """A numeric dimension: a range ``{"low", "high"}`` to sample (log-uniformly for lr and for log
+    parameters), explicit ``{"values": [...]}``, or for grid search ``{"low", "high", "num"}``."""
+
+    shape: ClassVar[str] = '{"low": a, "high": b} or {"values": [...]} (grid: {"low": a, "high": b, "num": k})'
+
+    low: Number | None = Field(default=None, description="the lowest value (inclusive); with high")
+    high: Number | None = Field(default=None, description="the highest value (inclusive); above low")
+    num: int | None = Field(default=None, description=(
+        f"grid search only: this many points from low to high, 1 to {MAX_GRID_NUM} (log-spaced for lr, "
+        "linear otherwise)"))
+    values: list[Number] | None = Field(default=None, description=(
+        f"these values (at most {MAX_GRID_NUM}) instead of a range"))
+
+
+def _names(names: Sequence[str]) -> Any:
+    # The schema lists the names; parse_space checks them, with a message that lists them too.
+    return Annotated[str, WithJsonSchema({"type": "string", "enum": list(names)})]
+
+
+class _SpaceBase(SpecPart):
+    """The search space: a dimension per name. Only lr is required (range_test and auto default it
+    to 1e-7..10); optimizer defaults to ["sgd"], schedule to ["constant"], warmup_fraction to 0.
+    A single value stands for a list of it: "optimizer": "adam", "momentum": 0.9."""
+
+    key_name: ClassVar[str] = "dimension"
+
+    lr: NumericSpec | None = Field(default=None, description=(
+        "the base learning rate, > 0 and at most 1e6; sampled log-uniformly from a range"))
+    optimizer: list[_names(list(OPTIMIZERS))] | None = Field(  # type: ignore[valid-type]
+        default=None, description="optimizers to try (default [\"sgd\"])")
+    schedule: list[_names(list(SCHEDULES))] | None = Field(  # type: ignore[valid-type]
+        default=None, description="learning-rate schedules to try (default [\"constant\"])")
+    warmup_fraction: NumericSpec | None = Field(default=None, description=(
+        "the fraction of the training steps over which the rate rises linearly from 0, in [0, 0.9] (default 0)"))
+
+    # A single value as the user sent it, by dimension: stored back in that shape.
+    _single: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _single_values(cls, raw: Any, handler: Any) -> Any:
+        if not isinstance(raw, dict):
+            return handler(raw)
+        single = {k: v for k, v in raw.items() if isinstance(v, (str, bool, int, float))}
+        space = handler({k: _as_list(single[k]) if k in single else v for k, v in raw.items()})
+        space._single = single
+        return space
+
+    def _sent_value(self, key: str, value: Any) -> Any:
+        return self._single.get(key, value)
+
+
+def _as_list(value: str | bool | int | float) -> Any:
+    # A name or a flag is a one-element list; a number, the values {"values": [it]}.
+    return [value] if isinstance(value, (str, bool)) else {"values": [value]}
+
+
+def _param_field(p: ParamSpec) -> tuple[Any, Any]:
+    owners = [o for o, params in OPTIMIZERS.items() if p in params] + [
+        s for s, params in SCHEDULES.items() if p in params]
+    where = f"{p.doc}, for {', '.join(owners)}"
+    if p.kind == "bool":
+        return list[Flag] | None, Field(default=None, description=f"{where}: true, false or both")
+    kind = "an integer" if p.kind == "int" else "a number"
+    scale = "; a range is sampled log-uniformly" if p.log else ""
+    return NumericSpec | None, Field(default=None, description=f"{where}: {kind} in [{p.low}, {p.high}]{scale}")
+
+
+SpaceSpec = create_model(  # the catalog's parameters are dimensions too, each described from it
+    "SpaceSpec", __base__=_SpaceBase, __module__=__name__,
+    **{name: _param_field(p) for name, p in param_specs().items()},  # type: ignore[call-overload]
+)
+SpaceSpec.__doc__ = _SpaceBase.__doc__
+
+
+# -- the values -----------------------------------------------------------------------------------------
+
 def _finite_number(loc: tuple, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(loc, f"must be a number, got {value!r}")
     if not is_finite_number(value):
         raise SpecError(loc, "must be finite (and within a float's range)")
     return float(value)
@@ -114,7 +196,7 @@ def _check_bounds(loc: tuple, value: float, low: float | None, high: float | Non
 
 def _parse_numeric(
     name: str,
-    raw: Any,
+    raw: NumericSpec,
     *,
     log: bool,
     integer: bool,
@@ -124,18 +206,12 @@ def _parse_numeric(
     grid: bool,
 ) -> Numeric:
     loc: tuple = ("space", name)
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raw = {"values": [raw]}
-    if not isinstance(raw, dict):
-        raise SpecError(loc, 'must be {"low": a, "high": b} or {"values": [...]}' + (
-            ' or {"low": a, "high": b, "num": k}' if grid else ""))
-    allowed = {"values"} if "values" in raw else {"low", "high", "num"}
-    extra = set(raw) - allowed
-    if extra:
-        raise SpecError(loc + (sorted(extra)[0],), f"unknown key; allowed: {sorted(allowed)}")
-    if "values" in raw:
-        values = raw["values"]
-        if not isinstance(values, list) or not values:
+    given = raw.as_sent()
+    if "values" in given:
+        if extra := sorted(set(given) - {"values"}):
+            raise SpecError(loc + (extra[0],), "not allowed with values: give values, or low and high")
+        values = given["values"]
+        if not values:
             raise SpecError(loc + ("values",), "must be a non-empty list of numbers")
         if len(values) > MAX_GRID_NUM:
             raise SpecError(loc + ("values",), f"at most {MAX_GRID_NUM} values")
@@ -154,40 +230,38 @@ def _parse_numeric(
                 unique.append(x)
         return Numeric(name, values=tuple(unique), log=log, integer=integer)
     for key in ("low", "high"):
-        if key not in raw:
+        if key not in given:
             raise SpecError(loc + (key,), "is required")
-    low = _finite_number(loc + ("low",), raw["low"])
-    high = _finite_number(loc + ("high",), raw["high"])
+    low = _finite_number(loc + ("low",), given["low"])
+    high = _finite_number(loc + ("high",), given["high"])
     _check_bounds(loc + ("low",), low, low_bound, high_bound, positive)
     _check_bounds(loc + ("high",), high, low_bound, high_bound, positive)
     if integer:
         for key, x in (("low", low), ("high", high)):
             if x != int(x):
-                raise SpecError(loc + (key,), f"must be an integer, got {raw[key]!r}")
+                raise SpecError(loc + (key,), f"must be an integer, got {given[key]!r}")
     if low >= high:
         raise SpecError(loc + ("low",), f"low ({low}) must be < high ({high})")
     if log and low <= 0:
         raise SpecError(loc + ("low",), "must be > 0 (sampled on a log scale)")
-    num = raw.get("num")
+    num = given.get("num")
     if num is not None:
         if not grid:
             raise SpecError(loc + ("num",), "only grid search takes num")
-        if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= MAX_GRID_NUM:
+        if not 1 <= num <= MAX_GRID_NUM:
             raise SpecError(loc + ("num",), f"must be an integer in [1, {MAX_GRID_NUM}]")
     elif grid:
         raise SpecError(loc, 'grid search needs {"low", "high", "num"} or {"values": [...]}')
     return Numeric(name, low=low, high=high, num=num, log=log, integer=integer)
 
 
-def _parse_categorical(name: str, raw: Any, allowed: Sequence[Any]) -> Categorical:
+def _parse_categorical(name: str, raw: list, allowed: Sequence[Any]) -> Categorical:
     loc: tuple = ("space", name)
-    if isinstance(raw, (str, bool)):
-        raw = [raw]
-    if not isinstance(raw, list) or not raw:
+    if not raw:
         raise SpecError(loc, f"must be a non-empty list; allowed: {list(allowed)}")
     seen: list[Any] = []
     for i, v in enumerate(raw):
-        if v not in allowed or (isinstance(v, bool) != isinstance(allowed[0], bool)):
+        if v not in allowed:
             raise SpecError(loc + (i,), f"unknown value {v!r}; allowed: {list(allowed)}")
         if v not in seen:
             seen.append(v)
@@ -195,33 +269,38 @@ def _parse_categorical(name: str, raw: Any, allowed: Sequence[Any]) -> Categoric
 
 
 def parse_space(raw: Any, *, grid: bool = False) -> SearchSpace:
-    """Parse and validate a spec's ``space``; raises SpecError naming the field."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SpecError(("space",), "must be an object")
-    params = param_specs()
-    known = ["lr", "optimizer", "schedule", "warmup_fraction", *params]
-    for key in raw:
-        if key not in known:
-            raise SpecError(("space", key), f"unknown dimension; allowed: {known}")
-    if "lr" not in raw:
-        raise SpecError(("space", "lr"), "is required")
-    dims: dict[str, Dimension] = {
-        "lr": _parse_numeric("lr", raw["lr"], log=True, integer=False, low_bound=None,
-                             high_bound=1e6, positive=True, grid=grid),
-        "optimizer": _parse_categorical("optimizer", raw.get("optimizer", ["sgd"]), list(OPTIMIZERS)),
-        "schedule": _parse_categorical("schedule", raw.get("schedule", ["constant"]), list(SCHEDULES)),
-        "warmup_fraction": _parse_numeric("warmup_fraction", raw.get("warmup_fraction", {"values": [0.0]}),
-                                          log=False, integer=False, low_bound=0.0, high_bound=0.9,
-                                          positive=False, grid=grid),
-    }
-    for name, spec in params.items():
-        if name not in raw:
+    """Parse and validate a spec's ``space`` (a SpaceSpec, or its JSON): its shape, then each
+    dimension's values. Raises SpecError naming the field, SpecErrors when several are wrong."""
+    try:
+        spec = SpaceSpec.model_validate({} if raw is None else raw)
+    except ValidationError as exc:
+        raise SpecErrors(spec_errors(exc, ("space",))) from None
+    errors: list[SpecError] = []
+    dims: dict[str, Dimension] = {}
+
+    def parse(name: str, value: Any, default: Any, parser: Any, **how: Any) -> None:
+        try:
+            dims[name] = parser(name, default if value is None else value, **how)
+        except SpecError as exc:
+            errors.append(exc)
+
+    if spec.lr is None:
+        errors.append(SpecError(("space", "lr"), "is required"))
+    else:
+        parse("lr", spec.lr, None, _parse_numeric, log=True, integer=False, low_bound=None, high_bound=1e6,
+              positive=True, grid=grid)
+    parse("optimizer", spec.optimizer, ["sgd"], _parse_categorical, allowed=list(OPTIMIZERS))
+    parse("schedule", spec.schedule, ["constant"], _parse_categorical, allowed=list(SCHEDULES))
+    parse("warmup_fraction", spec.warmup_fraction, NumericSpec(values=[0.0]), _parse_numeric, log=False,
+          integer=False, low_bound=0.0, high_bound=0.9, positive=False, grid=grid)
+    for name, p in param_specs().items():
+        value = getattr(spec, name)
+        if value is None:
             continue
-        if spec.kind == "bool":
-            dims[name] = _parse_categorical(name, raw[name], [False, True])
+        if p.kind == "bool":
+            parse(name, value, None, _parse_categorical, allowed=[False, True])
         else:
-            dims[name] = _parse_numeric(name, raw[name], log=spec.log, integer=spec.kind == "int",
-                                        low_bound=spec.low, high_bound=spec.high, positive=False, grid=grid)
+            parse(name, value, None, _parse_numeric, log=p.log, integer=p.kind == "int", low_bound=p.low,
+                  high_bound=p.high, positive=False, grid=grid)
+    raise_all(errors)
     return SearchSpace(dims)

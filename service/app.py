@@ -38,17 +38,19 @@ class ErrorResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "value_error")}
-              for e in exc.errors()]
-    message = "; ".join(f"{_loc_text(e['loc'])}: {e['msg']}" for e in errors)
+def _unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    """A 422 listing every error ({loc, msg, type}, as FastAPI's own), and a message joining them."""
+    message = "; ".join(f"{where}: {e['msg']}" if (where := _loc_text(e["loc"])) else e["msg"] for e in errors)
     return ErrorResponse({"detail": errors, "message": message}, status_code=422)
 
 
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    return _unprocessable([{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""),
+                            "type": e.get("type", "value_error")} for e in exc.errors()])
+
+
 async def _spec_error(_request: Request, exc: SpecError) -> JSONResponse:
-    loc = ["body", *exc.loc]
-    return ErrorResponse({"detail": [{"loc": loc, "msg": exc.message, "type": "value_error"}],
-                          "message": f"{_loc_text(loc)}: {exc.message}"}, status_code=422)
+    return _unprocessable([{"loc": ["body", *e.loc], "msg": e.message, "type": e.type} for e in exc.errors])
 
 
 class BodySizeLimit:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from lrsearch.search.early_stopping import AnyEarlyStoppingSpec
+from lrsearch.search.space import SpaceSpec
+from lrsearch.search.spec_model import SpecModel
+from lrsearch.search.strategies import ANY_STRATEGY_OPTIONS, STRATEGIES, StrategyOptions
 
 T = TypeVar("T")
 
 
-class Resources(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class Resources(SpecModel):
     cpu: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
     gpu: float = Field(default=0.0, ge=0, le=64, description="GPUs per worker (fractions allowed)")
     workers: int = Field(default=1, ge=1, le=64, description=(
@@ -20,10 +23,8 @@ class Resources(BaseModel):
         "worker taking batch_size / workers of every global batch; cpu and gpu are per worker"))
 
 
-class ObjectiveSpec(BaseModel):
+class ObjectiveSpec(SpecModel):
     """What the job ranks its trials by."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     metric: str = Field(default="val_loss", description=(
         "a validation metric the workload reports (GET /workloads lists them), e.g. val_loss, val_accuracy"))
@@ -31,15 +32,25 @@ class ObjectiveSpec(BaseModel):
         "min or max; default: the metric's own direction (min for losses, max for accuracy)"))
 
 
-class JobSpec(BaseModel):
-    """A learning-rate search. Shapes are checked here; names, ranges and caps in service/validation.py."""
+def _options_by_strategy() -> str:
+    models: dict[type[StrategyOptions], list[str]] = {}
+    for name, cls in STRATEGIES.items():
+        models.setdefault(cls.options_model, []).append(name)
+    return "the strategy's own options, by strategy: " + "; ".join(
+        f"{', '.join(names)}: {model.__name__}" for model, names in models.items())
 
-    # strict: no silent coercion (true is not 1, "10" is not 10, 2.5 is not an integer).
-    model_config = ConfigDict(extra="forbid", strict=True)
+
+class JobSpec(SpecModel):
+    """A learning-rate search. Shapes are checked here (strictly: true is not 1, "10" is not 10, 2.5
+    is not an integer); names, ranges and caps in service/validation.py and search/'s parsers."""
+
+    shape: ClassVar[str] = "a JobSpec object"
+    key_name: ClassVar[str] = "field"
 
     name: str | None = Field(default=None, description="a label; defaults to '<strategy>-<workload>'")
     workload: str = Field(description="a registered workload, see GET /workloads")
-    strategy: str = Field(default="random", description="grid, random, bayesian, manual, range_test or auto")
+    strategy: Literal[tuple(STRATEGIES)] = Field(  # type: ignore[valid-type]
+        default="random", description="the search algorithm; its options are its own (see options)")
     max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
     max_concurrent: int = Field(default=2, description="trials running at once")
     epochs: int | None = Field(default=None, description="epochs per trial (default 10); or give steps")
@@ -56,15 +67,28 @@ class JobSpec(BaseModel):
     training_seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description=(
         "seeds every trial's initialisation and batch order (and the range tests); default: seed. "
         "Jobs with one training_seed and different seeds search the same landscape"))
-    space: dict[str, Any] | None = Field(default=None, description=(
+    space: SpaceSpec | None = Field(default=None, description=(  # type: ignore[valid-type]
         "the search space (not for manual; range_test and auto default lr to 1e-7..10)"))
-    configs: list[dict[str, Any]] | None = Field(default=None, description="manual: the trials to run")
-    early_stopping: dict[str, Any] | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="strategy options")
+    configs: list[dict[str, Any]] | None = Field(default=None, description=(
+        'manual: the trials to run, each {"lr": ..., "optimizer": ..., "schedule": ..., ...}'))
+    early_stopping: AnyEarlyStoppingSpec | None = Field(default=None, description=(
+        "stop poor trials early: one rule, by kind (default none; auto: asha)"))
+    options: ANY_STRATEGY_OPTIONS = Field(  # type: ignore[valid-type]
+        default_factory=dict, validate_default=True, description=_options_by_strategy())
     resources: Resources = Field(default_factory=Resources)
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a trial whose worker died")
     divergence_factor: float = Field(default=10.0, gt=1.0, le=1e6, description=(
         "a trial diverges when its val_loss exceeds this multiple of its first epoch's (or is NaN/inf)"))
+
+    @field_validator("options", mode="wrap")
+    @classmethod
+    def _options_of_its_strategy(cls, raw: Any, _union: Any, info: ValidationInfo) -> StrategyOptions:
+        # The strategy's own model checks them (the union is for the schema). Without a valid
+        # strategy they cannot be judged: its error is the one to report.
+        strategy = info.data.get("strategy")
+        if strategy is None:
+            return StrategyOptions()
+        return STRATEGIES[strategy].options_model.model_validate(raw)
 
     @property
     def trial_seed(self) -> int:

@@ -1,19 +1,30 @@
-"""Checks of a JobSpec beyond its shape: known names, ranges, caps. Raises SpecError naming the field."""
+"""Checks of a JobSpec beyond its shape: known names, ranges, caps, what its strategy needs.
+
+Every mistake is reported at once (SpecErrors, one 422). Each check adds what it finds, and a check
+that reads a field already found wrong is skipped: it could only repeat that mistake. What a
+strategy needs (a space or configs, its defaults, a budget it must not cut) it says itself, through
+its class in the registry; nothing here knows a strategy by name.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from lrsearch.search import STRATEGIES, SpecError, StrategySpec, make_strategy, parse_space
+from pydantic import ValidationError
+
+from lrsearch.search import STRATEGIES, SpecError, StrategySpec, parse_space
+from lrsearch.search.errors import SpecErrors, raise_all, spec_errors
 from lrsearch.search.objective import Objective
+from lrsearch.search.space import SearchSpace, SpaceSpec
+from lrsearch.search.strategies import Strategy
 from lrsearch.service.config import Settings
 from lrsearch.service.schemas import DEFAULT_EPOCHS, JobSpec, ObjectiveSpec
 
-
-# Strategies that start with LR range tests; their space's lr defaults to FINDER_LR_RANGE.
-FINDER_STRATEGIES = ("range_test", "auto")
-FINDER_LR_RANGE = {"low": 1e-7, "high": 10.0}
+# The fields that say how long a trial trains: what reads the length reads all three.
+LENGTH = ("epochs", "steps", "eval_every")
 
 
 @dataclass(frozen=True)
@@ -21,6 +32,27 @@ class CheckedJob:
     spec: JobSpec
     strategy_spec: StrategySpec
     total_trials: int | None
+
+
+class Findings:
+    """The mistakes found in one spec so far; a top-level field is sound while none is at it."""
+
+    def __init__(self, errors: Iterable[SpecError] = ()) -> None:
+        self.errors: list[SpecError] = [e for error in errors for e in error.errors]
+
+    def sound(self, *fields: str) -> bool:
+        return not any(e.loc and e.loc[0] in fields for e in self.errors)
+
+    def add(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.errors.append(SpecError(loc, message))
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Run a check that raises SpecError: what it raises is added, and the checks go on."""
+        try:
+            yield
+        except SpecError as exc:
+            self.errors.extend(exc.errors)
 
 
 def _encodable(text: str) -> bool:
@@ -48,6 +80,13 @@ def make_stopper(spec: JobSpec) -> Any:
 def objective_of(spec: JobSpec) -> Objective:
     """What the job ranks by (its mode already filled in by check_job_spec)."""
     return Objective(metric=spec.objective.metric, mode=spec.objective.mode or "min")
+
+
+def _name(name: str, settings: Settings) -> None:
+    if not 1 <= len(name) <= settings.max_name_length:
+        raise SpecError(("name",), f"must be 1 to {settings.max_name_length} characters")
+    if not _encodable(name):
+        raise SpecError(("name",), "must be text UTF-8 can encode (it holds a lone surrogate)")
 
 
 def _length(spec: JobSpec, settings: Settings) -> JobSpec:
@@ -106,80 +145,122 @@ def _objective(spec: JobSpec) -> JobSpec:
     return spec.model_copy(update={"objective": ObjectiveSpec(metric=metric, mode=mode)})
 
 
-def _options(spec: JobSpec) -> dict:
-    try:
-        from lrsearch.search.strategies import validate_options  # type: ignore[attr-defined]
-    except ImportError:
-        if spec.options:
-            raise SpecError(("options",), f"{spec.strategy} takes no options") from None
-        return {}
-    return validate_options(spec.strategy, spec.options)
+def _what_it_searches(spec: JobSpec, strategy: type[Strategy], settings: Settings,
+                      found: Findings) -> tuple[JobSpec, SearchSpace | None]:
+    """The strategy's configs, or its space completed with the strategy's defaults and parsed."""
+    if strategy.takes_configs:
+        if spec.space is not None and found.sound("space"):
+            found.add(("space",), f"{strategy.name} search takes configs, not space")
+        if found.sound("configs") and not spec.configs:
+            found.add(("configs",), f'{strategy.name} search needs a non-empty list, e.g. [{{"lr": 0.1}}]')
+        elif found.sound("configs") and len(spec.configs or ()) > settings.max_trials:
+            found.add(("configs",), f"at most {settings.max_trials} configs")
+        return spec, None
+    if spec.configs is not None and found.sound("configs"):
+        takers = [name for name, cls in STRATEGIES.items() if cls.takes_configs]
+        found.add(("configs",), f"{strategy.name} search takes space, not configs (configs are for "
+                                f"{', '.join(takers)})")
+    if not found.sound("space"):
+        return spec, None
+    if strategy.default_space:
+        # Written into the job's spec: what it searched is on record.
+        sent = spec.space.model_dump() if spec.space is not None else {}
+        spec = spec.model_copy(update={"space": SpaceSpec.model_validate({**strategy.default_space, **sent})})
+    if spec.space is None:
+        found.add(("space",), 'is required, e.g. {"lr": {"low": 1e-4, "high": 1.0}}')
+        return spec, None
+    space = None
+    with found.collect():
+        space = parse_space(spec.space, grid=strategy.grid)
+        if strategy.grid and space.grid_size() > settings.max_grid_points:
+            raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
+                                        f"{settings.max_grid_points} allowed")
+    return spec, space
 
 
-def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, new_job: bool = True) -> CheckedJob:
-    """Validate everything a job needs before anything is written.
+def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, new_job: bool = True,
+                   found: Iterable[SpecError] = ()) -> CheckedJob:
+    """Validate everything a job needs before anything is written; SpecErrors lists every mistake.
 
     ``new_job=False`` when a stored job resumes: rules that only refuse a submission (a budget that
     would cut a grid or a manual list short) are not applied to jobs an earlier version accepted.
+    ``found``: mistakes already found in the body's shape, reported with these; the fields they are
+    at are not checked again.
     """
-    if spec.name is not None and not 1 <= len(spec.name) <= settings.max_name_length:
-        raise SpecError(("name",), f"must be 1 to {settings.max_name_length} characters")
-    if spec.name is not None and not _encodable(spec.name):
-        raise SpecError(("name",), "must be text UTF-8 can encode (it holds a lone surrogate)")
-    if spec.workload not in workloads:
-        raise SpecError(("workload",), f"unknown workload {spec.workload!r}; allowed: {workloads}")
-    if spec.strategy not in STRATEGIES:
-        raise SpecError(("strategy",), f"unknown strategy {spec.strategy!r}; allowed: {sorted(STRATEGIES)}")
-    spec = _length(spec, settings)
-    spec = _objective(spec)
-    spec = _batch_size(spec, settings)
-    _workers(spec)
-    _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
-    if spec.max_trials is not None:
-        _int_in("max_trials", spec.max_trials, 1, settings.max_trials)
+    findings = Findings(found)
+    sound, collect = findings.sound, findings.collect
+    if spec.name is not None and sound("name"):
+        with collect():
+            _name(spec.name, settings)
+    if spec.workload not in workloads and sound("workload"):
+        findings.add(("workload",), f"unknown workload {spec.workload!r}; allowed: {workloads}")
+    if sound(*LENGTH):
+        with collect():
+            spec = _length(spec, settings)
+    if sound("workload", "objective"):
+        with collect():
+            spec = _objective(spec)
+    if sound("workload", "batch_size"):
+        with collect():
+            spec = _batch_size(spec, settings)
+    if sound("workload", "batch_size", "resources"):
+        with collect():
+            _workers(spec)
+    if sound("max_concurrent"):
+        with collect():
+            _int_in("max_concurrent", spec.max_concurrent, 1, settings.max_concurrent)
+    if spec.max_trials is not None and sound("max_trials"):
+        with collect():
+            _int_in("max_trials", spec.max_trials, 1, settings.max_trials)
 
-    manual = spec.strategy == "manual"
-    if manual:
-        if spec.space is not None:
-            raise SpecError(("space",), "manual search takes configs, not space")
-        if not spec.configs:
-            raise SpecError(("configs",), 'manual search needs a non-empty list, e.g. [{"lr": 0.1}]')
-        if len(spec.configs) > settings.max_trials:
-            raise SpecError(("configs",), f"at most {settings.max_trials} configs")
-        if new_job and spec.max_trials is not None and spec.max_trials < len(spec.configs):
-            # Manual means exactly these trials: cutting the list short would drop configs unseen.
-            raise SpecError(("max_trials",), f"is {spec.max_trials} but configs lists {len(spec.configs)}; "
-                                             "manual search runs every config (omit max_trials)")
-        space = None
+    strategy_class = STRATEGIES[spec.strategy] if sound("strategy") else None
+    space: SearchSpace | None = None
+    if strategy_class is not None:
+        spec, space = _what_it_searches(spec, strategy_class, settings, findings)
+        default_stopping = strategy_class.default_early_stopping
+        if (spec.early_stopping is None and default_stopping is not None and sound("early_stopping", *LENGTH)
+                and spec.rounds > 1):  # a one-evaluation trial cannot be stopped early
+            spec = spec.model_copy(update={"early_stopping": default_stopping})
+    if sound("early_stopping", *LENGTH):
+        with collect():
+            make_stopper(spec)
+
+    strategy = strategy_spec = None
+    if strategy_class is not None and sound("space", "configs", "options", "max_trials", "seed", *LENGTH):
+        max_trials = strategy_class.default_max_trials if spec.max_trials is None else spec.max_trials
+        with collect():
+            # Strategies complete configs with the schedule's defaults, which count in the schedule's unit.
+            strategy_spec = StrategySpec(space=space, epochs=spec.schedule_length, seed=spec.seed,
+                                         max_trials=max_trials, configs=tuple(spec.configs or ()),
+                                         options=strategy_class.validate_options(spec.options))
+            strategy = strategy_class(strategy_spec)  # manual configs are checked here
+            if new_job and spec.max_trials is not None:
+                strategy.check_budget(spec.max_trials)
+        spec = spec.model_copy(update={"max_trials": max_trials})
+    raise_all(findings.errors)
+    assert strategy is not None and strategy_spec is not None  # every check ran, none found a mistake
+    return CheckedJob(spec=spec, strategy_spec=strategy_spec, total_trials=strategy.total())
+
+
+def check_submission(body: Any, settings: Settings, workloads: list[str]) -> CheckedJob:
+    """A submitted JobSpec, as sent: its shape and its values checked together, so that one answer
+    lists every mistake. The fields with the wrong shape are left out of the value checks."""
+    try:
+        spec = JobSpec.model_validate(body)
+    except ValidationError as exc:
+        shape = spec_errors(exc)
     else:
-        if spec.configs is not None:
-            raise SpecError(("configs",), "only manual search takes configs; use space")
-        if spec.strategy in FINDER_STRATEGIES and "lr" not in (spec.space or {}):
-            # A range test's classic sweep: from far too small to far too large.
-            spec = spec.model_copy(update={"space": {**(spec.space or {}), "lr": dict(FINDER_LR_RANGE)}})
-        if spec.space is None:
-            raise SpecError(("space",), 'is required, e.g. {"lr": {"low": 1e-4, "high": 1.0}}')
-        space = parse_space(spec.space, grid=spec.strategy == "grid")
-        if spec.strategy == "grid" and space.grid_size() > settings.max_grid_points:
-            raise SpecError(("space",), f"the grid has {space.grid_size()} points; at most "
-                                        f"{settings.max_grid_points} allowed")
-    if spec.strategy == "auto" and spec.early_stopping is None and spec.rounds > 1:
-        spec = spec.model_copy(update={"early_stopping": {"kind": "asha"}})  # auto means search + ASHA
-    make_stopper(spec)
-    options = _options(spec)
-    max_trials = spec.max_trials
-    if max_trials is None and spec.strategy not in ("grid", "manual", "range_test"):
-        max_trials = 20  # a sensible default budget for sampling strategies
-    # Strategies complete configs with the schedule's defaults, which count in the schedule's unit.
-    strategy_spec = StrategySpec(space=space, epochs=spec.schedule_length, seed=spec.seed, max_trials=max_trials,
-                                 configs=tuple(spec.configs or ()), options=options)
-    strategy = make_strategy(spec.strategy, strategy_spec)  # manual configs are checked here
-    if new_job and spec.strategy == "grid" and spec.max_trials is not None:
-        points = strategy.size  # type: ignore[attr-defined]
-        if spec.max_trials < points:
-            # Cutting a grid short would keep only its lowest learning rates (lr varies slowest).
-            raise SpecError(("max_trials",), f"is {spec.max_trials} but the grid has {points} points; grid search "
-                                             "runs the whole product (omit max_trials, use fewer points, or use "
-                                             "random search for a budget)")
-    return CheckedJob(spec=spec.model_copy(update={"max_trials": max_trials}),
-                      strategy_spec=strategy_spec, total_trials=strategy.total())
+        return check_job_spec(spec, settings, workloads)
+    wrong = {e.loc[0] for e in shape if e.loc}
+    if not isinstance(body, dict) or any(not e.loc for e in shape):
+        raise SpecErrors(shape)
+    if "strategy" in wrong:
+        wrong.add("options")  # the strategy's model judges them: without a strategy, nothing can
+    # The rest stands in for the body (the workload is required, so a wrong one leaves a placeholder).
+    rest = {key: value for key, value in body.items() if key not in wrong}
+    try:
+        spec = JobSpec.model_validate({**rest, "workload": rest.get("workload", "")})
+    except ValidationError:
+        raise SpecErrors(shape) from None
+    check_job_spec(spec, settings, workloads, found=shape)
+    raise AssertionError("check_job_spec raises the shape's mistakes")

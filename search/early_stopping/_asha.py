@@ -29,9 +29,12 @@ poisoned -- and its answer is stop.
 from __future__ import annotations
 
 import bisect
-from typing import Any, Self
+from typing import Literal, Self
 
-from lrsearch.search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
+from pydantic import Field
+
+from lrsearch.search.early_stopping.base import (Decision, EarlyStopper, EarlyStoppingSpec, grace_option, int_option,
+                                                 is_finite)
 
 # At 100 a rung lets its best 1% go on; larger factors would only put absurd numbers into Hyperband's budgets.
 MAX_REDUCTION_FACTOR = 100
@@ -78,10 +81,20 @@ class _Rung:
         del self.ranked[bisect.bisect_left(self.ranked, value)]
 
 
+class SuccessiveHalvingSpec(EarlyStoppingSpec):
+    reduction_factor: int | None = Field(default=None, description=(
+        f"a rung lets the best 1/reduction_factor of its trials go on: 2 to {MAX_REDUCTION_FACTOR} (default 3)"))
+
+
+class AshaSpec(SuccessiveHalvingSpec):
+    """ASHA: rungs at grace_epochs x reduction_factor^k epochs; at each a trial goes on only among the best
+    1/reduction_factor of those recorded there."""
+
+    kind: Literal["asha"]
+
+
 class SuccessiveHalving(EarlyStopper):
     """What ASHA and Hyperband share: a grace period and a reduction factor, and their options."""
-
-    defaults = {"grace_epochs": 2, "reduction_factor": 3}
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
         super().__init__(epochs)
@@ -91,13 +104,13 @@ class SuccessiveHalving(EarlyStopper):
         self.reduction_factor = reduction_factor
 
     @classmethod
-    def from_spec(cls, raw: dict[str, Any], epochs: int) -> Self:
-        check_keys(raw, cls)
-        return cls(epochs, grace_option(raw, epochs), int_option(raw, "reduction_factor", 3, 2, MAX_REDUCTION_FACTOR))
+    def from_spec(cls, spec: EarlyStoppingSpec, epochs: int) -> Self:
+        return cls(epochs, grace_option(spec, epochs), int_option(spec, "reduction_factor", 3, 2, MAX_REDUCTION_FACTOR))
 
 
 class ASHA(SuccessiveHalving):
     kind = "asha"
+    spec_model = AshaSpec
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
         super().__init__(epochs, grace_epochs, reduction_factor)

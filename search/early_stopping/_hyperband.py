@@ -11,15 +11,23 @@ sequence, so any run of consecutive trials meets every bracket in about those pr
 from __future__ import annotations
 
 import math
+from typing import Literal
 
-from lrsearch.search.early_stopping._asha import ASHA, SuccessiveHalving
+from lrsearch.search.early_stopping._asha import ASHA, SuccessiveHalving, SuccessiveHalvingSpec
 from lrsearch.search.early_stopping.base import Decision
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
+class HyperbandSpec(SuccessiveHalvingSpec):
+    """Hyperband: ASHA brackets with grace periods grace_epochs x reduction_factor^i, the trials spread over them."""
+
+    kind: Literal["hyperband"]
+
+
 class Hyperband(SuccessiveHalving):
     kind = "hyperband"
+    spec_model = HyperbandSpec
 
     def __init__(self, epochs: int, grace_epochs: int = 1, reduction_factor: int = 3) -> None:
         super().__init__(epochs, grace_epochs, reduction_factor)

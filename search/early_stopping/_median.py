@@ -8,14 +8,26 @@ trials have reached that epoch. A NaN/inf val_loss is never recorded and answers
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Literal
 
-from lrsearch.search.early_stopping.base import Decision, EarlyStopper, check_keys, grace_option, int_option, is_finite
+from pydantic import Field
+
+from lrsearch.search.early_stopping.base import (Decision, EarlyStopper, EarlyStoppingSpec, grace_option, int_option,
+                                                 is_finite)
+
+
+class MedianSpec(EarlyStoppingSpec):
+    """The median rule: after the grace period a trial stops when its best so far is worse than the
+    median of the others' at the same epoch."""
+
+    kind: Literal["median"]
+    min_trials: int | None = Field(default=None, description=(
+        "other trials that must have reached the epoch before the rule judges there: 1 to 10000 (default 5)"))
 
 
 class MedianStopper(EarlyStopper):
     kind = "median"
-    defaults = {"grace_epochs": 2, "min_trials": 5}
+    spec_model = MedianSpec
 
     def __init__(self, epochs: int, grace_epochs: int = 1, min_trials: int = 5) -> None:
         super().__init__(epochs)
@@ -26,11 +38,8 @@ class MedianStopper(EarlyStopper):
         self._last: dict[int, tuple[int, float]] = {}  # trial -> (epochs trained, best so far)
 
     @classmethod
-    def from_spec(cls, raw: dict[str, Any], epochs: int) -> MedianStopper:
-        check_keys(raw, cls)
-        grace = grace_option(raw, epochs)
-        m = int_option(raw, "min_trials", 5, 1, 10_000)
-        return cls(epochs, grace, m)
+    def from_spec(cls, spec: EarlyStoppingSpec, epochs: int) -> MedianStopper:
+        return cls(epochs, grace_option(spec, epochs), int_option(spec, "min_trials", 5, 1, 10_000))
 
     def report(self, number: int, epoch: int, val_loss: float) -> Decision:
         if not is_finite(val_loss):

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from lrsearch.search.errors import SpecError, int_at, is_finite_number
+from pydantic import Field
+
+from lrsearch.search.errors import int_at, is_finite_number
+from lrsearch.search.spec_model import SpecPart
 
 
 class Decision(StrEnum):
@@ -26,20 +29,31 @@ class Decision(StrEnum):
     STOP = "stop"
 
 
+class EarlyStoppingSpec(SpecPart):
+    """What every rule's ``early_stopping`` object may hold besides its own options."""
+
+    shape: ClassVar[str] = 'null or an object like {"kind": "asha"}'
+
+    kind: str
+    grace_epochs: int | None = Field(default=None, description=(
+        "epochs every trial trains before it may be stopped, 1 to epochs - 1 (default 2, or 1 in a 2-epoch job)"))
+    grace_steps: int | None = Field(default=None, description=(
+        "a step job's grace period instead of grace_epochs, rounded up to a multiple of eval_every"))
+
+
 class EarlyStopper(ABC):
     """One early-stopping rule. Subclasses live in one private module each."""
 
     kind: ClassVar[str]
-    # Keys a spec of this kind may set, besides "kind", with their defaults.
-    defaults: ClassVar[dict[str, int]]
+    spec_model: ClassVar[type[EarlyStoppingSpec]]  # its ``early_stopping`` object, ``kind`` its tag
 
     def __init__(self, epochs: int) -> None:
         self.epochs = int(epochs)
 
     @classmethod
     @abstractmethod
-    def from_spec(cls, raw: dict[str, Any], epochs: int) -> EarlyStopper:
-        """Validate ``raw`` (the spec's ``early_stopping`` object) and build the rule."""
+    def from_spec(cls, spec: EarlyStoppingSpec, epochs: int) -> EarlyStopper:
+        """Check the values of ``spec`` (its shape is checked) and build the rule; grace in epochs."""
 
     @abstractmethod
     def report(self, number: int, epoch: int, val_loss: float) -> Decision:
@@ -57,17 +71,11 @@ class EarlyStopper(ABC):
 is_finite = is_finite_number  # a reported loss: an int or float, finite as a float
 
 
-def check_keys(raw: dict[str, Any], cls: type[EarlyStopper]) -> None:
-    allowed = ["kind", *cls.defaults]
-    for key in raw:
-        if key not in allowed:
-            raise SpecError(("early_stopping", key), f"unknown key for kind {cls.kind!r}; allowed: {allowed}")
-
-
-def int_option(raw: dict[str, Any], key: str, default: int, low: int, high: int | None = None,
+def int_option(spec: EarlyStoppingSpec, key: str, default: int, low: int, high: int | None = None,
                why: str = "") -> int:
     """An integer option in [low, high] (high inclusive), or SpecError at ("early_stopping", key)."""
-    return int_at(("early_stopping", key), raw.get(key, default), low, high, why)
+    value = getattr(spec, key)
+    return int_at(("early_stopping", key), default if value is None else value, low, high, why)
 
 
 def default_grace(epochs: int) -> int:
@@ -77,6 +85,6 @@ def default_grace(epochs: int) -> int:
     return max(1, min(2, epochs - 1))
 
 
-def grace_option(raw: dict[str, Any], epochs: int) -> int:
+def grace_option(spec: EarlyStoppingSpec, epochs: int) -> int:
     why = f" (at least 1 and fewer than the job's {epochs} epochs)"
-    return int_option(raw, "grace_epochs", default_grace(epochs), 1, epochs - 1, why)
+    return int_option(spec, "grace_epochs", default_grace(epochs), 1, epochs - 1, why)

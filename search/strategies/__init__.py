@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Union
 
 from lrsearch.search.errors import SpecError
-from lrsearch.search.strategies._auto import AutoStrategy
-from lrsearch.search.strategies._bayesian import BayesianStrategy
+from lrsearch.search.strategies._auto import AutoOptions, AutoStrategy
+from lrsearch.search.strategies._bayesian import BayesianOptions, BayesianStrategy
 from lrsearch.search.strategies._grid import GridStrategy
 from lrsearch.search.strategies._manual import ManualStrategy, validate_manual_config
 from lrsearch.search.strategies._random import RandomStrategy
-from lrsearch.search.strategies._range_test import (RANGE_TEST_KEY, RangeTestStrategy, TrialKind, is_range_test,
-                                                    training_config)
-from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, config_key
+from lrsearch.search.strategies._range_test import (RANGE_TEST_KEY, RangeTestOptions, RangeTestStrategy, TrialKind,
+                                                    is_range_test, training_config)
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategyOptions, StrategySpec, TrialOutcome, config_key
 
 STRATEGIES: dict[str, type[Strategy]] = {
     GridStrategy.name: GridStrategy,
@@ -24,20 +25,20 @@ STRATEGIES: dict[str, type[Strategy]] = {
 }
 
 
+# Every strategy's options model (the JobSpec's schema lists them; a spec's strategy picks one).
+ANY_STRATEGY_OPTIONS = Union[  # type: ignore[valid-type]
+    tuple(dict.fromkeys(cls.options_model for cls in STRATEGIES.values()))]
+
+
 def _strategy_class(name: str) -> type[Strategy]:
     if name not in STRATEGIES:
         raise SpecError(("strategy",), f"unknown strategy {name!r}; allowed: {sorted(STRATEGIES)}")
     return STRATEGIES[name]
 
 
-def validate_options(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """Check a spec's ``options`` for strategy ``name``; returns them normalised.
-
-    Raises SpecError(("options", key), ...) naming what is allowed: ``bayesian`` takes
-    ``sampler`` ("tpe" | "gp"), ``n_startup_trials`` and ``lr_window_decades``; ``range_test`` takes ``num_steps``,
-    ``repeats``, ``divergence_factor`` and ``verify``; ``auto`` takes those of the range test
-    (but ``verify``), ``window_decades`` and bayesian's; the others take none.
-    """
+def validate_options(name: str, options: Mapping[str, Any] | StrategyOptions | None) -> dict[str, Any]:
+    """Check a spec's ``options`` with strategy ``name``'s options model (``options_model``);
+    returns them with their defaults. Raises SpecError(("options", key), ...) naming what is allowed."""
     return _strategy_class(name).validate_options(options)
 
 
@@ -47,16 +48,21 @@ def make_strategy(name: str, spec: StrategySpec) -> Strategy:
 
 
 __all__ = [
+    "ANY_STRATEGY_OPTIONS",
     "RANGE_TEST_KEY",
     "STRATEGIES",
     "WAIT",
+    "AutoOptions",
     "AutoStrategy",
+    "BayesianOptions",
     "BayesianStrategy",
     "GridStrategy",
     "ManualStrategy",
     "RandomStrategy",
+    "RangeTestOptions",
     "RangeTestStrategy",
     "Strategy",
+    "StrategyOptions",
     "StrategySpec",
     "TrialKind",
     "TrialOutcome",

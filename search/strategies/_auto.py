@@ -13,7 +13,7 @@ window on a log scale (``lr = low_o * (high_o / low_o) ** u``): one fixed distri
 the optimizer, so what the model learns about one part of a window carries to the others. The
 inner search numbers its trials from 0 (service trial ``R + k`` is inner trial ``k``) and keeps its
 own state, so restarts and replays work as for ``bayesian``. Early stopping defaults to ASHA
-(service/validation.py writes it into the job's spec).
+(``default_early_stopping``: the service writes it into the job's spec).
 """
 
 from __future__ import annotations
@@ -21,16 +21,32 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from pydantic import Field
+
+from lrsearch.search.early_stopping import AshaSpec
 from lrsearch.search.errors import SpecError
 from lrsearch.search.space import Numeric, SearchSpace
-from lrsearch.search.strategies._bayesian import BayesianStrategy
-from lrsearch.search.strategies._lr_window import lr_at_position, position_in, validate_window_decades, window_around
-from lrsearch.search.strategies._range_test import RangeTestPlan, fixed_config, validate_range_test_options
-from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+from lrsearch.search.strategies._bayesian import BayesianStrategy, SamplerOptions
+from lrsearch.search.strategies._lr_window import MAX_WINDOW_DECADES, lr_at_position, position_in, window_around
+from lrsearch.search.strategies._range_test import (DEFAULT_SWEEP, MAX_REPEATS, RangeTestPlan, RangeTestSweepOptions,
+                                                    fixed_config)
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _Wait
+
+
+class AutoOptions(RangeTestSweepOptions, SamplerOptions):
+    """auto's options: its range tests', its bayesian search's, and the window between them."""
+
+    repeats: int = Field(default=1, ge=1, le=MAX_REPEATS, description=(
+        "range tests per optimizer, each with its own seed"))
+    window_decades: float = Field(default=1.0, gt=0, le=MAX_WINDOW_DECADES, description=(
+        "the search confines each optimizer's lr to this many decades either side of its range tests' suggestion"))
 
 
 class AutoStrategy(Strategy):
     name = "auto"
+    options_model = AutoOptions
+    default_space = DEFAULT_SWEEP
+    default_early_stopping = AshaSpec(kind="asha")  # auto means search + ASHA
     views = ("range_tests",)
 
     def __init__(self, spec: StrategySpec) -> None:
@@ -40,27 +56,19 @@ class AutoStrategy(Strategy):
         if not isinstance(lr, Numeric) or lr.values is not None:
             raise SpecError(("space", "lr"), 'auto searches inside a range: give {"low": a, "high": b}')
         self.plan = RangeTestPlan(spec.space, spec.epochs, self.options)
-        max_trials = spec.max_trials if spec.max_trials is not None else 20
+        max_trials = spec.max_trials if spec.max_trials is not None else self.default_max_trials
+        assert max_trials is not None
         if max_trials <= self.plan.count:
             raise SpecError(("max_trials",), f"auto runs {self.plan.count} range test(s) first (optimizers x "
                                              f"repeats); max_trials must be above that, got {max_trials}")
         self._max_trials = max_trials
         inner_space = SearchSpace({**spec.space.dims, "lr": Numeric("lr", low=0.0, high=1.0)})
-        inner_options = {k: self.options[k] for k in ("sampler", "n_startup_trials") if k in self.options}
+        inner_options = {k: self.options[k] for k in SamplerOptions.model_fields if k in self.options}
         self.inner = BayesianStrategy(StrategySpec(space=inner_space, epochs=spec.epochs, seed=spec.seed,
                                                    max_trials=max_trials - self.plan.count,
                                                    options=inner_options))
         self._inner_space = inner_space
         self._asks = 0
-
-    @classmethod
-    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
-        options = _options_dict(options)
-        bayesian_keys = ("sampler", "n_startup_trials")
-        out = validate_range_test_options(options, repeats=1, extra=("window_decades", *bayesian_keys))
-        out.update(BayesianStrategy.validate_options({k: options[k] for k in bayesian_keys if k in options}))
-        out["window_decades"] = validate_window_decades(options.get("window_decades", 1.0), "window_decades")
-        return out
 
     def total(self) -> int:
         return self._max_trials
@@ -130,4 +138,4 @@ class AutoStrategy(Strategy):
         self.plan.reset()
 
 
-__all__ = ["AutoStrategy"]
+__all__ = ["AutoOptions", "AutoStrategy"]

@@ -55,20 +55,23 @@ import math
 import random
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import Field
 
 from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
-from lrsearch.search.errors import SpecError
 from lrsearch.search.space import Categorical, Numeric
-from lrsearch.search.strategies._lr_window import Window, lr_at_position, position_in, validate_window_decades, window_around
-from lrsearch.search.strategies.base import Strategy, StrategySpec, TrialOutcome, _options_dict, config_key
+from lrsearch.search.strategies._lr_window import (MAX_WINDOW_DECADES, Window, lr_at_position, position_in,
+                                                   window_around)
+from lrsearch.search.strategies.base import Strategy, StrategyOptions, StrategySpec, TrialOutcome, config_key
 
 if TYPE_CHECKING:
     import optuna
     from optuna.distributions import BaseDistribution
     from optuna.trial import FrozenTrial
 
-SAMPLERS = ("tpe", "gp")
+Sampler = Literal["tpe", "gp"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 MAX_STARTUP_TRIALS = 10_000
 # A proposal that repeats a known config is asked again with another seed this many times,
 # then a seeded uniform draw looks for an unseen config (like random search) before giving up.
@@ -149,8 +152,26 @@ def _classify(outcome: TrialOutcome) -> _Record:
     return _Record(dict(outcome.config), kind, val_loss, curve, int(outcome.epochs))
 
 
+class SamplerOptions(StrategyOptions):
+    """How the model proposes: shared by bayesian and auto's search."""
+
+    sampler: Sampler = Field(default="tpe", description=(
+        "Optuna's TPE, or its Gaussian-process sampler (for a small budget; needs torch)"))
+    n_startup_trials: int | None = Field(default=None, ge=0, le=MAX_STARTUP_TRIALS, description=(
+        "random trials before the model proposes (default: max_trials / 4, within 4 to 10; 10 without max_trials)"))
+
+
+class BayesianOptions(SamplerOptions):
+    """bayesian's options."""
+
+    lr_window_decades: float | None = Field(default=None, gt=0, le=MAX_WINDOW_DECADES, description=(
+        "after the start-up, search each optimizer's lr within this many decades either side of the best lr it "
+        "has reached so far (default: off, the whole range)"))
+
+
 class BayesianStrategy(Strategy):
     name = "bayesian"
+    options_model = BayesianOptions
 
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)
@@ -169,28 +190,6 @@ class BayesianStrategy(Strategy):
         self._asks = 0  # next trial number == suggestions made so far
         self._exhausted = False
         self._windows: dict[str, Window] | None = None  # set by _study()
-
-    # -- options ---------------------------------------------------------------------------------
-    @classmethod
-    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
-        options = _options_dict(options)
-        allowed = ["n_startup_trials", "sampler", "lr_window_decades"]
-        for key in options:
-            if key not in allowed:
-                raise SpecError(("options", key), f"unknown option; allowed: {allowed}")
-        sampler = options.get("sampler", "tpe")
-        if sampler not in SAMPLERS:
-            raise SpecError(("options", "sampler"), f"unknown sampler {sampler!r}; allowed: {list(SAMPLERS)}")
-        out: dict[str, Any] = {"sampler": sampler}
-        if options.get("n_startup_trials") is not None:
-            n = options["n_startup_trials"]
-            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_STARTUP_TRIALS:
-                raise SpecError(("options", "n_startup_trials"),
-                                f"must be an integer in [0, {MAX_STARTUP_TRIALS}], got {n!r}")
-            out["n_startup_trials"] = n
-        if options.get("lr_window_decades") is not None:
-            out["lr_window_decades"] = validate_window_decades(options["lr_window_decades"], "lr_window_decades")
-        return out
 
     # -- the space as Optuna distributions -----------------------------------------------------
     def _build_distributions(self) -> None:
@@ -454,4 +453,4 @@ class BayesianStrategy(Strategy):
         return self._sampler_name
 
 
-__all__ = ["SAMPLERS", "BayesianStrategy", "derive_seed"]
+__all__ = ["SAMPLERS", "BayesianOptions", "BayesianStrategy", "SamplerOptions", "derive_seed"]

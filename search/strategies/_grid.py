@@ -6,11 +6,14 @@ import itertools
 from typing import Any
 
 from lrsearch.search.catalog import complete_config
+from lrsearch.search.errors import SpecError
 from lrsearch.search.strategies.base import Strategy, StrategySpec, config_key
 
 
 class GridStrategy(Strategy):
     name = "grid"
+    grid = True
+    default_max_trials = None  # the whole product
 
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)
@@ -30,6 +33,13 @@ class GridStrategy(Strategy):
         if spec.max_trials is not None:
             self._points = self._points[: spec.max_trials]
         self._next = 0
+
+    def check_budget(self, max_trials: int) -> None:
+        if max_trials < self.size:
+            # Cutting a grid short would keep only its lowest learning rates (lr varies slowest).
+            raise SpecError(("max_trials",), f"is {max_trials} but the grid has {self.size} points; grid search "
+                                             "runs the whole product (omit max_trials, use fewer points, or use "
+                                             "random search for a budget)")
 
     def suggest(self) -> dict | None:
         if self._next >= len(self._points):

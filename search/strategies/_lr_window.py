@@ -8,19 +8,9 @@ distribution for every optimizer, so what it learns about one window carries to 
 from __future__ import annotations
 
 import math
-from typing import Any
-
-from lrsearch.search.errors import SpecError
 
 MAX_WINDOW_DECADES = 6.0
 Window = tuple[float, float]
-
-
-def validate_window_decades(value: Any, key: str) -> float:
-    """``value`` as a width in decades, or SpecError(("options", key), ...) saying what is allowed."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_WINDOW_DECADES:
-        raise SpecError(("options", key), f"must be a number in (0, {MAX_WINDOW_DECADES:g}], got {value!r}")
-    return float(value)
 
 
 def window_around(centre: float, decades: float, low: float, high: float) -> Window:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
-from lrsearch.search.errors import SpecError, is_finite_number
+from lrsearch.search.errors import SpecError, is_finite_number, raise_all
 from lrsearch.search.strategies.base import Strategy, StrategySpec
 
 
@@ -59,13 +59,27 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
 
 class ManualStrategy(Strategy):
     name = "manual"
+    takes_configs = True
+    default_max_trials = None  # every config
 
     def __init__(self, spec: StrategySpec) -> None:
         super().__init__(spec)
-        self._configs = [validate_manual_config(i, c, spec.epochs) for i, c in enumerate(spec.configs)]
-        if spec.max_trials is not None:
-            self._configs = self._configs[: spec.max_trials]
+        configs, errors = [], []
+        for i, raw in enumerate(spec.configs):
+            try:
+                configs.append(validate_manual_config(i, raw, spec.epochs))
+            except SpecError as exc:
+                errors.append(exc)
+        raise_all(errors)
+        self.size = len(configs)
+        self._configs = configs if spec.max_trials is None else configs[: spec.max_trials]
         self._next = 0
+
+    def check_budget(self, max_trials: int) -> None:
+        if max_trials < self.size:
+            # Manual means exactly these trials: cutting the list short would drop configs unseen.
+            raise SpecError(("max_trials",), f"is {max_trials} but configs lists {self.size}; "
+                                             "manual search runs every config (omit max_trials)")
 
     def suggest(self) -> dict | None:
         if self._next >= len(self._configs):

@@ -20,15 +20,19 @@ import math
 from enum import StrEnum
 from typing import Any
 
+from pydantic import Field
+
 from lrsearch.search.catalog import complete_config, relevant_params
-from lrsearch.search.errors import SpecError, int_at
+from lrsearch.search.errors import SpecError
 from lrsearch.search.range_test import lr_at, summarize
 from lrsearch.search.space import Categorical, Numeric, SearchSpace
-from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _options_dict, _Wait
+from lrsearch.search.strategies.base import WAIT, Strategy, StrategyOptions, StrategySpec, TrialOutcome, _Wait
 
 RANGE_TEST_KEY = "range_test"  # the config entry that makes a trial a range test
 MAX_NUM_STEPS = 10_000
 MAX_REPEATS = 10
+# A range test's classic sweep, from far too small to far too large: the lr of a space that gives none.
+DEFAULT_SWEEP = {"lr": {"low": 1e-7, "high": 10.0}}
 
 
 def is_range_test(config: dict) -> bool:
@@ -52,23 +56,22 @@ class TrialKind(StrEnum):
         return cls.RANGE_TEST if is_range_test(config) else cls.TRAINING
 
 
-def validate_range_test_options(options: dict[str, Any], *, repeats: int, extra: tuple[str, ...] = ()
-                                ) -> dict[str, Any]:
-    """``num_steps``, ``repeats`` and ``divergence_factor`` of the range tests (``extra``: keys the
-    caller checks itself)."""
-    allowed = sorted(["num_steps", "repeats", "divergence_factor", *extra])
-    for key in options:
-        if key not in allowed:
-            raise SpecError(("options", key), f"unknown option; allowed: {allowed}")
-    out: dict[str, Any] = {
-        "num_steps": int_at(("options", "num_steps"), options.get("num_steps", 100), 10, MAX_NUM_STEPS),
-        "repeats": int_at(("options", "repeats"), options.get("repeats", repeats), 1, MAX_REPEATS),
-    }
-    factor = options.get("divergence_factor", 4.0)
-    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1.0 < factor <= 1e6:
-        raise SpecError(("options", "divergence_factor"), f"must be a number in (1, 1e6], got {factor!r}")
-    out["divergence_factor"] = float(factor)
-    return out
+class RangeTestSweepOptions(StrategyOptions):
+    """The range tests' options: shared by range_test and auto."""
+
+    num_steps: int = Field(default=100, ge=10, le=MAX_NUM_STEPS, description=(
+        "batches per range test, the rate rising geometrically from the space's lr low to its high"))
+    repeats: int = Field(default=3, ge=1, le=MAX_REPEATS, description=(
+        "range tests per optimizer, each with its own seed: the spread of the suggestion"))
+    divergence_factor: float = Field(default=4.0, gt=1.0, le=1e6, description=(
+        "a range test stops once its smoothed loss exceeds this multiple of its lowest"))
+
+
+class RangeTestOptions(RangeTestSweepOptions):
+    """range_test's options."""
+
+    verify: bool = Field(default=True, description=(
+        "train epochs at each optimizer's suggestion, so the best is a trained result (false: suggestions only)"))
 
 
 def _representative(dim: Numeric | Categorical | None, default: Any) -> Any:
@@ -173,6 +176,9 @@ class RangeTestPlan:
 
 class RangeTestStrategy(Strategy):
     name = "range_test"
+    options_model = RangeTestOptions
+    default_space = DEFAULT_SWEEP
+    default_max_trials = None  # its tests and checks
     views = ("range_tests",)
 
     def __init__(self, spec: StrategySpec) -> None:
@@ -181,16 +187,6 @@ class RangeTestStrategy(Strategy):
         self.plan = RangeTestPlan(spec.space, spec.epochs, self.options)
         self._verify: bool = self.options["verify"]
         self._asks = 0
-
-    @classmethod
-    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
-        options = _options_dict(options)
-        out = validate_range_test_options(options, repeats=3, extra=("verify",))
-        verify = options.get("verify", True)
-        if not isinstance(verify, bool):
-            raise SpecError(("options", "verify"), f"must be true or false, got {verify!r}")
-        out["verify"] = verify
-        return out
 
     def _planned(self) -> int:
         return self.plan.count + (len(self.plan.optimizers) if self._verify else 0)
@@ -231,5 +227,5 @@ class RangeTestStrategy(Strategy):
         self.plan.reset()
 
 
-__all__ = ["RANGE_TEST_KEY", "RangeTestPlan", "RangeTestStrategy", "TrialKind", "fixed_config", "is_range_test", "training_config",
-           "validate_range_test_options"]
+__all__ = ["DEFAULT_SWEEP", "RANGE_TEST_KEY", "RangeTestOptions", "RangeTestPlan", "RangeTestStrategy",
+           "RangeTestSweepOptions", "TrialKind", "fixed_config", "is_range_test", "training_config"]

@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
-from lrsearch.search.errors import SpecError
+from pydantic import ValidationError
+
+from lrsearch.search.early_stopping import EarlyStoppingSpec
+from lrsearch.search.errors import SpecErrors, spec_errors
 from lrsearch.search.space import SearchSpace
+from lrsearch.search.spec_model import SpecPart
 
 
 @dataclass(frozen=True)
@@ -53,25 +58,54 @@ class _Wait:
 WAIT: Final = _Wait()
 
 
+class StrategyOptions(SpecPart):
+    """A strategy's ``options``; a strategy without a model of its own takes none."""
+
+    key_name: ClassVar[str] = "option"
+
+
 class Strategy(ABC):
-    """One search algorithm. Subclasses live in one private module each."""
+    """One search algorithm. Subclasses live in one private module each.
+
+    Besides suggest() and observe(), a strategy says what its spec holds and what its jobs show, so
+    that the service checks and completes a spec without knowing strategies by name."""
 
     name: ClassVar[str]
+    # What the API and the dashboard show of this strategy's jobs beyond trials and their curves:
+    # "range_tests" (GET /jobs/{id}/range_test: the tests' curves and suggestions).
+    views: ClassVar[tuple[str, ...]] = ()
+    options_model: ClassVar[type[StrategyOptions]] = StrategyOptions
+    # It runs a list of user-written ``configs`` instead of searching a ``space``.
+    takes_configs: ClassVar[bool] = False
+    # Its space's dimensions are grid axes: a range needs ``num`` points, and the product is capped.
+    grid: ClassVar[bool] = False
+    # Dimensions a spec's space may leave out, with the value they then take.
+    default_space: ClassVar[Mapping[str, Any]] = {}
+    # Its budget when the spec gives no max_trials; None: it runs what it plans, whatever that is.
+    default_max_trials: ClassVar[int | None] = 20
+    # The early stopping a spec without one gets (when its trials evaluate more than once).
+    default_early_stopping: ClassVar[EarlyStoppingSpec | None] = None
 
     def __init__(self, spec: StrategySpec) -> None:
         self.spec = spec
         self.options = self.validate_options(spec.options)
 
     @classmethod
-    def validate_options(cls, options: dict[str, Any] | None) -> dict[str, Any]:
-        """Check a spec's ``options`` for this strategy and return them normalised.
+    def validate_options(cls, options: Mapping[str, Any] | StrategyOptions | None) -> dict[str, Any]:
+        """Check a spec's ``options`` with this strategy's model; returns them with their defaults
+        (optional ones left unset are left out).
 
-        Raises SpecError(("options", key), ...) listing what is allowed. The default takes none.
+        Raises SpecError(("options", key), ...) naming the field and what is allowed.
         """
-        options = _options_dict(options)
-        for key in options:
-            raise SpecError(("options", key), f"unknown option; {cls.name} takes no options (allowed: [])")
-        return {}
+        try:
+            model = cls.options_model.model_validate({} if options is None else options)
+        except ValidationError as exc:
+            raise SpecErrors(spec_errors(exc, ("options",))) from None
+        return {key: value for key, value in model if value is not None}
+
+    def check_budget(self, max_trials: int) -> None:  # noqa: B027 - most strategies take any budget
+        """SpecError when ``max_trials`` would cut short what this strategy runs whole (a grid, a
+        list of configs): a new job is refused then. Others take any budget."""
 
     @abstractmethod
     def suggest(self) -> dict | None | _Wait:
@@ -91,14 +125,6 @@ class Strategy(ABC):
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-def _options_dict(options: Any) -> dict[str, Any]:
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise SpecError(("options",), "must be an object")
-    return options
 
 
 def config_key(config: dict) -> str:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
+from pydantic import WrapValidator
 from sqlalchemy import func, select, update
 
 from lrsearch.service.api import API_PREFIX
@@ -17,7 +18,7 @@ from lrsearch.service.models import Job, Trial, utcnow
 from lrsearch.service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
 from lrsearch.search import SpecError
 from lrsearch.service.runner import trial_resources
-from lrsearch.service.validation import check_job_spec
+from lrsearch.service.validation import check_submission
 from lrsearch.workers.registry import workload_names
 
 router = APIRouter(prefix=f"{API_PREFIX}/jobs", tags=["jobs"])
@@ -32,16 +33,25 @@ def get_job_or_404(session: SessionDep, job_id: int) -> Job:
     return job
 
 
+def _as_sent(body: Any, _parse: Any) -> Any:
+    return body
+
+
+# The body as sent, documented as a JobSpec: check_submission parses it together with the checks of
+# its values, so that mistakes in both come back in one 422.
+SubmittedSpec = Annotated[JobSpec, WrapValidator(_as_sent)]
+
+
 @router.post("", status_code=201, response_model=JobPublic)
-def submit_job(spec: JobSpec, session: SessionDep, settings: SettingsDep, runner: RunnerDep) -> JobPublic:
+def submit_job(body: SubmittedSpec, session: SessionDep, settings: SettingsDep, runner: RunnerDep) -> JobPublic:
     # Everything is checked before anything is written: a rejected spec leaves no trace.
-    checked = check_job_spec(spec, settings, workload_names())
+    checked = check_submission(body, settings, workload_names())
     if runner is not None:
         if (unplaceable := runner.executor.unplaceable(trial_resources(checked.spec),
                                                        checked.spec.resources.workers)) is not None:
             raise SpecError(("resources", unplaceable[0]), unplaceable[1])
     stored = checked.spec.model_dump(mode="json")
-    stored["name"] = spec.name or f"{spec.strategy}-{spec.workload}"
+    stored["name"] = checked.spec.name or f"{checked.spec.strategy}-{checked.spec.workload}"
     job = Job(name=stored["name"], status="queued", spec=stored, strategy_state={},
               total_trials=checked.total_trials)
     session.add(job)

@@ -46,7 +46,7 @@ def test_defaults_fill_the_common_dimensions() -> None:
      "integer"),
     ({"lr": {"low": 1e-4, "high": 1.0}, "momentum": {"low": 0.0, "high": 1.5}}, ("space", "momentum", "high"),
      "<= 0.999"),
-    ({"lr": {"low": 1e-4, "high": 1.0}, "nesterov": ["yes"]}, ("space", "nesterov", 0), "allowed"),
+    ({"lr": {"low": 1e-4, "high": 1.0}, "nesterov": ["yes"]}, ("space", "nesterov", 0), "true or false"),
     ([1, 2], ("space",), "object"),
 ])
 def test_validation_errors_name_the_field(raw: dict, loc: tuple, words: str) -> None:

@@ -1,9 +1,16 @@
-"""Bad specs get 422 with a message naming the field, and write nothing."""
+"""Bad specs get 422 with a message naming the field, every mistake at once, and write nothing; the
+OpenAPI schema describes every field a spec may hold."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
+
+from lrsearch.search import STRATEGIES
+from lrsearch.search.catalog import OPTIMIZERS, param_specs
+from lrsearch.search.early_stopping import EARLY_STOPPERS
 
 GOOD = {"workload": "mlp-digits", "strategy": "random", "max_trials": 4, "epochs": 2,
         "space": {"lr": {"low": 1e-4, "high": 1.0}}}
@@ -178,3 +185,157 @@ def test_text_utf8_cannot_encode_is_a_422(api_only: TestClient, body: str, field
     assert r.status_code == 422, r.text
     assert r.json()["message"].startswith(field), r.json()
     assert api_only.get("/api/v1/jobs").json()["total"] == before
+
+
+# -- every mistake at once --------------------------------------------------------------------------
+
+def valid_spec(strategy: str) -> dict[str, Any]:
+    """A spec every check accepts, for any registered strategy: built from what the strategy says it
+    takes (configs or a space, grid axes or ranges), not from its name."""
+    cls = STRATEGIES[strategy]
+    spec: dict[str, Any] = {"workload": "mlp-digits", "strategy": strategy, "max_trials": 6, "epochs": 2}
+    if cls.takes_configs:
+        return {**spec, "configs": [{"lr": 0.1}]}
+    return {**spec, "space": {"lr": {"low": 1e-3, "high": 1.0, **({"num": 2} if cls.grid else {})}}}
+
+
+def rejected(api: TestClient, spec: dict[str, Any]) -> tuple[set[tuple], str]:
+    """The locs (without "body") and the message of a 422; asserts nothing was written."""
+    before = api.get("/api/v1/jobs").json()["total"]
+    r = api.post("/api/v1/jobs", json=spec)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert all(set(d) == {"loc", "msg", "type"} and d["loc"][0] == "body" and d["msg"] for d in body["detail"]), body
+    assert api.get("/api/v1/jobs").json()["total"] == before
+    return {tuple(d["loc"][1:]) for d in body["detail"]}, body["message"]
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_a_valid_spec_of_every_strategy_is_accepted(api_only: TestClient, strategy: str) -> None:
+    r = api_only.post("/api/v1/jobs", json=valid_spec(strategy))
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_mistake_comes_back_in_one_422(api_only: TestClient, strategy: str) -> None:
+    # Independent mistakes, in the shape (an unknown early-stopping kind, an option the strategy does
+    # not take) and in the values (a cap, the space or what the strategy searches): one answer lists all.
+    spec = {**valid_spec(strategy), "max_concurrent": 0, "early_stopping": {"kind": "bohb"}, "options": {"bogus": 1}}
+    if STRATEGIES[strategy].takes_configs:
+        spec["space"], space_loc = {"lr": {"low": 1e-3, "high": 1.0}}, ("space",)
+    else:
+        spec["space"]["lr"]["low"], space_loc = -1.0, ("space", "lr", "low")
+    locs, message = rejected(api_only, spec)
+    expected = {("max_concurrent",), ("early_stopping", "kind"), ("options", "bogus"), space_loc}
+    assert locs == expected
+    assert all(".".join(map(str, loc)) in message for loc in expected), message
+    assert "allowed: ['asha', 'hyperband', 'median']" in message
+
+
+def test_three_value_mistakes_in_one_422(api_only: TestClient) -> None:
+    locs, message = rejected(api_only, {**GOOD, "max_concurrent": 0, "space": {"lr": {"low": -0.1, "high": 1.0}},
+                                        "early_stopping": {"kind": "asha", "reduction_factor": 1}})
+    assert locs == {("max_concurrent",), ("space", "lr", "low"), ("early_stopping", "reduction_factor")}
+    assert "[2, 100]" in message and "> 0" in message
+
+
+def test_what_depends_on_a_wrong_field_is_not_judged(api_only: TestClient) -> None:
+    # Without a known strategy its options (its own model's) and its space cannot be judged: the
+    # strategy's mistake is reported, with the mistakes that do not depend on it.
+    locs, message = rejected(api_only, {**GOOD, "strategy": "genetic", "options": {"sampler": "x"},
+                                        "space": {"lr": {"low": -1, "high": 1}}, "max_concurrent": 0, "code": 1})
+    assert locs == {("strategy",), ("max_concurrent",), ("code",)}
+    assert "bayesian" in message and "allowed" in message  # the strategies, and the fields there are
+
+
+# -- the schema -------------------------------------------------------------------------------------
+
+def refs(node: Any) -> list[str]:
+    """The names of the component schemas a schema node refers to, depth first."""
+    if isinstance(node, dict):
+        found = [node["$ref"].rsplit("/", 1)[-1]] if "$ref" in node else []
+        return found + [r for value in node.values() for r in refs(value)]
+    if isinstance(node, list):
+        return [r for value in node for r in refs(value)]
+    return []
+
+
+@pytest.fixture
+def schemas(api_only: TestClient) -> dict[str, Any]:
+    openapi = api_only.get("/openapi.json").json()
+    body = openapi["paths"]["/api/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert refs(body) == ["JobSpec"]
+    return openapi["components"]["schemas"]
+
+
+def test_the_schema_describes_the_space(schemas: dict[str, Any]) -> None:
+    spec = schemas["JobSpec"]["properties"]
+    (space_model,) = refs(spec["space"])
+    space = schemas[space_model]
+    assert set(space["properties"]) == {"lr", "optimizer", "schedule", "warmup_fraction", *param_specs()}
+    assert space["additionalProperties"] is False
+    (numeric,) = set(refs(space["properties"]["lr"]))
+    assert set(schemas[numeric]["properties"]) == {"low", "high", "num", "values"}
+    optimizer = space["properties"]["optimizer"]["anyOf"][0]
+    assert optimizer["type"] == "array" and optimizer["items"]["enum"] == list(OPTIMIZERS)
+    assert all(p["description"] for p in space["properties"].values())
+    assert spec["strategy"]["enum"] == list(STRATEGIES)
+
+
+def test_the_schema_describes_each_early_stopping_kind(schemas: dict[str, Any]) -> None:
+    field = schemas["JobSpec"]["properties"]["early_stopping"]
+    union = next(s for s in field["anyOf"] if "oneOf" in s)
+    assert union["discriminator"]["propertyName"] == "kind"
+    assert set(union["discriminator"]["mapping"]) == set(EARLY_STOPPERS)
+    for kind, rule in EARLY_STOPPERS.items():
+        model = schemas[rule.spec_model.__name__]
+        assert model["properties"]["kind"]["const"] == kind
+        assert set(model["properties"]) == set(rule.spec_model.model_fields) >= {"kind", "grace_epochs", "grace_steps"}
+        assert model["additionalProperties"] is False
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_the_schema_describes_each_strategys_options(schemas: dict[str, Any], strategy: str) -> None:
+    options = schemas["JobSpec"]["properties"]["options"]
+    model = STRATEGIES[strategy].options_model
+    assert model.__name__ in refs(options)
+    assert f"{strategy}" in options["description"]
+    described = schemas[model.__name__]
+    assert set(described.get("properties", {})) == set(model.model_fields)
+    assert described["additionalProperties"] is False
+    assert all(p["description"] for p in described.get("properties", {}).values())
+
+
+# -- what is stored ---------------------------------------------------------------------------------
+
+def test_a_spec_reads_back_in_the_shape_it_was_sent(api_only: TestClient) -> None:
+    # Single values stand for lists and stay single; what was left out stays out (no nulls added).
+    sent = {"workload": "mlp-digits", "strategy": "bayesian", "max_trials": 4, "epochs": 3,
+            "space": {"lr": {"low": 1e-4, "high": 1}, "optimizer": "adam", "momentum": 0.9, "nesterov": True,
+                      "step_size": {"values": [1, 2]}, "schedule": ["step"]},
+            "early_stopping": {"kind": "median", "min_trials": 2}, "options": {"sampler": "gp"}}
+    r = api_only.post("/api/v1/jobs", json=sent)
+    assert r.status_code == 201, r.text
+    stored = r.json()["spec"]
+    assert {k: stored[k] for k in ("space", "early_stopping", "options")} == {
+        k: sent[k] for k in ("space", "early_stopping", "options")}
+    assert stored["configs"] is None and stored["training_seed"] is None
+
+
+def test_a_spec_stored_by_an_earlier_version_still_loads() -> None:
+    # As an earlier version stored it: every field, nulls included, free-form objects then.
+    from lrsearch.service.config import Settings
+    from lrsearch.service.schemas import JobSpec
+    from lrsearch.service.validation import check_job_spec
+
+    stored = {"name": "auto-mlp-digits", "workload": "mlp-digits", "strategy": "auto", "max_trials": 20,
+              "max_concurrent": 2, "epochs": 3, "steps": None, "eval_every": None, "batch_size": 64,
+              "objective": {"metric": "val_loss", "mode": "min"}, "seed": 0, "training_seed": None,
+              "space": {"optimizer": "adam", "lr": {"low": 1e-7, "high": 10.0}}, "configs": None,
+              "early_stopping": {"kind": "asha"}, "options": {"num_steps": 20},
+              "resources": {"cpu": 1.0, "gpu": 0.0, "workers": 1}, "max_retries": 2, "divergence_factor": 10.0}
+    spec = JobSpec.model_validate(stored)
+    assert spec.model_dump(mode="json") == stored
+    checked = check_job_spec(spec, Settings(), ["mlp-digits"], new_job=False)
+    assert checked.spec.model_dump(mode="json") == stored
+    assert checked.strategy_spec.options["num_steps"] == 20

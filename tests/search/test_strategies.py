@@ -341,7 +341,7 @@ def test_bayesian_defaults_and_options() -> None:
 
 def test_search_imports_neither_torch_nor_ray() -> None:
     code = (
-        "import sys, search, search.early_stopping\n"
+        "import sys, lrsearch.search, lrsearch.search.early_stopping, lrsearch.search.decisions\n"
         "from lrsearch.search import StrategySpec, make_strategy, parse_space\n"
         "s = make_strategy('bayesian', StrategySpec(parse_space({'lr': {'low': 1e-4, 'high': 1}}), epochs=2))\n"
         "assert s.suggest() is not None\n"

@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
+.PHONY: install install-test run test lint typecheck bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -28,8 +28,20 @@ run: install
 	$(VENV)/bin/lrsearch db upgrade
 	$(VENV)/bin/lrsearch serve --host $(HOST) --port $(PORT)
 
-test: install-test
+test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+
+# mypy reads the lrsearch package as it installs: a tree of links maps lrsearch.search to search/
+# (the editable install's import hook is invisible to it). search/ is checked strictly.
+TYPED := $(VENV)/typed
+typecheck: install-test
+	rm -rf $(TYPED) && mkdir -p $(TYPED)/lrsearch
+	for d in service workers search migrations; do ln -s ../../../$$d $(TYPED)/lrsearch/$$d; done
+	for f in __init__.py __main__.py workloads.py; do ln -s ../../../lrsearch/$$f $(TYPED)/lrsearch/$$f; done
+	MYPYPATH=$(TYPED) $(VENV)/bin/mypy -p lrsearch
 
 bench: install
 	$(PIP) install --quiet -e '.[bench]'

@@ -163,8 +163,8 @@ def _finder_job(args: tuple[str, str, int]) -> dict[str, Any]:
     from torch_lr_finder import LRFinder
 
     from lrsearch.search.catalog import complete_config
-    from lrsearch.workers.optimizers import build_optimizer
     from lrsearch.workers.batches import SHUFFLE_SEED_OFFSET
+    from lrsearch.workers.optimizers import build_optimizer
 
     name, optimizer_name, seed = args
     wl, data = _workload_and_data(name)

@@ -314,11 +314,11 @@ def _ingest(url: str, seconds: float = 5.0, writers: int = 16) -> float:
     reporting at once and a reader listing trials meanwhile."""
     from sqlalchemy import select
 
+    from lrsearch.search.objective import Objective
     from lrsearch.service.config import Settings
     from lrsearch.service.db import make_engine, make_session_factory, upgrade
-    from lrsearch.service.models import Job, Trial
-    from lrsearch.search.objective import Objective
     from lrsearch.service.ingest import epoch_row
+    from lrsearch.service.models import Job, Trial
     from lrsearch.service.runner import JobRunner
     from lrsearch.workers.in_process_executor import InProcessExecutor
 

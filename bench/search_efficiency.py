@@ -195,7 +195,7 @@ def run_grid(seed: int, points: int, epochs: int, workers: int) -> dict[str, Any
         results = list(pool.map(_grid_job, [(c, epochs, seed) for c in configs], chunksize=4))
     seconds = time.monotonic() - started
     scored = []
-    for config, (curve, diverged) in zip(configs, results):
+    for config, (curve, _diverged) in zip(configs, results):
         best = lowest(curve)
         if best is not None:
             scored.append((best, curve.index(best), config))

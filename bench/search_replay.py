@@ -79,14 +79,12 @@ from typing import Any
 from bench.search_efficiency import (
     ASHA,
     CONCURRENCY,
-    DEFAULT_OUT as SERVICE_RESULTS,
     DEFAULT_VARIANTS,
     OPTUNA,
     REGION_FACTORS,
     REGION_TOP,
     TOLERANCE,
     VARIANTS,
-    _median as median_reached,
     batch_epochs,
     range_test_points,
     region_target,
@@ -96,6 +94,12 @@ from bench.search_efficiency import (
     standard_space,
     train_curve,
     untrained_val_loss,
+)
+from bench.search_efficiency import (
+    DEFAULT_OUT as SERVICE_RESULTS,
+)
+from bench.search_efficiency import (
+    _median as median_reached,
 )
 from lrsearch.search.decisions import ENDS, Evaluation, decide, range_test_outcome, trial_outcome
 from lrsearch.workers.trainer import learned_nothing
@@ -490,7 +494,7 @@ def render(result: dict[str, Any]) -> str:
                 continue
             row = ls[v]
 
-            def count(key: str) -> str:
+            def count(key: str, row: dict[str, Any] = row) -> str:
                 return f"{len(row[key])}/{n}" if key in row else "n/a"
 
             lines.append(f"| {v} | {count('check')} | {count('every_draw_reached')} | {count('line')} | "

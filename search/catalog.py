@@ -7,8 +7,9 @@ Defaults that depend on the job's length are functions of ``epochs``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 ParamKind = Literal["float", "int", "bool"]
 

@@ -10,8 +10,9 @@ lists. A single value stands for a list of it (``"optimizer": "adam"``, ``"momen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Sequence
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, ValidationError, WithJsonSchema, create_model, model_validator
 

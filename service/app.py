@@ -19,9 +19,9 @@ from lrsearch.service import __version__
 from lrsearch.service.api import health, jobs, keys, trials, workloads
 from lrsearch.service.auth import AuthMiddleware, KeyVerifier, SubmitRateLimit
 from lrsearch.service.config import Settings
+from lrsearch.service.db import make_engine, make_session_factory, upgrade
 from lrsearch.service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lrsearch.service.observability import RequestLatency, ServiceMetrics
-from lrsearch.service.db import make_engine, make_session_factory, upgrade
 from lrsearch.workers.executor import Executor
 
 log = logging.getLogger(__name__)

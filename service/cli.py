@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,8 +26,8 @@ err = Console(stderr=True)
 EXIT_ERROR, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_NOT_FOUND, EXIT_JOB_FAILED = 1, 3, 4, 5, 6
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="LRSEARCH_URL", help="the service's URL")]
-TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar="LRSEARCH_TOKEN", help="API key")]
-DbOpt = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL (env LRSEARCH_DATABASE_URL)")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="LRSEARCH_TOKEN", help="API key")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL (env LRSEARCH_DATABASE_URL)")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -36,14 +36,14 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind", min=1, max=65535)] = 8000,
     db: DbOpt = None,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="join this Ray cluster "
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="join this Ray cluster "
                                                        "(env RAY_ADDRESS or LRSEARCH_RAY_ADDRESS); default: start a local Ray")] = None,
-    num_cpus: Annotated[Optional[int], typer.Option("--num-cpus", min=1, help="CPUs of the local Ray "
+    num_cpus: Annotated[int | None, typer.Option("--num-cpus", min=1, help="CPUs of the local Ray "
                                                     "(default: all)")] = None,
     auth: Annotated[bool, typer.Option("--auth", envvar="LRSEARCH_AUTH", help="require an API key "
                                        "(Authorization: Bearer KEY) on every route; see `lrsearch keys create`")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
-    workload_path: Annotated[Optional[Path], typer.Option(
+    workload_path: Annotated[Path | None, typer.Option(
         "--workload-path", envvar="LRSEARCH_WORKLOAD_PATH", exists=True, file_okay=False,
         help="a directory of workload packages that are not installed: loaded here and shipped to every "
              "Ray worker")] = None,
@@ -194,7 +194,7 @@ def _load_spec(path: Path) -> dict[str, Any]:
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as exc:  # YAML dates, sets, NaN: nothing the API accepts
-        raise reject(f"a value JSON cannot carry ({exc}); quote it")
+        raise reject(f"a value JSON cannot carry ({exc}); quote it") from None
     return data
 
 
@@ -330,7 +330,7 @@ def status(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> No
 
 @app.command()
 def trials(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
-           status: Annotated[Optional[str], typer.Option("--status", help=(
+           status: Annotated[str | None, typer.Option("--status", help=(
                "only trials in this status (completed, pruned, diverged, failed, ...)"))] = None) -> None:
     """List a job's trials: number, status, config, objective and error."""
     try:
@@ -351,7 +351,7 @@ def trials(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
 
 @app.command()
 def best(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
-         batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help=(
+         batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help=(
              "scale the learning rate from the job's batch size to this one"))] = None) -> None:
     """Print the best learning rate of a job (and its configuration)."""
     try:
@@ -377,7 +377,7 @@ def cancel(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> No
 def export_optuna(
     job_id: int,
     storage: Annotated[str, typer.Option("--storage", help="Optuna storage URL, e.g. sqlite:///study.db")],
-    study_name: Annotated[Optional[str], typer.Option("--study-name", help="default: lrsearch-job-ID")] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="default: lrsearch-job-ID")] = None,
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = None,
 ) -> None:

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -123,7 +123,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _PARTIAL = re.compile(r"\{\{>\s*([\w.]+)\s*\}\}\n?")  # {{> _head.html }}: another template, inlined
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> str:
     """A template's text with its partials inlined (they share the placeholders of the page)."""
     text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
@@ -142,6 +142,12 @@ def render(name: str, **values: Any) -> str:
     return _PLACEHOLDER.sub(sub, _template(name))
 
 
+def strategy_form_facts(strategy: Any) -> dict[str, Any]:
+    """What the submit form needs to know of a strategy (it never switches on names)."""
+    return {"name": strategy.name, "grid": strategy.grid, "takes_configs": strategy.takes_configs,
+            "budget": strategy.default_max_trials is not None}
+
+
 def _page_config(request: Request, **extra: Any) -> str:
     """What the scripts need from the server, as JSON (escaped into a data- attribute by :func:`render`)."""
     from lrsearch.search import STRATEGIES
@@ -149,7 +155,8 @@ def _page_config(request: Request, **extra: Any) -> str:
 
     root = request.scope.get("root_path", "").rstrip("/")
     return json.dumps({"root": root, "api": root + API_PREFIX, "dashboardApi": root + "/dashboard-api",
-                       "strategies": list(STRATEGIES), "optimizers": list(OPTIMIZERS),
+                       "strategies": [strategy_form_facts(cls) for cls in STRATEGIES.values()],
+                       "optimizers": list(OPTIMIZERS),
                        "schedules": list(SCHEDULES), "version": __version__, **extra})
 
 

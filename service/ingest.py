@@ -93,7 +93,7 @@ class MetricWriter:
                     break
                 batch.append(item)
             try:
-                stored = run_tx(self.sessions, lambda s: self._store(s, batch))
+                stored = run_tx(self.sessions, lambda s, batch=batch: self._store(s, batch))
                 for row, ok in zip(batch, stored):
                     row.done.set_result(ok)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting caller

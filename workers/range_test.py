@@ -33,8 +33,8 @@ import torch
 from lrsearch.search.catalog import complete_config
 from lrsearch.search.range_test import lr_at, suggest
 from lrsearch.workers import _params
-from lrsearch.workers.optimizers import build_optimizer
 from lrsearch.workers.batches import TrainBatches
+from lrsearch.workers.optimizers import build_optimizer
 from lrsearch.workers.workloads.base import Dataset, Workload
 
 

@@ -8,12 +8,10 @@ epochs come back through a Ray streaming generator.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -140,7 +138,7 @@ class RayExecutor:
         return "cpu", (f"a trial asks for {resources.cpu:g} CPU but no node of the Ray cluster{beside} has "
                        f"more than {most_cpu:g}{never}")
 
-    def prewarm(self, count: int, resources: TrialResources = TrialResources()) -> None:
+    def prewarm(self, count: int, resources: TrialResources = TrialResources()) -> None:  # noqa: B008 - frozen
         """Start actors ahead of the first job, so it does not wait for torch to import."""
         with self._lock:
             count = min(count, self._capacity(resources) - self._live.get(resources, 0))

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 
@@ -368,7 +368,7 @@ class TrialTrainer:
         dist.all_reduce(t)
         return float(t[0]), int(t[1]), float(t[2]) == 0.0
 
-    def _autocast(self) -> ContextManager[Any]:
+    def _autocast(self) -> AbstractContextManager[Any]:
         if self.device.type == "cuda" and self.workload.precision == "bf16":
             return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
         return nullcontext()

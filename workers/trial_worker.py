@@ -79,7 +79,6 @@ class TrialWorker:
         at ``rendezvous`` (rank 0's ``rendezvous()``) for the trial and leaves it afterwards; the
         workers agree at every round whether to go on, so a stop reaches all of them at once."""
         import io
-        import time
 
         import torch
 

@@ -1,14 +1,13 @@
 """initial schema: jobs, trials, metrics
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 12:14:29.570729
 """
 from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision = '0001'
 down_revision = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter, ValidationError, WrapValidator
 
@@ -39,7 +39,7 @@ def _by_its_kind(raw: Any, _union: Any) -> EarlyStoppingSpec:
 
 # A spec's ``early_stopping`` object: the schema shows one member per rule, told apart by ``kind``.
 AnyEarlyStoppingSpec = Annotated[
-    Union[tuple(rule.spec_model for rule in EARLY_STOPPERS.values())],  # type: ignore[valid-type]
+    tuple(rule.spec_model for rule in EARLY_STOPPERS.values()),  # type: ignore[valid-type]
     Field(discriminator="kind"),
     WrapValidator(_by_its_kind),
 ]

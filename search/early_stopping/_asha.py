@@ -33,8 +33,14 @@ from typing import Literal, Self
 
 from pydantic import Field
 
-from lrsearch.search.early_stopping.base import (Decision, EarlyStopper, EarlyStoppingSpec, grace_option, int_option,
-                                                 is_finite)
+from lrsearch.search.early_stopping.base import (
+    Decision,
+    EarlyStopper,
+    EarlyStoppingSpec,
+    grace_option,
+    int_option,
+    is_finite,
+)
 
 # At 100 a rung lets its best 1% go on; larger factors would only put absurd numbers into Hyperband's budgets.
 MAX_REDUCTION_FACTOR = 100

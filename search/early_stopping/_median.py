@@ -12,8 +12,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from lrsearch.search.early_stopping.base import (Decision, EarlyStopper, EarlyStoppingSpec, grace_option, int_option,
-                                                 is_finite)
+from lrsearch.search.early_stopping.base import (
+    Decision,
+    EarlyStopper,
+    EarlyStoppingSpec,
+    grace_option,
+    int_option,
+    is_finite,
+)
 
 
 class MedianSpec(EarlyStoppingSpec):

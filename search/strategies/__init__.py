@@ -11,8 +11,14 @@ from lrsearch.search.strategies._bayesian import BayesianOptions, BayesianStrate
 from lrsearch.search.strategies._grid import GridStrategy
 from lrsearch.search.strategies._manual import ManualStrategy, validate_manual_config
 from lrsearch.search.strategies._random import RandomStrategy
-from lrsearch.search.strategies._range_test import (RANGE_TEST_KEY, RangeTestOptions, RangeTestStrategy, TrialKind,
-                                                    is_range_test, training_config)
+from lrsearch.search.strategies._range_test import (
+    RANGE_TEST_KEY,
+    RangeTestOptions,
+    RangeTestStrategy,
+    TrialKind,
+    is_range_test,
+    training_config,
+)
 from lrsearch.search.strategies.base import WAIT, Strategy, StrategyOptions, StrategySpec, TrialOutcome, config_key
 
 STRATEGIES: dict[str, type[Strategy]] = {
@@ -26,7 +32,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
 
 
 # Every strategy's options model (the JobSpec's schema lists them; a spec's strategy picks one).
-ANY_STRATEGY_OPTIONS = Union[  # type: ignore[valid-type]
+ANY_STRATEGY_OPTIONS = Union[  # type: ignore[valid-type]  # noqa: UP007 - a union built from the registry at import time
     tuple(dict.fromkeys(cls.options_model for cls in STRATEGIES.values()))]
 
 

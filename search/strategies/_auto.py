@@ -28,8 +28,13 @@ from lrsearch.search.errors import SpecError
 from lrsearch.search.space import Numeric, SearchSpace
 from lrsearch.search.strategies._bayesian import BayesianStrategy, SamplerOptions
 from lrsearch.search.strategies._lr_window import MAX_WINDOW_DECADES, lr_at_position, position_in, window_around
-from lrsearch.search.strategies._range_test import (DEFAULT_SWEEP, MAX_REPEATS, RangeTestPlan, RangeTestSweepOptions,
-                                                    fixed_config)
+from lrsearch.search.strategies._range_test import (
+    DEFAULT_SWEEP,
+    MAX_REPEATS,
+    RangeTestPlan,
+    RangeTestSweepOptions,
+    fixed_config,
+)
 from lrsearch.search.strategies.base import WAIT, Strategy, StrategySpec, TrialOutcome, _Wait
 
 

@@ -61,8 +61,7 @@ from pydantic import Field
 
 from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
 from lrsearch.search.space import Categorical, Numeric
-from lrsearch.search.strategies._lr_window import (MAX_WINDOW_DECADES, Window, lr_at_position, position_in,
-                                                   window_around)
+from lrsearch.search.strategies._lr_window import MAX_WINDOW_DECADES, Window, lr_at_position, position_in, window_around
 from lrsearch.search.strategies.base import Strategy, StrategyOptions, StrategySpec, TrialOutcome, config_key
 
 if TYPE_CHECKING:

@@ -112,7 +112,7 @@ class Strategy(ABC):
         """The next candidate's complete config, None when the strategy has no more, or ``WAIT``
         when the next one depends on trials still running (ask again once one has finished)."""
 
-    def observe(self, outcome: TrialOutcome) -> None:
+    def observe(self, outcome: TrialOutcome) -> None:  # noqa: B027 - optional: model-free strategies ignore it
         """Learn from a finished trial. Model-free strategies ignore it."""
 
     def total(self) -> int | None:

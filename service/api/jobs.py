@@ -9,15 +9,23 @@ from fastapi.responses import JSONResponse
 from pydantic import WrapValidator
 from sqlalchemy import func, select, update
 
+from lrsearch.search import SpecError
 from lrsearch.service.api import API_PREFIX
 from lrsearch.service.api.deps import LimitQuery, OffsetQuery, RunnerDep, SessionDep, SettingsDep
-from lrsearch.service.crud import (best_detail, best_of, job_objective, jobs_public, range_tests, suggestion_best,
-                          to_trial_public, with_suggestions)
+from lrsearch.service.crud import (
+    best_detail,
+    best_of,
+    job_objective,
+    jobs_public,
+    range_tests,
+    suggestion_best,
+    to_trial_public,
+    with_suggestions,
+)
 from lrsearch.service.export import to_csv, trial_rows
 from lrsearch.service.models import Job, Trial, utcnow
-from lrsearch.service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
-from lrsearch.search import SpecError
 from lrsearch.service.runner import trial_resources
+from lrsearch.service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
 from lrsearch.service.validation import check_submission
 from lrsearch.workers.registry import workload_names
 

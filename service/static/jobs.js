@@ -98,13 +98,21 @@
     hint();
   }
 
+  const selectedStrategy = () => config.strategies.find((s) => s.name === $("f-strategy").value);
+
   function setupForm() {
     const strategy = $("f-strategy");
     const order = ["random", "grid", "bayesian"];
-    const names = config.strategies.filter((s) => s !== "manual")
+    // The form searches a space: strategies that run a list of configs are submitted as YAML or JSON.
+    const names = config.strategies.filter((s) => !s.takes_configs).map((s) => s.name)
       .sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
     for (const s of names) strategy.append(el("option", { value: s, text: s }));
-    const gridOnly = () => { $("lr-num-field").hidden = strategy.value !== "grid"; };
+    const gridOnly = () => {
+      const facts = selectedStrategy();
+      $("lr-num-field").hidden = !facts?.grid;
+      // A strategy that runs what it plans (a grid's product) takes no budget: a leftover one is refused.
+      if (facts && !facts.budget) $("f-max_trials").value = "";
+    };
     strategy.addEventListener("change", gridOnly);
     gridOnly();
     checkboxes("f-optimizers", config.optimizers, "optimizers");
@@ -130,7 +138,7 @@
       if (v.trim() !== "") spec[key] = value(v);
     }
     const lr = { low: value($("f-lr_low").value), high: value($("f-lr_high").value) };
-    if (spec.strategy === "grid" && $("f-lr_num").value.trim() !== "") lr.num = value($("f-lr_num").value);
+    if (selectedStrategy()?.grid && $("f-lr_num").value.trim() !== "") lr.num = value($("f-lr_num").value);
     const checked = (group) => [...form.querySelectorAll(`input[name=${group}]:checked`)].map((i) => i.value);
     spec.space = { lr, optimizer: checked("optimizers"), schedule: checked("schedules") };
     const warmup = $("f-warmup").value.split(/[,\s]+/).filter(Boolean).map(value);

@@ -25,9 +25,8 @@ One instance serves every trial in a worker process, so keep it stateless.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 import torch

@@ -5,6 +5,8 @@ dimensions are ``{"low", "high"}`` (log-uniform for ``lr`` and for parameters ma
 uniform otherwise), ``{"values": [...]}``, or for grids ``{"low", "high", "num"}`` (log-spaced for
 ``lr``, linear otherwise). Categorical dimensions (``optimizer``, ``schedule``, ``nesterov``) are
 lists. A single value stands for a list of it (``"optimizer": "adam"``, ``"momentum": 0.9``).
+``lr_points`` (piecewise's ``[[at, lr], ...]``) is one fixed value, never sampled: a space offering
+piecewise must give it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated, Any, ClassVar
 
 from pydantic import Field, PrivateAttr, ValidationError, WithJsonSchema, create_model, model_validator
 
-from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, param_specs
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, check_lr_points, param_specs, required_params
 from lrsearch.search.errors import SpecError, SpecErrors, is_finite_number, raise_all, spec_errors
 from lrsearch.search.spec_model import Flag, Number, SpecPart
 
@@ -164,6 +166,9 @@ def _param_field(p: ParamSpec) -> tuple[Any, Any]:
     owners = [o for o, params in OPTIMIZERS.items() if p in params] + [
         s for s, params in SCHEDULES.items() if p in params]
     where = f"{p.doc}, for {', '.join(owners)}"
+    if p.kind == "points":
+        return list[list[Number]] | None, Field(default=None, description=(
+            f"{where}: one fixed list, never sampled; required when schedule offers {', '.join(owners)}"))
     if p.kind == "bool":
         return list[Flag] | None, Field(default=None, description=f"{where}: true, false or both")
     kind = "an integer" if p.kind == "int" else "a number"
@@ -256,6 +261,11 @@ def _parse_numeric(
     return Numeric(name, low=low, high=high, num=num, log=log, integer=integer)
 
 
+def _parse_points(name: str, raw: list[Any]) -> Categorical:
+    # One fixed value: a search takes the points as given and never invents others.
+    return Categorical(name, (check_lr_points(raw, ("space", name)),))
+
+
 def _parse_categorical(name: str, raw: list, allowed: Sequence[Any]) -> Categorical:
     loc: tuple = ("space", name)
     if not raw:
@@ -298,10 +308,18 @@ def parse_space(raw: Any, *, grid: bool = False) -> SearchSpace:
         value = getattr(spec, name)
         if value is None:
             continue
-        if p.kind == "bool":
+        if p.kind == "points":
+            parse(name, value, None, _parse_points)
+        elif p.kind == "bool":
             parse(name, value, None, _parse_categorical, allowed=[False, True])
         else:
             parse(name, value, None, _parse_numeric, log=p.log, integer=p.kind == "int", low_bound=p.low,
                   high_bound=p.high, positive=False, grid=grid)
+    schedules = dims.get("schedule")
+    for schedule in schedules.choices if isinstance(schedules, Categorical) else ():
+        for p in required_params(schedule):
+            if getattr(spec, p.name) is None:
+                errors.append(SpecError(("space", p.name), f"is required when schedule offers {schedule}: a "
+                                                           f"search never invents it ({p.doc})"))
     raise_all(errors)
     return SearchSpace(dims)

@@ -151,13 +151,15 @@ def strategy_form_facts(strategy: Any) -> dict[str, Any]:
 def _page_config(request: Request, **extra: Any) -> str:
     """What the scripts need from the server, as JSON (escaped into a data- attribute by :func:`render`)."""
     from lrsearch.search import STRATEGIES
-    from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES
+    from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, required_params
 
     root = request.scope.get("root_path", "").rstrip("/")
     return json.dumps({"root": root, "api": root + API_PREFIX, "dashboardApi": root + "/dashboard-api",
                        "strategies": [strategy_form_facts(cls) for cls in STRATEGIES.values()],
                        "optimizers": list(OPTIMIZERS),
-                       "schedules": list(SCHEDULES), "version": __version__, **extra})
+                       # The form's choices: piecewise needs its points, which a form does not ask for.
+                       "schedules": [s for s in SCHEDULES if not required_params(s)],
+                       "version": __version__, **extra})
 
 
 def _page(request: Request, template: str, script: str | None, status_code: int = 200,

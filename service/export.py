@@ -36,7 +36,7 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, dict):  # a range test's settings: JSON, not Python's repr
+    if isinstance(value, (dict, list)):  # a range test's settings, lr_points: JSON, not Python's repr
         return json.dumps(value)
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value  # shown as text, as spreadsheets do for a leading apostrophe
@@ -53,13 +53,18 @@ def to_csv(trials: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def _optuna_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A config as Optuna params: a list (lr_points) as its JSON text, a categorical value."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in config.items()}
+
+
 def _distributions(trials: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One Optuna distribution per parameter, wide enough for every trial's value."""
     import optuna
 
     values: dict[str, list[Any]] = {}
     for t in trials:
-        for k, v in t["config"].items():
+        for k, v in _optuna_params(t["config"]).items():
             values.setdefault(k, []).append(v)
     out: dict[str, Any] = {}
     for k, vs in values.items():
@@ -104,7 +109,7 @@ def to_optuna_study(job: dict[str, Any], trials: Sequence[dict[str, Any]],
             st = state.FAIL
         curve = {e: v for e, v in enumerate(curves.get(t["number"], [])) if v is not None}
         study.add_trial(optuna.trial.create_trial(
-            params=t["config"], distributions={k: dists[k] for k in t["config"]}, value=value,
+            params=_optuna_params(t["config"]), distributions={k: dists[k] for k in t["config"]}, value=value,
             intermediate_values=curve, state=st,
             user_attrs={"lrsearch_number": t["number"], "lrsearch_status": t["status"]}))
     return study

@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, relevant_params
+from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, ParamValue, check_lr_points, relevant_params
 
 
 def validate(config: Mapping[str, Any], epochs: int) -> None:
@@ -52,12 +52,14 @@ def resolve(specs: tuple[ParamSpec, ...], config: Mapping[str, Any], epochs: int
     for spec in specs:
         value = config.get(spec.name)
         if value is None:
-            value = spec.default(epochs)
+            value = spec.default_for(epochs)
         out[spec.name] = _cast(spec, value)
     return out
 
 
-def _cast(spec: ParamSpec, value: Any) -> float | int | bool:
+def _cast(spec: ParamSpec, value: Any) -> ParamValue:
+    if spec.kind == "points":
+        return check_lr_points(value, (spec.name,))
     if spec.kind == "bool":
         # bool("false") is True: accept only real booleans (or 0/1) rather than guess.
         if value not in (True, False):

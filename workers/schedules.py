@@ -13,6 +13,12 @@ Every schedule is one ``torch.optim.lr_scheduler.LambdaLR`` whose multiplier of 
   ``CosineAnnealingLR(T_max=total_steps, eta_min)``; onecycle ``OneCycleLR(max_lr=lr,
   total_steps, pct_start)`` with torch's defaults (``div_factor=25``, ``final_div_factor=1e4``,
   cosine annealing). tests/workers/test_schedules.py checks them against the torch classes.
+- piecewise ``rate(t) / lr``: ``lr_points`` ``[[at, rate], ...]`` are absolute rates, ``rate(t)``
+  the rate of the last point with ``at * steps_per_epoch <= t`` (``at`` in the schedule's unit:
+  epochs, or steps in a step job, where steps_per_epoch is 1). As a multiplier of the config's
+  ``lr`` (the base rate the optimizer is built with), so the rate in effect is the point's own
+  whatever ``lr`` is (times warmup, as for every schedule); a config whose ``lr`` is the first
+  point's rate starts at a multiplier of 1.
 - onecycle with warmup: the product too. OneCycleLR already starts at ``lr/25`` and rises, so
   warmup only lowers its first ``W`` steps further; the peak is still exactly ``lr`` when
   ``warmup_fraction <= pct_start`` (warmup is over before the peak), lower otherwise.
@@ -27,6 +33,7 @@ load with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -73,6 +80,10 @@ class LRMultiplier:
         # CosineAnnealingLR's eta_min is a rate; as a multiplier it is relative to lr.
         self.eta_min_ratio = float(params.get("eta_min", 0.0)) / lr
         self.pct_start = float(params.get("pct_start", 0.3))
+        # piecewise: the step each point starts at and its rate as a multiplier of lr (plain lists).
+        points = params.get("lr_points") or [[0, lr]]
+        self.point_steps = [int(at) * self.steps_per_epoch for at, _ in points]
+        self.point_multipliers = [float(rate) / lr for _, rate in points]
 
     def __call__(self, step: int) -> float:
         return self.warmup(step) * self.shape(step)
@@ -96,6 +107,8 @@ class LRMultiplier:
             return self.eta_min_ratio + (1 - self.eta_min_ratio) * cosine
         if self.schedule == "onecycle":
             return self._onecycle(min(step, self.total_steps - 1))
+        if self.schedule == "piecewise":
+            return self.point_multipliers[bisect.bisect_right(self.point_steps, step) - 1]
         raise ValueError(f"unknown schedule {self.schedule!r}")
 
     def _onecycle(self, step: int) -> float:

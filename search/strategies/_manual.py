@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, complete_config, relevant_params
+from lrsearch.search.catalog import (
+    OPTIMIZERS,
+    SCHEDULES,
+    check_lr_points,
+    complete_config,
+    relevant_params,
+    required_params,
+)
 from lrsearch.search.errors import SpecError, is_finite_number, raise_all
 from lrsearch.search.strategies.base import Strategy, StrategySpec
 
@@ -43,6 +50,9 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
         if key not in params:
             raise SpecError(loc + (key,), f"not a parameter of {optimizer}/{schedule}; allowed: {sorted(params)}")
         p = params[key]
+        if p.kind == "points":
+            check_lr_points(value, loc + (key,))
+            continue
         if p.kind == "bool":
             if not isinstance(value, bool):
                 raise SpecError(loc + (key,), "must be true or false")
@@ -53,6 +63,9 @@ def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
             raise SpecError(loc + (key,), "must be an integer")
         if (p.low is not None and value < p.low) or (p.high is not None and value > p.high):
             raise SpecError(loc + (key,), f"must be in [{p.low}, {p.high}], got {value!r}")
+    for p in required_params(schedule):
+        if p.name not in raw:
+            raise SpecError(loc + (p.name,), f"is required for the {schedule} schedule: {p.doc}")
     return complete_config({**raw, "optimizer": optimizer, "schedule": schedule,
                             "warmup_fraction": warmup}, epochs)
 

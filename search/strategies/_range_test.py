@@ -96,7 +96,8 @@ def fixed_config(space: SearchSpace, optimizer: str, lr: float, epochs: int) -> 
         "warmup_fraction": _representative(space.dims.get("warmup_fraction"), 0.0),
     }
     for p in relevant_params(optimizer, schedule):
-        raw[p.name] = _representative(space.dims.get(p.name), p.default(epochs))
+        # A parameter without a default (lr_points) is in any space offering its schedule.
+        raw[p.name] = _representative(space.dims.get(p.name), None if p.default is None else p.default(epochs))
     return complete_config(raw, epochs)
 
 

@@ -246,7 +246,11 @@
     const url = `${location.origin}${config.api}/jobs`.replace(/'/g, "'\\''");
     return `curl -X POST '${url}' \\\n  -H 'Content-Type: application/json' \\\n  -d '${body}'`;
   }
-  function yamlScalar(v) { return typeof v === "string" ? JSON.stringify(v) : v === null || v === undefined ? "null" : String(v); }
+  // Strings, lists (lr_points) and objects as JSON, which YAML reads as the same value.
+  function yamlScalar(v) {
+    if (typeof v === "string" || (v !== null && typeof v === "object")) return JSON.stringify(v);
+    return v === null || v === undefined ? "null" : String(v);
+  }
   function yamlSnippet() {
     const s = rerunSpec();
     const lines = ["# lrsearch submit best.yaml --wait"];

@@ -14,6 +14,8 @@ from lrsearch.workers.schedules import build_multiplier, build_schedule, warmup_
 LR = 0.01
 EPOCHS = 6
 SPE = 7  # steps per epoch in the unit tests
+# Parameters a schedule cannot go without (no default): piecewise's points.
+REQUIRED = {"piecewise": {"lr_points": [[0, LR], [2, LR / 2], [4, LR / 10]]}}
 
 
 def _optimizer(lr: float = LR) -> torch.optim.Optimizer:
@@ -40,7 +42,7 @@ def _ours(config: dict, epochs: int = EPOCHS, spe: int = SPE) -> list[float]:
 
 def test_every_catalog_schedule_builds() -> None:
     for name in SCHEDULES:
-        assert len(_ours({"schedule": name})) == EPOCHS * SPE
+        assert len(_ours({"schedule": name, **REQUIRED.get(name, {})})) == EPOCHS * SPE
 
 
 def test_step_matches_steplr() -> None:
@@ -91,6 +93,82 @@ def test_onecycle_leaves_momentum_alone() -> None:
     assert optimizer.param_groups[0]["momentum"] == 0.0
 
 
+# --- piecewise: absolute rates from each point to the next, in the schedule's unit ------------------
+
+POINTS = [[0, 0.02], [2, 0.005], [5, 0.001]]  # rates, not multipliers: the config's lr is LR = 0.01
+
+
+def _expected_piecewise(boundaries: list[int], rates: list[float], total: int) -> list[float]:
+    """The rate of the last point whose first step is at or before each step."""
+    return [rates[max(i for i, b in enumerate(boundaries) if b <= t)] for t in range(total)]
+
+
+def test_piecewise_in_an_epoch_job_holds_each_points_rate_from_its_epoch() -> None:
+    ours = _ours({"schedule": "piecewise", "lr_points": POINTS})
+    # at is in epochs: point k starts at step at * SPE.
+    expected = [0.02] * (2 * SPE) + [0.005] * (3 * SPE) + [0.001] * SPE
+    assert ours == pytest.approx(expected, rel=1e-12)
+    assert ours == pytest.approx(_expected_piecewise([0, 2 * SPE, 5 * SPE], [0.02, 0.005, 0.001], EPOCHS * SPE),
+                                 rel=1e-12)
+
+
+def test_piecewise_in_a_step_job_counts_at_in_steps() -> None:
+    # A step job builds its schedule with steps_per_epoch=1 and "epochs" the steps (workers/trainer.py).
+    points = [[0, 0.03], [7, 0.01], [8, 0.002], [20, 0.0005]]
+    ours = _ours({"schedule": "piecewise", "lr_points": points}, epochs=30, spe=1)
+    assert ours == pytest.approx(_expected_piecewise([0, 7, 8, 20], [0.03, 0.01, 0.002, 0.0005], 30), rel=1e-12)
+
+
+def test_piecewise_multiplier_is_the_points_rate_over_the_base_lr() -> None:
+    m = build_multiplier({"lr": 0.02, "schedule": "piecewise", "lr_points": POINTS}, epochs=EPOCHS, steps_per_epoch=1)
+    assert [m(t) for t in range(EPOCHS)] == pytest.approx([1.0, 1.0, 0.25, 0.25, 0.25, 0.05], rel=1e-12)
+    # A point at or past the end never takes effect; after the last step the last rate holds.
+    late = build_multiplier({"lr": 0.02, "schedule": "piecewise", "lr_points": [[0, 0.02], [6, 1.0]]},
+                            epochs=EPOCHS, steps_per_epoch=1)
+    assert [late(t) for t in range(EPOCHS)] == [1.0] * EPOCHS and late(EPOCHS) == pytest.approx(50.0)
+
+
+def test_piecewise_with_warmup_is_the_product() -> None:
+    config = {"schedule": "piecewise", "lr_points": POINTS, "warmup_fraction": 0.5}  # 21 of 42 steps
+    ours = _ours(config)
+    w = warmup_steps(0.5, EPOCHS * SPE)
+    plain = _expected_piecewise([0, 2 * SPE, 5 * SPE], [0.02, 0.005, 0.001], EPOCHS * SPE)
+    expected = [rate * min(1.0, (t + 1) / (w + 1)) for t, rate in enumerate(plain)]
+    assert ours == pytest.approx(expected, rel=1e-12)
+    assert ours[0] == pytest.approx(0.02 / (w + 1)) and ours[w:] == pytest.approx(plain[w:], rel=1e-12)
+
+
+@pytest.mark.parametrize(("points", "says"), [
+    (None, "lr_points is required"),
+    ([], "non-empty list"),
+    ([[1, 0.1]], "first point must be at 0"),
+    ([[0, 0.1], [3, 0.05], [3, 0.01]], "strictly increasing"),
+    ([[0, 0.1], [2.5, 0.05]], "whole number"),
+    ([[0, 0.0]], "finite rate > 0"),
+    ([[0, float("inf")]], "finite rate > 0"),
+    ([[0, 0.1, 2]], "pair"),
+])
+def test_bad_lr_points_are_refused_by_name(points: object, says: str) -> None:
+    config: dict = {"lr": LR, "schedule": "piecewise"}
+    if points is not None:
+        config["lr_points"] = points
+    with pytest.raises(ValueError, match=says) as info:
+        build_multiplier(config, epochs=EPOCHS, steps_per_epoch=SPE)
+    assert "lr_points" in str(info.value)
+
+
+def test_piecewise_multiplier_state_loads_weights_only() -> None:
+    optimizer = _optimizer()
+    points = [[i, LR / (i + 1)] for i in range(0, 10_000, 10)]  # a long list: still plain data
+    scheduler = build_schedule(optimizer, {"lr": LR, "schedule": "piecewise", "lr_points": points},
+                               epochs=10_000, steps_per_epoch=1)
+    buffer = io.BytesIO()
+    torch.save(scheduler.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert state["lr_lambdas"][0]["point_steps"][:3] == [0, 10, 20]
+
+
 # --- warmup -------------------------------------------------------------------------------------
 
 
@@ -103,7 +181,7 @@ def test_warmup_steps(fraction: float, total: int, steps: int) -> None:
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_warmup_rises_linearly_then_leaves_the_schedule_alone(schedule: str) -> None:
-    config = {"lr": LR, "schedule": schedule}
+    config = {"lr": LR, "schedule": schedule, **REQUIRED.get(schedule, {})}
     plain = build_multiplier(config, epochs=EPOCHS, steps_per_epoch=SPE)
     warm = build_multiplier({**config, "warmup_fraction": 0.2}, epochs=EPOCHS, steps_per_epoch=SPE)
     w = warm.warmup_steps
@@ -130,7 +208,7 @@ def test_unknown_schedule_is_refused_with_the_known_names() -> None:
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_state_dict_round_trip_restores_the_trajectory(schedule: str) -> None:
-    config = {"lr": LR, "optimizer": "adam", "schedule": schedule, "warmup_fraction": 0.3}
+    config = {"lr": LR, "optimizer": "adam", "schedule": schedule, "warmup_fraction": 0.3, **REQUIRED.get(schedule, {})}
     total = EPOCHS * SPE
 
     def build() -> lr_scheduler.LRScheduler:
@@ -153,7 +231,7 @@ def test_state_dict_round_trip_restores_the_trajectory(schedule: str) -> None:
 # --- shapes, read from the lr rows of trained runs ------------------------------------------------
 
 
-def _lr_rows(run_trial, schedule: str, warmup_fraction: float = 0.0, **params: float) -> list[float]:
+def _lr_rows(run_trial, schedule: str, warmup_fraction: float = 0.0, **params: object) -> list[float]:
     config = {"lr": LR, "optimizer": "adam", "schedule": schedule, "warmup_fraction": warmup_fraction, **params}
     results = run_trial("mlp-digits", config, epochs=EPOCHS)
     assert len(results) == EPOCHS and not results[-1].diverged
@@ -200,10 +278,16 @@ def test_onecycle_rises_then_falls_and_peaks_at_the_trials_lr(run_trial) -> None
     assert rows[0] == pytest.approx(LR / 25, rel=1e-9)
 
 
+def test_piecewise_rows_are_the_points_rates(run_trial) -> None:
+    # Each row's lr is the rate in effect at its epoch's first step: the last point at or before it.
+    rows = _lr_rows(run_trial, "piecewise", lr_points=POINTS)
+    assert rows == pytest.approx([0.02, 0.02, 0.005, 0.005, 0.005, 0.001], rel=1e-12)
+
+
 @pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_warmup_starts_below_the_base_rate_then_joins_the_schedule(run_trial, schedule: str) -> None:
-    plain = _lr_rows(run_trial, schedule)
-    warm = _lr_rows(run_trial, schedule, warmup_fraction=0.3)  # warmup over the first 1.8 epochs
+    plain = _lr_rows(run_trial, schedule, **REQUIRED.get(schedule, {}))
+    warm = _lr_rows(run_trial, schedule, warmup_fraction=0.3, **REQUIRED.get(schedule, {}))  # over 1.8 epochs
     assert warm[0] < plain[0] and warm[0] < LR
     assert warm[1] < plain[1]
     assert warm[2:] == plain[2:]

@@ -303,7 +303,8 @@ def _through_disk(state: dict) -> dict:
 
 CHECKPOINT_CASES = [
     *[{"optimizer": name, "schedule": "onecycle", "warmup_fraction": 0.2} for name in OPTIMIZERS],
-    *[{"optimizer": "sgd", "nesterov": True, "schedule": name, "warmup_fraction": 0.3} for name in SCHEDULES],
+    *[{"optimizer": "sgd", "nesterov": True, "schedule": name, "warmup_fraction": 0.3,
+       **({"lr_points": [[0, 0.01], [1, 0.02], [3, 0.004]]} if name == "piecewise" else {})} for name in SCHEDULES],
 ]
 
 
@@ -322,6 +323,47 @@ def test_checkpoint_round_trip_continues_exactly(config: dict) -> None:
     assert after.epochs_done == 2
     tail = [after.run_epoch() for _ in range(2)]
     assert _dicts(head + tail) == expected
+
+
+# piecewise: absolute rates; the config's lr (the base the optimizer is built with) is not one of them.
+PIECEWISE = {"lr": 0.01, "optimizer": "sgd", "schedule": "piecewise", "lr_points": [[0, 0.05], [1, 0.02], [3, 0.005]]}
+
+
+def test_piecewise_trains_at_the_points_rates_epoch_by_epoch() -> None:
+    trainer = _trainer(config=PIECEWISE, epochs=4)
+    results = [trainer.run_epoch() for _ in range(4)]
+    assert [r.lr for r in results] == pytest.approx([0.05, 0.02, 0.02, 0.005], rel=1e-12)
+    assert not any(r.diverged for r in results) and results[-1].val_loss < trainer.untrained_val_loss / 2
+    assert trainer.config["lr_points"] == PIECEWISE["lr_points"] and trainer.config["lr"] == 0.01
+
+
+def test_piecewise_in_a_step_job_counts_steps() -> None:
+    config = {**PIECEWISE, "lr_points": [[0, 0.05], [25, 0.02], [60, 0.005]]}
+    trainer = _trainer(config=config, epochs=None, steps=100, eval_every=20)
+    results = [trainer.run_epoch() for _ in range(5)]
+    # A row per 20 steps, each with the rate at its first step (0, 20, 40, 60, 80).
+    assert [r.step for r in results] == [20, 40, 60, 80, 100]
+    assert [r.lr for r in results] == pytest.approx([0.05, 0.05, 0.02, 0.005, 0.005], rel=1e-12)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.005, rel=1e-12)
+
+
+def test_piecewise_checkpoint_mid_run_continues_at_the_points_rates() -> None:
+    config = {**PIECEWISE, "warmup_fraction": 0.2}
+    uninterrupted = _trainer(config=config, epochs=4)
+    expected = _dicts([uninterrupted.run_epoch() for _ in range(4)])
+    before = _trainer(config=config, epochs=4)
+    head = [before.run_epoch() for _ in range(2)]
+    after = _trainer(config=config, epochs=4)
+    after.load_state_dict(_through_disk(before.state_dict()))
+    assert _dicts(head + [after.run_epoch() for _ in range(2)]) == expected
+    assert [r["lr"] for r in expected][2:] == pytest.approx([0.02, 0.005], rel=1e-12)
+
+
+def test_piecewise_without_good_points_is_refused_before_training() -> None:
+    with pytest.raises(ValueError, match=r"lr_points\.2\.0: must be greater than the previous point's at \(2\)"):
+        _trainer(config={**PIECEWISE, "lr_points": [[0, 0.05], [2, 0.02], [2, 0.01]]})
+    with pytest.raises(ValueError, match="lr_points is required"):
+        _trainer(config={k: v for k, v in PIECEWISE.items() if k != "lr_points"})
 
 
 def test_state_dict_is_a_copy() -> None:

@@ -238,7 +238,7 @@ def region_target(grid: dict[str, Any], epochs: int,
                       and math.isclose(c["lr"], top["lr"], rel_tol=1e-5))
         losses = [lowest(train({**config, "lr": min(max(config["lr"] * f, LR_LOW), LR_HIGH)})[0])
                   for f in REGION_FACTORS]
-        score = None if any(v is None for v in losses) else max(losses)  # type: ignore[type-var]
+        score = None if any(v is None for v in losses) else max(losses)  # type: ignore[type-var]  # no None left here
         scored.append({**_short_config(config), "val_losses": losses, "score": score})
     best = min((c["score"] for c in scored if c["score"] is not None), default=None)
     return {"factors": list(REGION_FACTORS), "val_loss": best,

@@ -128,11 +128,11 @@ class CurveCache:
             self.curves = {}
 
     def get(self, config: dict[str, Any], seed: int, epochs: int) -> Curve:
-        return self._cached(config, seed, epochs, lambda: train_curve(config, epochs, seed))  # type: ignore[return-value]
+        return self._cached(config, seed, epochs, lambda: train_curve(config, epochs, seed))  # type: ignore[return-value]  # a training's key holds a Curve
 
     def range_test(self, config: dict[str, Any], seed: int) -> Points:
         """A range test's (lr, batch loss) points; epochs 0 in the key (a range test has none)."""
-        return self._cached(config, seed, 0, lambda: range_test_points(config, seed))  # type: ignore[return-value]
+        return self._cached(config, seed, 0, lambda: range_test_points(config, seed))  # type: ignore[return-value]  # epochs 0 holds Points
 
     def _cached(self, config: dict[str, Any], seed: int, epochs: int,
                 compute: Callable[[], Curve | Points]) -> Curve | Points:

@@ -66,7 +66,7 @@ def _step_size(epochs: int) -> int:
 
 def _exp_gamma(epochs: int) -> float:
     # Over the whole run the rate falls by 10x, whatever the job's length.
-    return round(0.1 ** (1.0 / max(1, epochs)), 6)
+    return round(float(0.1 ** (1.0 / max(1, epochs))), 6)
 
 
 SCHEDULES: dict[str, tuple[ParamSpec, ...]] = {
@@ -154,7 +154,7 @@ def check_lr_points(value: object, loc: Loc = ("lr_points",)) -> LRPoints:
     return out
 
 
-def complete_config(config: dict, epochs: int) -> dict:
+def complete_config(config: dict[str, Any], epochs: int) -> dict[str, Any]:
     """Fill the defaults of the chosen optimizer and schedule; drop parameters that do not apply."""
     optimizer, schedule = config["optimizer"], config["schedule"]
     out = {

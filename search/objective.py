@@ -34,10 +34,10 @@ class Objective:
         """``value`` as a loss to minimise; None when it is missing or not finite."""
         if value is None or isinstance(value, bool):
             return None
-        value = float(value)
-        if not math.isfinite(value):
+        number = float(value)
+        if not math.isfinite(number):
             return None
-        return -value if self.maximize else value
+        return -number if self.maximize else number
 
     def value(self, score: float | None) -> float | None:
         """The metric's value back from its score."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from typing import Any
 
 # The steepest slope is a centred difference over +-STEEPEST_WINDOW_FRACTION of the points read
 # (at least one): wider than one step, so a single noisy batch cannot make the steepest point.
@@ -43,7 +44,7 @@ def lr_at(step: int, *, lr_low: float, lr_high: float, num_steps: int) -> float:
     """The rate of step ``step`` (0-based): geometric from ``lr_low`` (step 0) to ``lr_high`` (last)."""
     if num_steps == 1:
         return lr_low
-    return lr_low * (lr_high / lr_low) ** (step / (num_steps - 1))
+    return float(lr_low * (lr_high / lr_low) ** (step / (num_steps - 1)))
 
 
 def _curve(lrs: Sequence[float], losses: Sequence[float]) -> tuple[list[float], list[float], list[float]]:
@@ -217,7 +218,7 @@ def spread(suggestions_per_seed: Sequence[float]) -> dict[str, float | int]:
 _RULES = ("steepest", "valley", "minimum_tenth", "lr_at_min", "combined")  # suggest()'s keys
 
 
-def summarize(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]]) -> dict | None:
+def summarize(curves: Sequence[tuple[float, Sequence[float], Sequence[float]]]) -> dict[str, Any] | None:
     """One optimizer's range tests, one curve per seed, as ``(lr_low, lrs, raw_losses)``, summed up:
     ``{"lr": the suggestion, "rules": {rule: lr}, "per_seed": [lr, ...], "spread": spread(...),
     "min_loss": the mean over seeds of the lowest denoised loss (None if no curve has a point)}``.

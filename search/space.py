@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, cast
 
 from pydantic import Field, PrivateAttr, ValidationError, WithJsonSchema, create_model, model_validator
 
 from lrsearch.search.catalog import OPTIMIZERS, SCHEDULES, ParamSpec, check_lr_points, param_specs, required_params
-from lrsearch.search.errors import SpecError, SpecErrors, is_finite_number, raise_all, spec_errors
+from lrsearch.search.errors import Loc, SpecError, SpecErrors, is_finite_number, raise_all, spec_errors
 from lrsearch.search.spec_model import Flag, Number, SpecPart
 
 MAX_GRID_NUM = 1000  # points along one grid axis
@@ -88,13 +88,13 @@ class SearchSpace:
 
     @property
     def optimizers(self) -> tuple[str, ...]:
-        return self.dims["optimizer"].choices  # type: ignore[union-attr]
+        return cast(Categorical, self.dims["optimizer"]).choices  # parse_space makes it categorical
 
     @property
     def schedules(self) -> tuple[str, ...]:
-        return self.dims["schedule"].choices  # type: ignore[union-attr]
+        return cast(Categorical, self.dims["schedule"]).choices  # parse_space makes it categorical
 
-    def contains(self, config: dict) -> bool:
+    def contains(self, config: dict[str, Any]) -> bool:
         """Whether a candidate lies in the space (parameters not in the space are free)."""
         return all(dim.contains(config[name]) for name, dim in self.dims.items() if name in config)
 
@@ -133,9 +133,9 @@ class _SpaceBase(SpecPart):
 
     lr: NumericSpec | None = Field(default=None, description=(
         "the base learning rate, > 0 and at most 1e6; sampled log-uniformly from a range"))
-    optimizer: list[_names(list(OPTIMIZERS))] | None = Field(  # type: ignore[valid-type]
+    optimizer: list[_names(list(OPTIMIZERS))] | None = Field(  # type: ignore[valid-type]  # a Literal of the catalog's names
         default=None, description="optimizers to try (default [\"sgd\"])")
-    schedule: list[_names(list(SCHEDULES))] | None = Field(  # type: ignore[valid-type]
+    schedule: list[_names(list(SCHEDULES))] | None = Field(  # type: ignore[valid-type]  # a Literal of the catalog's names
         default=None, description="learning-rate schedules to try (default [\"constant\"])")
     warmup_fraction: NumericSpec | None = Field(default=None, description=(
         "the fraction of the training steps over which the rate rises linearly from 0, in [0, 0.9] (default 0)"))
@@ -178,20 +178,20 @@ def _param_field(p: ParamSpec) -> tuple[Any, Any]:
 
 SpaceSpec = create_model(  # the catalog's parameters are dimensions too, each described from it
     "SpaceSpec", __base__=_SpaceBase, __module__=__name__,
-    **{name: _param_field(p) for name, p in param_specs().items()},  # type: ignore[call-overload]
+    **{name: _param_field(p) for name, p in param_specs().items()},  # type: ignore[call-overload]  # fields from a dict
 )
 SpaceSpec.__doc__ = _SpaceBase.__doc__
 
 
 # -- the values -----------------------------------------------------------------------------------------
 
-def _finite_number(loc: tuple, value: Any) -> float:
+def _finite_number(loc: Loc, value: Any) -> float:
     if not is_finite_number(value):
         raise SpecError(loc, "must be finite (and within a float's range)")
     return float(value)
 
 
-def _check_bounds(loc: tuple, value: float, low: float | None, high: float | None, positive: bool) -> None:
+def _check_bounds(loc: Loc, value: float, low: float | None, high: float | None, positive: bool) -> None:
     if positive and value <= 0:
         raise SpecError(loc, f"must be > 0, got {value!r}")
     if low is not None and value < low:
@@ -211,7 +211,7 @@ def _parse_numeric(
     positive: bool,
     grid: bool,
 ) -> Numeric:
-    loc: tuple = ("space", name)
+    loc: Loc = ("space", name)
     given = raw.as_sent()
     if "values" in given:
         if extra := sorted(set(given) - {"values"}):
@@ -266,8 +266,8 @@ def _parse_points(name: str, raw: list[Any]) -> Categorical:
     return Categorical(name, (check_lr_points(raw, ("space", name)),))
 
 
-def _parse_categorical(name: str, raw: list, allowed: Sequence[Any]) -> Categorical:
-    loc: tuple = ("space", name)
+def _parse_categorical(name: str, raw: list[Any], allowed: Sequence[Any]) -> Categorical:
+    loc: Loc = ("space", name)
     if not raw:
         raise SpecError(loc, f"must be a non-empty list; allowed: {list(allowed)}")
     seen: list[Any] = []

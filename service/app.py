@@ -168,8 +168,8 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                               "over the learning rate, optimizer, schedule and warmup.")
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
-    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
-    app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # Starlette types a handler for any Exception
+    app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]  # Starlette types a handler for any Exception
     for module in (health, jobs, trials, workloads, keys):
         app.include_router(module.router)
     from lrsearch.service import dashboard, login

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,18 +85,18 @@ def db_upgrade(db: DbOpt = None, revision: str = "head") -> None:
     from lrsearch.service.config import Settings
     from lrsearch.service.db import current_revision, make_engine, upgrade
 
-    settings = Settings(**({"database_url": db} if db else {}))
+    settings = Settings(database_url=db) if db else Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine, revision)
     console.print(f"database at revision {current_revision(engine)}")
     engine.dispose()
 
 
-def _keys_session(db: str | None):  # type: ignore[no-untyped-def]
+def _keys_session(db: str | None):
     from lrsearch.service.config import Settings
     from lrsearch.service.db import make_engine, make_session_factory, upgrade
 
-    engine = make_engine(Settings(**({"database_url": db} if db else {})).database_url)
+    engine = make_engine((Settings(database_url=db) if db else Settings()).database_url)
     upgrade(engine)
     return make_session_factory(engine).begin()
 
@@ -149,7 +148,7 @@ def keys_list(db: DbOpt = None) -> None:
     console.print(table)
 
 
-def _client(url: str, token: str | None):  # type: ignore[no-untyped-def]
+def _client(url: str, token: str | None):
     from lrsearch.service.client import Client
 
     return Client(url, token)
@@ -208,7 +207,7 @@ def _best_or_none(client: Any, job_id: int) -> dict[str, Any] | None:
     from lrsearch.service.client import LrsearchError
 
     try:
-        return client.best(job_id)  # type: ignore[no-any-return]
+        return client.best(job_id)
     except LrsearchError as exc:
         if exc.status == 404:
             return None
@@ -412,4 +411,4 @@ def main() -> None:  # pragma: no cover - console entry for `python -m lrsearch`
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

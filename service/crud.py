@@ -185,7 +185,7 @@ _derived_cache: dict[tuple[str, int, str], tuple[tuple[Any, ...], Any]] = {}
 
 
 def _cached(session: Session, job_id: int, what: str, stamp: tuple[Any, ...], compute: Callable[[], T]) -> T:
-    key = (str(session.get_bind().url), job_id, what)
+    key = (str(session.get_bind().engine.url), job_id, what)
     hit = _derived_cache.get(key)
     if hit is not None and hit[0] == stamp:
         return hit[1]
@@ -288,7 +288,7 @@ def suggestion_best(session: Session, job: Job, finder: list[RangeTestOptimizer]
     known = [f for f in finder if f.suggestion is not None and f.curves]
     if not known:
         return None
-    pick = min(known, key=lambda f: (f.suggestion.min_loss is None, f.suggestion.min_loss or 0.0))  # type: ignore[union-attr]
+    pick = min(known, key=lambda f: (f.suggestion.min_loss is None, f.suggestion.min_loss or 0.0))  # type: ignore[union-attr]  # known has suggestions only
     assert pick.suggestion is not None
     trial = session.scalar(select(Trial).where(Trial.job_id == job.id, Trial.number == pick.curves[0].trial))
     assert trial is not None and trial.kind == TrialKind.RANGE_TEST

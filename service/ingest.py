@@ -14,9 +14,10 @@ import queue
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import Table, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lrsearch.search.objective import Objective
@@ -93,7 +94,7 @@ class MetricWriter:
                     break
                 batch.append(item)
             try:
-                stored = run_tx(self.sessions, lambda s, batch=batch: self._store(s, batch))
+                stored = run_tx(self.sessions, partial(self._store, batch=batch))
                 for row, ok in zip(batch, stored):
                     row.done.set_result(ok)
             except Exception as exc:  # noqa: BLE001 - handed to every waiting caller
@@ -115,7 +116,7 @@ class MetricWriter:
             if (r.trial_id, r.epoch) not in existing and (r.trial_id, r.epoch) not in fresh:
                 fresh[(r.trial_id, r.epoch)] = r
         if fresh:
-            s.execute(Metric.__table__.insert(), [
+            s.execute(cast(Table, Metric.__table__).insert(), [
                 {"trial_id": r.trial_id, "epoch": r.epoch, "step": r.step, "train_loss": r.train_loss,
                  "val_loss": r.val_loss, "val_accuracy": r.val_accuracy, "lr": r.lr, "extra": r.extra or None}
                 for r in fresh.values()])

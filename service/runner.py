@@ -15,8 +15,9 @@ import uuid
 from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from lrsearch.service.checkpoints import CheckpointStore
@@ -129,10 +130,10 @@ class JobRunner:
         for job_id in candidates:
             with self.sessions.begin() as s:
                 # Claim with a conditional update: of several replicas, exactly one wins.
-                claimed = s.execute(
+                claimed = cast("CursorResult[Any]", s.execute(  # an UPDATE: a cursor result, with rowcount
                     update(Job).where(Job.id == job_id, claimable)
                     .values(status="running", claimed_by=self.owner, heartbeat_at=now)
-                ).rowcount == 1
+                )).rowcount == 1
                 if claimed:
                     job = s.get(Job, job_id)
                     assert job is not None

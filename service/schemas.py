@@ -49,7 +49,7 @@ class JobSpec(SpecModel):
 
     name: str | None = Field(default=None, description="a label; defaults to '<strategy>-<workload>'")
     workload: str = Field(description="a registered workload, see GET /workloads")
-    strategy: Literal[tuple(STRATEGIES)] = Field(  # type: ignore[valid-type]
+    strategy: Literal[tuple(STRATEGIES)] = Field(  # type: ignore[valid-type]  # the names come from the registry
         default="random", description="the search algorithm; its options are its own (see options)")
     max_trials: int | None = Field(default=None, description="trials to run (optional for grid and manual)")
     max_concurrent: int = Field(default=2, description="trials running at once")
@@ -67,13 +67,13 @@ class JobSpec(SpecModel):
     training_seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description=(
         "seeds every trial's initialisation and batch order (and the range tests); default: seed. "
         "Jobs with one training_seed and different seeds search the same landscape"))
-    space: SpaceSpec | None = Field(default=None, description=(  # type: ignore[valid-type]
+    space: SpaceSpec | None = Field(default=None, description=(
         "the search space (not for manual; range_test and auto default lr to 1e-7..10)"))
     configs: list[dict[str, Any]] | None = Field(default=None, description=(
         'manual: the trials to run, each {"lr": ..., "optimizer": ..., "schedule": ..., ...}'))
     early_stopping: AnyEarlyStoppingSpec | None = Field(default=None, description=(
         "stop poor trials early: one rule, by kind (default none; auto: asha)"))
-    options: ANY_STRATEGY_OPTIONS = Field(  # type: ignore[valid-type]
+    options: ANY_STRATEGY_OPTIONS = Field(  # type: ignore[valid-type]  # a union built from the registry
         default_factory=dict, validate_default=True, description=_options_by_strategy())
     resources: Resources = Field(default_factory=Resources)
     max_retries: int = Field(default=2, ge=0, le=10, description="re-runs of a trial whose worker died")

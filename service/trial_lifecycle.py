@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from lrsearch.search import TrialKind
@@ -259,7 +259,7 @@ class RangeTestTrial(TrialLifecycle):
         def store(s: Session) -> None:
             s.execute(delete(RangeTestPoint).where(RangeTestPoint.trial_id == trial_id))
             if kept:
-                s.execute(RangeTestPoint.__table__.insert(), kept)
+                s.execute(cast(Table, RangeTestPoint.__table__).insert(), kept)
             s.execute(update(Trial).where(Trial.id == trial_id).values(epochs=len(points), node=node))
 
         run_tx(self.job.sessions, store)

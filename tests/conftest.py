@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _pg_admin_conn():  # type: ignore[no-untyped-def]
+def _pg_admin_conn():
     import psycopg
 
     return psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres",

@@ -41,7 +41,7 @@ def test_api_command_parses_with_the_real_cli() -> None:
     command = SERVICES["api"]["command"]
     assert command[:2] == ["lrsearch", "serve"]
     group = typer.main.get_command(app)
-    serve = group.get_command(None, "serve")  # type: ignore[arg-type]
+    serve = group.get_command(None, "serve")  # type: ignore[attr-defined]  # typer builds a Group for an app of commands
     ctx = serve.make_context("serve", list(command[2:]))
     assert ctx.params["port"] == 8000
     assert ctx.params["host"] == "0.0.0.0" and ctx.params["auth"] is True  # public, so behind keys

@@ -79,4 +79,4 @@ def _known_name(config: Mapping[str, Any], key: str, known: Mapping[str, object]
     name = config.get(key)
     if name not in known:
         raise ValueError(f"unknown {key} {name!r}; known: {', '.join(known)}")
-    return name
+    return str(name)  # one of known's keys

@@ -36,7 +36,7 @@ class InProcessExecutor:
                     self._stopped.discard(key)
                     return None
                 if self._idle:
-                    worker = self._idle.pop()
+                    worker: TrialWorker | None = self._idle.pop()
                     break
                 if self._live < self.slots:
                     self._live += 1

@@ -25,11 +25,11 @@ def build_optimizer(params: Params, config: Mapping[str, Any]) -> torch.optim.Op
     lr = _params.base_lr(config)
     # Optimizer defaults do not depend on the job's length; any epochs will do.
     values = _params.resolve(OPTIMIZERS[name], config, epochs=1)
-    params = list(params)
+    listed: list[Any] = list(params)  # tensors, or param groups
     build = _BUILDERS[name]
-    if name in _FUSED and all(_cpu_floats(p) for p in params):
-        return build(params, lr, values, fused=True)
-    return build(params, lr, values)
+    if name in _FUSED and all(_cpu_floats(p) for p in listed):
+        return build(listed, lr, values, fused=True)
+    return build(listed, lr, values)
 
 
 def _cpu_floats(entry: torch.Tensor | dict[str, Any]) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from lrsearch.workers.executor import RangeTestRun, TrialRun
@@ -66,7 +66,8 @@ class TrialWorker:
     def resume(self, key: str) -> None:
         self._go_on.setdefault(key, threading.Event()).set()
 
-    def run(self, key: str, run: TrialRun, rank: int = 0, rendezvous: str | None = None) -> Iterator[dict]:
+    def run(self, key: str, run: TrialRun, rank: int = 0,
+            rendezvous: str | None = None) -> Generator[dict[str, Any], None, None]:
         """Train (or continue from ``checkpoint``), yielding each round's result (an epoch, or
         ``eval_every`` of ``steps`` steps). The result carries
         the trainer's state as ``checkpoint`` bytes every ``checkpoint_every`` epochs, or once

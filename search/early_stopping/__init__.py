@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 from pydantic import Field, TypeAdapter, ValidationError, WrapValidator
 
@@ -38,11 +38,14 @@ def _by_its_kind(raw: Any, _union: Any) -> EarlyStoppingSpec:
 
 
 # A spec's ``early_stopping`` object: the schema shows one member per rule, told apart by ``kind``.
-AnyEarlyStoppingSpec = Annotated[
-    Union[tuple(rule.spec_model for rule in EARLY_STOPPERS.values())],  # type: ignore[valid-type]  # noqa: UP007 - a union built from the registry at import time
-    Field(discriminator="kind"),
-    WrapValidator(_by_its_kind),
-]
+if TYPE_CHECKING:  # the union is built at run time; to the checker it is what each member is
+    AnyEarlyStoppingSpec = EarlyStoppingSpec
+else:
+    AnyEarlyStoppingSpec = Annotated[
+        Union[tuple(rule.spec_model for rule in EARLY_STOPPERS.values())],  # noqa: UP007 - a union built from the registry at import time
+        Field(discriminator="kind"),
+        WrapValidator(_by_its_kind),
+    ]
 _ANY_SPEC: TypeAdapter[EarlyStoppingSpec] = TypeAdapter(AnyEarlyStoppingSpec)
 
 

@@ -93,16 +93,16 @@ class AutoStrategy(Strategy):
                 windows[optimizer] = (*window_around(s, self.options["window_decades"], low, high), s)
         return windows
 
-    def _outer(self, inner: dict) -> dict:
+    def _outer(self, inner: dict[str, Any]) -> dict[str, Any]:
         low, high, _ = self.windows()[inner["optimizer"]]
         return {**inner, "lr": lr_at_position(inner["lr"], (low, high))}
 
-    def _inner(self, outer: dict) -> dict:
+    def _inner(self, outer: dict[str, Any]) -> dict[str, Any]:
         low, high, _ = self.windows()[outer["optimizer"]]
         return {**outer, "lr": position_in(outer["lr"], (low, high))}
 
     # -- the Strategy interface ----------------------------------------------------------------------
-    def suggest(self) -> dict | None | _Wait:
+    def suggest(self) -> dict[str, Any] | None | _Wait:
         number = self._asks
         if number >= self._max_trials:
             return None

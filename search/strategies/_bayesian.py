@@ -87,7 +87,7 @@ def _optuna() -> Any:
 
     if not getattr(_optuna, "_configured", False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "Trial 3 finished ..." lines
-        _optuna._configured = True  # type: ignore[attr-defined]
+        _optuna._configured = True  # type: ignore[attr-defined]  # a run-once flag kept on the function
     return optuna
 
 
@@ -112,7 +112,7 @@ def derive_seed(seed: int, number: int, attempt: int = 0) -> int:
 
 @dataclass(frozen=True)
 class _Record:
-    config: dict
+    config: dict[str, Any]
     kind: str  # running | completed | pruned | diverged | failed
     val_loss: float | None = None  # finite, or None
     curve: tuple[float, ...] = ()  # finite per-epoch val_losses
@@ -224,16 +224,19 @@ class BayesianStrategy(Strategy):
         the whole range, and what it learns about one optimizer's position carries to the others.
         A pure function of the records before ``upto`` (ties to the lower number), so restarts
         rebuild the same windows."""
+        from optuna.distributions import FloatDistribution, IntDistribution
+
         width = self.options.get("lr_window_decades")
         dist = self._dists.get("lr")
-        if width is None or dist is None or not getattr(dist, "log", False) or upto < self._n_startup:
+        if (width is None or not isinstance(dist, (FloatDistribution, IntDistribution)) or not dist.log
+                or upto < self._n_startup):
             return None
         best: dict[str, tuple[float, float]] = {}
         for n in sorted(self._records):
             rec = self._records[n]
             if n >= upto or rec.kind not in (_COMPLETED, _PRUNED) or rec.val_loss is None:
                 continue
-            optimizer = rec.config.get("optimizer")
+            optimizer = str(rec.config.get("optimizer"))
             if optimizer not in best or rec.val_loss < best[optimizer][0]:
                 best[optimizer] = (rec.val_loss, float(rec.config["lr"]))
         low, high = float(dist.low), float(dist.high)
@@ -241,9 +244,12 @@ class BayesianStrategy(Strategy):
         return {str(o): window_around(c, width, low, high) for o, (_, c) in best.items()}
 
     def _window(self, optimizer: str) -> Window:
+        from optuna.distributions import FloatDistribution, IntDistribution
+
         assert self._windows is not None
         dist = self._dists["lr"]
-        return self._windows.get(optimizer, (float(dist.low), float(dist.high)))  # type: ignore[attr-defined]
+        assert isinstance(dist, (FloatDistribution, IntDistribution))  # windows exist only for a numeric lr
+        return self._windows.get(optimizer, (float(dist.low), float(dist.high)))
 
     def _position_to_lr(self, optimizer: str, u: float) -> float:
         low, high = window = self._window(optimizer)
@@ -267,16 +273,17 @@ class BayesianStrategy(Strategy):
     def _draw(self, trial: optuna.Trial, name: str) -> Any:
         if name in self._fixed:
             return self._fixed[name]
-        from optuna.distributions import CategoricalDistribution, FloatDistribution
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
         dist = self._study_dist(name)
         if isinstance(dist, CategoricalDistribution):
-            return trial.suggest_categorical(name, dist.choices)  # type: ignore[arg-type]
+            return trial.suggest_categorical(name, dist.choices)
         if isinstance(dist, FloatDistribution):
             return trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-        return trial.suggest_int(name, int(dist.low), int(dist.high), log=dist.log)  # type: ignore[attr-defined]
+        assert isinstance(dist, IntDistribution)  # _build_distributions makes only these three kinds
+        return trial.suggest_int(name, int(dist.low), int(dist.high), log=dist.log)
 
-    def _define(self, trial: optuna.Trial) -> dict:
+    def _define(self, trial: optuna.Trial) -> dict[str, Any]:
         """Define-by-run: an optimizer's or schedule's own parameters are drawn only when chosen."""
         raw = {name: self._draw(trial, name) for name in ("optimizer", "schedule")}
         for name in self._names_for(raw["optimizer"], raw["schedule"])[2:]:
@@ -285,7 +292,7 @@ class BayesianStrategy(Strategy):
             raw["lr"] = self._position_to_lr(str(raw["optimizer"]), raw["lr"])
         return complete_config(raw, self.spec.epochs)
 
-    def _params_of(self, config: dict) -> dict[str, Any] | None:
+    def _params_of(self, config: dict[str, Any]) -> dict[str, Any] | None:
         """The Optuna params a stored config stands for (None if it is not a config of this space)."""
         optimizer, schedule = config.get("optimizer"), config.get("schedule")
         if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
@@ -318,7 +325,7 @@ class BayesianStrategy(Strategy):
             assert rec is not None
             state, value = TrialState.COMPLETE, rec.val_loss
         elif kind == _PRUNED:
-            assert rec is not None
+            assert rec is not None and rec.val_loss is not None  # _classify: pruned only with a finite loss
             state = TrialState.PRUNED
             intermediate = dict(enumerate(rec.curve)) if rec.curve else {max(rec.epochs - 1, 0): rec.val_loss}
         elif kind == _DIVERGED:
@@ -343,33 +350,37 @@ class BayesianStrategy(Strategy):
         return worst + 0.1 * (worst - best)
 
     def _sampler(self, number: int, attempt: int) -> optuna.samplers.BaseSampler:
-        optuna = _optuna()
+        _optuna()
+        from optuna.samplers import GPSampler, TPESampler
+
         seed = derive_seed(self._seed, number, attempt)
         if self._sampler_name == "gp":
-            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self._n_startup,
-                                             warn_independent_sampling=False)
+            return GPSampler(seed=seed, n_startup_trials=self._n_startup,
+                             warn_independent_sampling=False)
         _quiet_group_warning()
         # group=True: TPE models the conditional parameters (step_size only under "step", ...)
         # jointly with the dims they co-occur with instead of falling back to independent draws.
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self._n_startup, multivariate=True,
-                                          group=True, constant_liar=True)
+        return TPESampler(seed=seed, n_startup_trials=self._n_startup, multivariate=True,
+                          group=True, constant_liar=True)
 
     def _study(self, number: int, attempt: int) -> optuna.Study:
         """A fresh in-memory study holding trials 0..number-1 as known now."""
-        optuna = _optuna()
+        _optuna()
+        from optuna import create_study
+
         self._windows = self._lr_windows(number)
-        study = optuna.create_study(direction="minimize", sampler=self._sampler(number, attempt))
+        study = create_study(direction="minimize", sampler=self._sampler(number, attempt))
         penalty = self._gp_penalty(number) if self._sampler_name == "gp" else None
         study.add_trials([self._frozen(self._records.get(n), penalty) for n in range(number)])
         return study
 
-    def _ask_model(self, number: int, attempt: int) -> dict:
+    def _ask_model(self, number: int, attempt: int) -> dict[str, Any]:
         study = self._study(number, attempt)
         trial = study.ask()
         assert trial.number == number
         return self._define(trial)
 
-    def _random_unseen(self, number: int, seen: set[str]) -> dict | None:
+    def _random_unseen(self, number: int, seen: set[str]) -> dict[str, Any] | None:
         """A seeded uniform draw over the space that repeats no known config, or None."""
         assert self.spec.space is not None
         rng = random.Random(derive_seed(self._seed, number, _MODEL_ATTEMPTS))
@@ -396,12 +407,12 @@ class BayesianStrategy(Strategy):
         return None
 
     # -- the Strategy interface ----------------------------------------------------------------------
-    def suggest(self) -> dict | None:
+    def suggest(self) -> dict[str, Any] | None:
         if self._exhausted or (self.spec.max_trials is not None and self._asks >= self.spec.max_trials):
             return None
         number = self._asks
         seen = {config_key(r.config) for r in self._records.values()}
-        config: dict | None = None
+        config: dict[str, Any] | None = None
         for attempt in range(_MODEL_ATTEMPTS):
             config = self._ask_model(number, attempt)
             if config_key(config) not in seen:
@@ -415,7 +426,7 @@ class BayesianStrategy(Strategy):
         self._asks = number + 1
         return dict(config)
 
-    def enqueue(self, config: dict) -> dict:
+    def enqueue(self, config: dict[str, Any]) -> dict[str, Any]:
         """Make ``config`` (complete, in the space) the next trial, as Optuna's ``enqueue_trial``:
         a known good guess instead of a model's or a start-up draw."""
         number = self._asks

@@ -21,7 +21,7 @@ class GridStrategy(Strategy):
         names = list(spec.space.dims)
         axes = [spec.space.dims[n].grid_points() for n in names]
         seen: set[str] = set()
-        self._points: list[dict] = []
+        self._points: list[dict[str, Any]] = []
         # lr varies slowest, so the first trials already span the learning rates.
         for values in itertools.product(*axes):
             config = complete_config(dict(zip(names, values)), spec.epochs)
@@ -41,7 +41,7 @@ class GridStrategy(Strategy):
                                              "runs the whole product (omit max_trials, use fewer points, or use "
                                              "random search for a budget)")
 
-    def suggest(self) -> dict | None:
+    def suggest(self) -> dict[str, Any] | None:
         if self._next >= len(self._points):
             return None
         self._next += 1

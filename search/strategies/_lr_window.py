@@ -28,4 +28,4 @@ def position_in(lr: float, window: Window) -> float:
 def lr_at_position(u: float, window: Window) -> float:
     """The rate at position ``u`` of ``window`` on a log scale."""
     low, high = window
-    return low * (high / low) ** float(u)
+    return float(low * (high / low) ** float(u))

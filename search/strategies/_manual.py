@@ -12,7 +12,7 @@ from lrsearch.search.catalog import (
     relevant_params,
     required_params,
 )
-from lrsearch.search.errors import SpecError, is_finite_number, raise_all
+from lrsearch.search.errors import Loc, SpecError, is_finite_number, raise_all
 from lrsearch.search.strategies.base import Strategy, StrategySpec
 
 
@@ -22,9 +22,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def validate_manual_config(index: int, raw: Any, epochs: int) -> dict:
+def validate_manual_config(index: int, raw: Any, epochs: int) -> dict[str, Any]:
     """Check one user-written config and complete it with defaults; SpecError names the field."""
-    loc: tuple = ("configs", index)
+    loc: Loc = ("configs", index)
     if not isinstance(raw, dict):
         raise SpecError(loc, "must be an object with at least lr")
     if "lr" not in raw:
@@ -94,7 +94,7 @@ class ManualStrategy(Strategy):
             raise SpecError(("max_trials",), f"is {max_trials} but configs lists {self.size}; "
                                              "manual search runs every config (omit max_trials)")
 
-    def suggest(self) -> dict | None:
+    def suggest(self) -> dict[str, Any] | None:
         if self._next >= len(self._configs):
             return None
         self._next += 1

@@ -39,7 +39,7 @@ class RandomStrategy(Strategy):
             return int(round(x))
         return min(max(x, dim.low), dim.high)
 
-    def _draw(self) -> dict | None:
+    def _draw(self) -> dict[str, Any] | None:
         assert self.spec.space is not None
         for _ in range(_MAX_REPEATS):
             raw = {name: self._sample_dim(dim) for name, dim in self.spec.space.dims.items()}
@@ -50,7 +50,7 @@ class RandomStrategy(Strategy):
                 return config
         return None
 
-    def suggest(self) -> dict | None:
+    def suggest(self) -> dict[str, Any] | None:
         if self._exhausted or (self.spec.max_trials is not None and self._issued >= self.spec.max_trials):
             return None
         config = self._draw()
@@ -65,6 +65,6 @@ class RandomStrategy(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Replaying the seeded draws restores the generator and the seen set exactly.
-        self.__init__(self.spec)  # type: ignore[misc]
+        self.__init__(self.spec)  # type: ignore[misc]  # back to a fresh strategy of the same spec
         for _ in range(int(state.get("issued", 0))):
             self.suggest()

@@ -35,11 +35,11 @@ MAX_REPEATS = 10
 DEFAULT_SWEEP = {"lr": {"low": 1e-7, "high": 10.0}}
 
 
-def is_range_test(config: dict) -> bool:
+def is_range_test(config: dict[str, Any]) -> bool:
     return isinstance(config.get(RANGE_TEST_KEY), dict)
 
 
-def training_config(config: dict) -> dict:
+def training_config(config: dict[str, Any]) -> dict[str, Any]:
     """A range test's config as a training takes it: without its ``range_test`` settings."""
     return {k: v for k, v in config.items() if k != RANGE_TEST_KEY}
 
@@ -52,7 +52,7 @@ class TrialKind(StrEnum):
     RANGE_TEST = "range_test"
 
     @classmethod
-    def of(cls, config: dict) -> TrialKind:
+    def of(cls, config: dict[str, Any]) -> TrialKind:
         return cls.RANGE_TEST if is_range_test(config) else cls.TRAINING
 
 
@@ -88,7 +88,7 @@ def _representative(dim: Numeric | Categorical | None, default: Any) -> Any:
     return round(middle) if dim.integer else middle
 
 
-def fixed_config(space: SearchSpace, optimizer: str, lr: float, epochs: int) -> dict:
+def fixed_config(space: SearchSpace, optimizer: str, lr: float, epochs: int) -> dict[str, Any]:
     """A complete config for ``optimizer`` at ``lr``: every other dimension at its representative."""
     schedule = _representative(space.dims.get("schedule"), "constant")
     raw: dict[str, Any] = {
@@ -131,11 +131,11 @@ class RangeTestPlan:
         if any(b <= a for a, b in zip(sweep, sweep[1:])):
             raise SpecError(("space", "lr"), f"{self.lr_low:g} to {self.lr_high:g} is too narrow for a range test of "
                                              f"{self.num_steps} steps (each step must raise the rate)")
-        self.count = len(self.optimizers) * self.repeats
+        self.count: int = len(self.optimizers) * self.repeats
         self._curves: dict[int, tuple[float, list[float], list[float]] | None] = {}
-        self._summaries: dict[str, dict | None] | None = None  # until the next observe/reset
+        self._summaries: dict[str, dict[str, Any] | None] | None = None  # until the next observe/reset
 
-    def config(self, number: int) -> dict:
+    def config(self, number: int) -> dict[str, Any]:
         """Range test ``number`` (0 <= number < count): optimizer by optimizer, repeats inside."""
         optimizer = self.optimizers[number // self.repeats]
         config = fixed_config(self.space, optimizer, self.lr_low, self.epochs)
@@ -160,7 +160,7 @@ class RangeTestPlan:
     def done(self) -> bool:
         return len(self._curves) >= self.count
 
-    def summaries(self) -> dict[str, dict | None]:
+    def summaries(self) -> dict[str, dict[str, Any] | None]:
         """lrsearch.search.range_test.summarize per optimizer over the curves known now."""
         if self._summaries is None:
             self._summaries = {}
@@ -196,7 +196,7 @@ class RangeTestStrategy(Strategy):
         planned = self._planned()
         return planned if self.spec.max_trials is None else min(planned, self.spec.max_trials)
 
-    def suggest(self) -> dict | None | _Wait:
+    def suggest(self) -> dict[str, Any] | None | _Wait:
         number = self._asks
         if self.spec.max_trials is not None and number >= self.spec.max_trials:
             return None

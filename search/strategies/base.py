@@ -30,7 +30,7 @@ class StrategySpec:
     epochs: int
     seed: int = 0
     max_trials: int | None = None
-    configs: tuple[dict, ...] = ()  # manual
+    configs: tuple[dict[str, Any], ...] = ()  # manual
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -39,7 +39,7 @@ class TrialOutcome:
     """A finished trial as the store knows it."""
 
     number: int
-    config: dict
+    config: dict[str, Any]
     status: str  # completed | pruned | diverged | failed | cancelled
     val_loss: float | None  # best validation loss reached, None if none was reported
     epochs: int  # epochs actually trained
@@ -108,7 +108,7 @@ class Strategy(ABC):
         list of configs): a new job is refused then. Others take any budget."""
 
     @abstractmethod
-    def suggest(self) -> dict | None | _Wait:
+    def suggest(self) -> dict[str, Any] | None | _Wait:
         """The next candidate's complete config, None when the strategy has no more, or ``WAIT``
         when the next one depends on trials still running (ask again once one has finished)."""
 
@@ -127,7 +127,7 @@ class Strategy(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def config_key(config: dict) -> str:
+def config_key(config: dict[str, Any]) -> str:
     """A canonical key for duplicate detection (floats rounded to 12 significant digits)."""
 
     def norm(v: Any) -> Any:

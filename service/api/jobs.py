@@ -108,10 +108,11 @@ def read_best(job_id: JobId, session: SessionDep,
     if found is not None:
         best = best_detail(session, job, found)
     else:
-        best = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
-        if best is None:
+        suggested = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
+        if suggested is None:
             raise HTTPException(404, f"job {job_id} has no trial with a value of its objective "
                                      f"({job_objective(job).metric}) yet")
+        best = suggested
     if finder:
         best = with_suggestions(best, finder)
     if batch_size is not None:

@@ -176,7 +176,7 @@ def page(browser: Any, service: dict[str, Any]) -> Iterator[Any]:
     pg.set_default_timeout(20_000)
     watch = PageWatch(service["url"])
     watch.attach(pg)
-    pg.watch = watch  # type: ignore[attr-defined]
+    pg.watch = watch
     yield pg
     context.close()
     assert watch.errors == [], f"uncaught errors in the page: {watch.errors}"

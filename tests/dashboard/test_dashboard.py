@@ -321,7 +321,7 @@ def test_hostile_job_names_are_shown_as_text(page: Any, service: dict[str, Any])
     # Nothing the names hold became markup: no image, no inline script (and the fixture asserts no dialog).
     assert page.evaluate("() => document.querySelectorAll('img').length") == 0
     assert page.evaluate("() => [...document.scripts].every((s) => s.src && !s.textContent.trim())")
-    assert page.watch.dialogs == []  # type: ignore[attr-defined]
+    assert page.watch.dialogs == []
 
 
 # -- over HTTP -------------------------------------------------------------------------------

@@ -26,5 +26,5 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 @schema.parametrize()
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-def test_no_server_errors(case) -> None:  # type: ignore[no-untyped-def]
+def test_no_server_errors(case) -> None:
     case.call_and_validate(checks=[not_a_server_error])

@@ -15,7 +15,7 @@ from lrsearch.service.runner import JobRunner
 from lrsearch.workers.in_process_executor import InProcessExecutor
 
 
-def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:
     engine = make_engine(db_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -36,8 +36,8 @@ def test_a_repeated_epoch_is_stored_once(db_url: str, tmp_path) -> None:  # type
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Metric)) == 1
         assert s.scalar(select(Metric.val_loss)) == 0.9
-        assert s.get(Trial, trial_id).val_loss == 0.9  # type: ignore[union-attr]
-        assert s.get(Trial, trial_id).objective == 0.9  # type: ignore[union-attr]
+        assert s.get(Trial, trial_id).val_loss == 0.9  # type: ignore[union-attr]  # the trial exists
+        assert s.get(Trial, trial_id).objective == 0.9  # type: ignore[union-attr]  # the trial exists
     with pytest.raises(IntegrityError), sessions.begin() as s:  # the store itself refuses a duplicate
         s.add(Metric(trial_id=trial_id, epoch=0, train_loss=1.0, val_loss=0.5, val_accuracy=0.5, lr=0.1))
     engine.dispose()

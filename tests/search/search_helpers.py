@@ -43,7 +43,7 @@ ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "bayesian-
 
 def is_gp(options: dict | None) -> bool:
     """GPSampler asks take ~0.1 s alone and ~1 s with trials pending (qLogEI); tests keep them few."""
-    return bool(options) and options.get("sampler") == "gp"  # type: ignore[union-attr]
+    return bool(options) and options.get("sampler") == "gp"  # type: ignore[union-attr]  # bool(options): not None
 
 
 def objective(config: dict) -> float:

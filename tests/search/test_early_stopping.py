@@ -50,7 +50,7 @@ def test_defaults() -> None:
 ])
 def test_bad_specs_name_the_field(raw: object, epochs: int, loc: tuple, words: str) -> None:
     with pytest.raises(SpecError) as err:
-        parse_early_stopping(raw, epochs)  # type: ignore[arg-type]
+        parse_early_stopping(raw, epochs)  # type: ignore[arg-type]  # malformed on purpose
     assert err.value.loc == loc
     assert words in err.value.message
 
@@ -276,7 +276,7 @@ def test_decision_epochs_are_the_rungs() -> None:
         bracket = hb.brackets[hb.bracket_of(number)]
         assert hb.decision_epochs(number) == frozenset(m - 1 for m in bracket.milestones)
     assert MedianStopper(epochs=10, grace_epochs=2, min_trials=3).decision_epochs(0) is None
-    assert parse_early_stopping({"kind": "asha"}, 2).grace_epochs == 1  # type: ignore[union-attr]
+    assert parse_early_stopping({"kind": "asha"}, 2).grace_epochs == 1  # type: ignore[union-attr]  # asha is never None
 
 
 # -- the decision after each evaluation (search/decisions.py) ---------------------------------------

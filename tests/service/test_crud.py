@@ -99,7 +99,7 @@ def test_range_test_answers_are_reused_until_a_test_changes(sessions: sessionmak
         expected = summarize([(1e-7, *finder_curve(1.0)), (1e-7, *finder_curve(3.0))])
         assert expected is not None and both[0].suggestion is not None
         assert both[0].suggestion.lr == pytest.approx(expected["lr"])
-        assert both[0].suggestion.lr != pytest.approx(first[0].suggestion.lr)  # type: ignore[union-attr]
+        assert both[0].suggestion.lr != pytest.approx(first[0].suggestion.lr)
 
 
 def test_a_stored_curve_no_reading_can_use_gives_no_suggestion(

@@ -74,7 +74,7 @@ def test_two_replicas_share_jobs_and_take_over(pg_url: str, tmp_path: Path) -> N
             victim.kill(signal.SIGKILL, group=True)
             (job,) = wait_jobs(survivor.url, [job_id], 180)
             assert job["status"] == "completed"
-            assert int(job["owner"].rsplit(":", 2)[-2]) == survivor.proc.pid  # type: ignore[union-attr]
+            assert int(job["owner"].rsplit(":", 2)[-2]) == survivor.proc.pid  # type: ignore[union-attr]  # a started service has a process
             check_each_trial_ran_once(survivor.url, job_id, 8, 15)
         finally:
             a.stop()

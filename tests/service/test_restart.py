@@ -23,7 +23,7 @@ def snapshot(url: str, job_id: int) -> dict:
             for t in trials}
 
 
-def wait_until(pred, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+def wait_until(pred, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():

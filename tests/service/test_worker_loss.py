@@ -13,11 +13,11 @@ from tests.service.conftest import wait_for_job
 
 
 def test_killed_worker_resumes_from_checkpoint(client: TestClient) -> None:
-    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]  # every epoch, for the test
+    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]  # TestClient.app is a bare ASGI app; every epoch
     epochs = 60
     job = client.post("/api/v1/jobs", json={"workload": "mlp-digits", "strategy": "manual", "epochs": epochs,
                                             "configs": [{"lr": 0.02}]}).json()
-    runner = client.app.state.runner  # type: ignore[attr-defined]
+    runner = client.app.state.runner  # type: ignore[attr-defined]  # TestClient.app is typed as a bare ASGI app
 
     def worker_progress() -> tuple[int, int] | None:
         """(epochs the worker has trained, its pid), once the trial is on a worker. The worker
@@ -54,7 +54,7 @@ def test_killed_worker_resumes_from_checkpoint(client: TestClient) -> None:
 def test_a_killed_data_parallel_worker_is_a_lost_worker(client: TestClient) -> None:
     """SIGKILL of one rank of a two-worker trial mid-trial: the trial is retried from its last
     checkpoint and the job completes with every epoch stored once."""
-    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]
+    client.app.state.settings.checkpoint_every = 1  # type: ignore[attr-defined]  # TestClient.app is a bare ASGI app
     epochs = 40
     job = client.post("/api/v1/jobs", json={"workload": "mlp-digits", "strategy": "manual", "epochs": epochs,
                                             "resources": {"workers": 2},

@@ -46,14 +46,14 @@ class StreamedDigits(Workload):
             self.seen.append(int(index[0]))
             yield self.data.train_x[index], self.data.train_y[index]
 
-    def train_batches(self, batch_size: int):  # type: ignore[no-untyped-def]
+    def train_batches(self, batch_size: int):
         batches = self._pass(batch_size)
         if not self.sized:
             return batches
         count = math.ceil(len(self.data.train_x) / batch_size)
 
         class Sized:
-            def __iter__(self):  # type: ignore[no-untyped-def]
+            def __iter__(self):
                 return batches
 
             def __len__(self) -> int:
@@ -146,7 +146,7 @@ def test_an_epoch_job_needs_batches_with_a_length() -> None:
 
 def test_validation_must_report_val_loss() -> None:
     class NoLoss(StreamedDigits):
-        def validation_step(self, model, batch):  # type: ignore[no-untyped-def]
+        def validation_step(self, model, batch):
             return {"val_accuracy": 1.0}
 
     with pytest.raises(ValueError, match="must report 'val_loss'"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import sysconfig
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
@@ -81,7 +81,7 @@ class ByteWindowStream:
         if pooled:
             yield from self._emit(torch.cat(pool), final=True)
 
-    def _emit(self, windows: Tensor, final: bool) -> Iterator[Tensor]:
+    def _emit(self, windows: Tensor, final: bool) -> Generator[Tensor, None, Tensor]:
         """Shuffled full batches of ``windows``; the rest is returned (or yielded, at the end)."""
         windows = windows[torch.randperm(len(windows))]
         full = len(windows) - len(windows) % self.batch_size
@@ -96,6 +96,8 @@ class ByteWindowStream:
 class ByteGPT(nn.Module):
     """A pre-norm decoder-only transformer over bytes: token and learned position embeddings,
     ``torch.nn.TransformerEncoder`` layers under a causal mask, a final norm and a linear head."""
+
+    mask: Tensor  # a buffer (register_buffer)
 
     def __init__(self, context: int = CONTEXT, width: int = 64, layers: int = 2, heads: int = 4) -> None:
         super().__init__()

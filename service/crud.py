@@ -14,7 +14,7 @@ from sqlalchemy import Text, cast, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from lrsearch.search.objective import Objective
-from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, TrialKind, training_config
+from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, Strategy, TrialKind, training_config
 from lrsearch.service.models import Job, Metric, RangeTestPoint, Trial
 from lrsearch.service.schemas import (
     Best,
@@ -23,6 +23,7 @@ from lrsearch.service.schemas import (
     LrInterval,
     ObjectiveValue,
     OptimizerBest,
+    Population,
     RangeTestCurve,
     RangeTestOptimizer,
     RangeTestSummary,
@@ -294,6 +295,35 @@ def suggestion_best(session: Session, job: Job, finder: list[RangeTestOptimizer]
     assert trial is not None and trial.kind == TrialKind.RANGE_TEST
     config = training_config(trial.config) | {"lr": pick.suggestion.lr}
     return BestDetail(trial=trial.number, config=config, lr=pick.suggestion.lr, val_loss=None, epoch=None)
+
+
+def _configs(session: Session, job: Job) -> dict[int, dict[str, Any]]:
+    return {n: c for n, c in session.execute(select(Trial.number, Trial.config).where(Trial.job_id == job.id))}
+
+
+def with_replay(session: Session, job: Job, best: BestDetail) -> BestDetail:
+    """The best as its strategy replays it from scratch, when its own config does not (pbt: the
+    best member's whole trajectory as a piecewise schedule)."""
+    strategy = STRATEGIES.get(job.spec.get("strategy") or "")
+    if strategy is None or strategy.replay is Strategy.replay:
+        return best
+    # Steps per evaluation in a step job: a piecewise schedule counts in the schedule's unit.
+    unit = (job.spec.get("eval_every") or 1) if job.spec.get("steps") is not None else 1
+    replay = strategy.replay(_configs(session, job), best.trial, unit)
+    if replay is None:
+        return best
+    config, path = replay
+    return best.model_copy(update={"config": config, "lr": config["lr"], "trajectory": path})
+
+
+def population_of(session: Session, job: Job) -> Population | None:
+    """A pbt job's members and exploits (None for a job whose strategy has no population)."""
+    from lrsearch.search.strategies._pbt import exploits, population
+
+    if "population" not in strategy_views(job.spec.get("strategy")):
+        return None
+    configs = _configs(session, job)
+    return Population.model_validate({"members": population(configs), "exploits": exploits(configs)})
 
 
 def with_suggestions(best: BestDetail, finder: list[RangeTestOptimizer]) -> BestDetail:

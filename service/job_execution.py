@@ -23,6 +23,7 @@ from lrsearch.service.db import run_tx
 from lrsearch.service.ingest import stored_value
 from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, RangeTestPoint, Trial, utcnow
 from lrsearch.service.schemas import JobSpec
+from lrsearch.service.segment_trial import SegmentTrial
 from lrsearch.service.trial_lifecycle import RangeTestTrial, TrainingTrial, TrialItem, TrialLifecycle
 from lrsearch.service.validation import check_job_spec, make_stopper, objective_of
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 LIFECYCLES: dict[TrialKind, type[TrialLifecycle]] = {
     TrialKind.TRAINING: TrainingTrial,
     TrialKind.RANGE_TEST: RangeTestTrial,
+    TrialKind.SEGMENT: SegmentTrial,
 }
 
 
@@ -157,7 +159,7 @@ class JobExecution:
         """The finished trials as the strategy heard them, read back from the store, in number
         order; the early-stopping rule hears their trainings' curves again on the way."""
         tests = [t.id for t in finished if t.kind == TrialKind.RANGE_TEST]
-        trained = [t.id for t in finished if t.kind == TrialKind.TRAINING]
+        trained = [t.id for t in finished if TrialKind(t.kind).evaluates]
         points: dict[int, list[tuple[float, float]]] = {i: [] for i in tests}
         curves: dict[int, list[float | None]] = {i: [] for i in trained}
         if tests:
@@ -175,7 +177,7 @@ class JobExecution:
             if t.id in points:
                 outcomes.append(range_test_outcome(t.number, t.config, t.status, points[t.id]))
                 continue
-            if self.stopper is not None:
+            if self.stopper is not None and t.kind == TrialKind.TRAINING:  # the rule judges trainings alone
                 replay_curve(self.stopper, t.number, curves[t.id])
                 self.stopper.trial_finished(t.number, t.status)
             outcomes.append(trial_outcome(t.number, t.config, t.status, curves[t.id]))

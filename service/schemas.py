@@ -197,6 +197,42 @@ class BestDetail(Best):
                                   "(same optimizer)")
     per_optimizer: dict[str, OptimizerBest] = Field(default_factory=dict)
     transfer: Transfer | None = Field(default=None, description="set with ?batch_size=: lr is then scaled")
+    trajectory: list[dict[str, Any]] | None = Field(default=None, description=(
+        "pbt: the segments the best's weights went through, what it inherited included (trial, member, "
+        "generation, start, stop, lr); config is then that path as a piecewise schedule, to train from scratch"))
+
+
+class PopulationSegment(BaseModel):
+    trial: int
+    generation: int
+    start: int = Field(description="the evaluation it began at")
+    stop: int = Field(description="the evaluation it stopped before")
+    lr: float
+    parent: int | None = Field(description="the trial whose checkpoint it continued (null: from scratch)")
+    exploited: int | None = Field(description="the member it copied (null: it went on with its own weights)")
+
+
+class PopulationMember(BaseModel):
+    member: int
+    segments: list[PopulationSegment]
+
+
+class Exploit(BaseModel):
+    trial: int
+    member: int
+    generation: int
+    at: int = Field(description="the evaluation where it happened")
+    from_member: int
+    from_trial: int
+    lr_before: float | None
+    lr_after: float
+
+
+class Population(BaseModel):
+    """A pbt job's members and every exploit: which member copied which, where, the rate before and after."""
+
+    members: list[PopulationMember]
+    exploits: list[Exploit]
 
 
 class TrialCounts(BaseModel):

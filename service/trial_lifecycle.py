@@ -131,31 +131,42 @@ class TrainingTrial(TrialLifecycle):
     """A candidate trained round by round; every evaluation stored and decided on as it arrives."""
 
     again = "retrying from its last checkpoint"
+    heard_by_rule = True  # the job's early-stopping rule judges it
 
     def __init__(self, job: JobExecution, item: TrialItem) -> None:
         super().__init__(job, item)
         self.checkpoint: bytes | None = None
         self.curve: list[float | None] = []  # the objective's score per evaluation so far
         self.last_write: Future[bool] | None = None
+        self.stopper = job.stopper if self.heard_by_rule else None
+        self.first, self.stop = self.span()
         # Where the early-stopping rule may stop this trial: the worker waits there for the verdict.
-        stopper = job.stopper
-        epochs_at = stopper.decision_epochs(item.number) if stopper is not None else frozenset()
+        epochs_at = self.stopper.decision_epochs(item.number) if self.stopper is not None else frozenset()
         self.pause_after = tuple(sorted(epochs_at)) if epochs_at is not None else tuple(range(self.spec.rounds))
+
+    def span(self) -> tuple[int, int]:
+        """The evaluations this trial trains: from its first to before its stop (the whole run)."""
+        return 0, self.spec.rounds
 
     def run(self) -> None:
         if self.item.resume:  # it ran before: continue from its checkpoint
             self.checkpoint, self.curve = self.restore_point()
         status, error = self.until_ended(self.attempt, self.from_last_checkpoint)
-        if status == "completed" and len(self.curve) < self.spec.rounds:
+        if status == "completed" and len(self.curve) < self.stop - self.first:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.job.shutting_down else "cancelled"
         if self.last_write is not None:
             self.last_write.result()  # every evaluation is stored before the trial's end is
         if status is None:
             return  # the service is stopping: the trial stays running and resumes on restart
-        self.job.runner.checkpoints.delete(self.job.job_id, self.item.number)
+        self.forget_checkpoint()
         self.mark_finished(status, error)
-        self.job.trial_ended(trial_outcome(self.item.number, self.item.config, status, self.curve))
+        self.job.trial_ended(trial_outcome(self.item.number, self.item.config, status, self.curve),
+                             ranked=self.heard_by_rule)
+
+    def forget_checkpoint(self) -> None:
+        """An ended trial's checkpoint is of no more use."""
+        self.job.runner.checkpoints.delete(self.job.job_id, self.item.number)
 
     def trial_run(self) -> TrialRun:
         settings, spec = self.job.runner.settings, self.spec
@@ -165,7 +176,7 @@ class TrainingTrial(TrialLifecycle):
                         batch_size=spec.batch_size, resources=self.resources, workers=spec.resources.workers,
                         checkpoint=self.checkpoint, checkpoint_every=settings.checkpoint_every,
                         checkpoint_seconds=settings.checkpoint_seconds, divergence_factor=spec.divergence_factor,
-                        pause_after=self.pause_after, stop_without_progress=self.job.stopper is not None)
+                        pause_after=self.pause_after, stop_without_progress=self.stopper is not None)
 
     def attempt(self, key: str) -> End:
         job, item = self.job, self.item
@@ -182,11 +193,11 @@ class TrainingTrial(TrialLifecycle):
                 return None, None
             if not diverged and job.cancelled:
                 return "cancelled", None
-            evaluation = Evaluation(number=item.number, index=epoch, score=score, last=epoch >= self.spec.rounds - 1,
+            evaluation = Evaluation(number=item.number, index=epoch, score=score, last=epoch >= self.stop - 1,
                                     diverged=diverged, stalled=bool(result.get("stalled")),
                                     paused=epoch in self.pause_after)
             with job.lock:
-                verdict = decide(evaluation, job.stopper)
+                verdict = decide(evaluation, self.stopper)
             if verdict == "diverged":
                 where = f"epoch {epoch}" if self.spec.steps is None else f"step {result.get('step')}"
                 return "diverged", f"diverged at {where}: {result.get('reason') or 'loss not finite'}"
@@ -215,7 +226,7 @@ class TrainingTrial(TrialLifecycle):
             return None, self.clear_metrics()
         curve = self.clear_metrics(from_epoch=epochs_done)
         with job.lock:  # the rule saw these evaluations before; it answers the same again
-            replay_curve(job.stopper, item.number, curve)
+            replay_curve(self.stopper, item.number, curve)
         return data, curve
 
 

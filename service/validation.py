@@ -232,7 +232,8 @@ def check_job_spec(spec: JobSpec, settings: Settings, workloads: list[str], *, n
             # Strategies complete configs with the schedule's defaults, which count in the schedule's unit.
             strategy_spec = StrategySpec(space=space, epochs=spec.schedule_length, seed=spec.seed,
                                          max_trials=max_trials, configs=tuple(spec.configs or ()),
-                                         options=strategy_class.validate_options(spec.options))
+                                         options=strategy_class.validate_options(spec.options),
+                                         eval_every=spec.eval_every if spec.steps is not None else None)
             strategy = strategy_class(strategy_spec)  # manual configs are checked here
             if new_job and spec.max_trials is not None:
                 strategy.check_budget(spec.max_trials)

@@ -50,6 +50,10 @@ class TrialRun:
     # Rounds after which the worker waits for ``resume`` or ``stop`` (where the rule may stop it).
     pause_after: tuple[int, ...] = field(default_factory=tuple)
     stop_without_progress: bool = False  # end a first round that learned nothing (stalled)
+    # The checkpoint is another config's training (a pbt exploit, or the member's previous
+    # segment): continue it with this run's hyperparameters.
+    inherit: bool = False
+    stop_at: int | None = None  # end once this many rounds are done (a pbt segment's stop)
 
 
 @dataclass(frozen=True)

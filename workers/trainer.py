@@ -470,6 +470,26 @@ class TrialTrainer:
         }
         return _cpu_copy(state)
 
+    def inherit(self, state: Mapping[str, Any]) -> None:
+        """Continue another config's training with this trainer's hyperparameters (population-based
+        training: a member's next segment, or a worse member taking a better one's place). Its
+        weights, optimizer state, data position and RNG carry over; the rate and the optimizer's
+        other settings become this config's. The optimizer, length and seed must match."""
+        theirs = state["config"]
+        if theirs.get("optimizer") != self.config.get("optimizer"):
+            raise ValueError(f"cannot continue a {theirs.get('optimizer')} training with {self.config.get('optimizer')}")
+        mine = [{k: v for k, v in group.items() if k != "params"} for group in self.optimizer.param_groups]
+        self.load_state_dict({**state, "config": dict(self.config)})
+        rate = float(self.config["lr"])
+        self.scheduler.base_lrs = [rate for _ in self.optimizer.param_groups]
+        for group, settings in zip(self.optimizer.param_groups, mine):
+            group.update({k: v for k, v in settings.items() if k not in ("lr", "initial_lr")})
+            group["initial_lr"] = rate
+        # The rate of the next step, from the schedule's closed form at the step count reached.
+        step = self.scheduler.last_epoch
+        for group, multiplier in zip(self.optimizer.param_groups, self.scheduler.lr_lambdas):
+            group["lr"] = rate * multiplier(step)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from ``state``; this trainer must have been built with the same config,
         length and seed (ValueError otherwise). The data and device may differ from the saver's."""

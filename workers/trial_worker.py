@@ -95,10 +95,13 @@ class TrialWorker:
                                    eval_every=run.eval_every, batch_size=run.batch_size,
                                    data_parallel=run.workers > 1)
             if run.checkpoint is not None:
-                trainer.load_state_dict(torch.load(io.BytesIO(run.checkpoint), weights_only=True,
-                                                   map_location="cpu"))
+                state = torch.load(io.BytesIO(run.checkpoint), weights_only=True, map_location="cpu")
+                if run.inherit:
+                    trainer.inherit(state)
+                else:
+                    trainer.load_state_dict(state)
             yield from self._rounds(key, trainer, group, run.checkpoint_every, run.checkpoint_seconds,
-                                    run.pause_after)
+                                    run.pause_after, run.stop_at)
         finally:
             group.leave()
             self._stop.discard(key)
@@ -106,21 +109,22 @@ class TrialWorker:
             self._epochs_done.pop(key, None)
 
     def _rounds(self, key: str, trainer: Any, group: Any, checkpoint_every: int, checkpoint_seconds: float,
-                pause_after: tuple[int, ...]) -> Iterator[dict]:
+                pause_after: tuple[int, ...], stop_at: int | None = None) -> Iterator[dict]:
         import io
         import time
 
         import torch
 
         last_checkpoint = time.monotonic()
-        while not trainer.finished:
+        while not trainer.finished and (stop_at is None or trainer.epochs_done < stop_at):
             if group.any(key in self._stop):
                 return
             result = trainer.run_epoch().to_dict()
             self._epochs_done[key] = trainer.epochs_done
             result["node"] = self._node
             due = ((checkpoint_every and trainer.epochs_done % checkpoint_every == 0)
-                   or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds))
+                   or (checkpoint_seconds and time.monotonic() - last_checkpoint >= checkpoint_seconds)
+                   or trainer.epochs_done == stop_at)  # a segment's end: where the next one continues
             if due and not trainer.finished and group.rank == 0:  # rank 0 speaks for the trial
                 last_checkpoint = time.monotonic()
                 buf = io.BytesIO()

@@ -10,16 +10,17 @@ from lrsearch.search.strategies._auto import AutoOptions, AutoStrategy
 from lrsearch.search.strategies._bayesian import BayesianOptions, BayesianStrategy
 from lrsearch.search.strategies._grid import GridStrategy
 from lrsearch.search.strategies._manual import ManualStrategy, validate_manual_config
+from lrsearch.search.strategies._pbt import PbtStrategy
 from lrsearch.search.strategies._random import RandomStrategy
 from lrsearch.search.strategies._range_test import (
     RANGE_TEST_KEY,
     RangeTestOptions,
     RangeTestStrategy,
-    TrialKind,
     is_range_test,
     training_config,
 )
 from lrsearch.search.strategies.base import WAIT, Strategy, StrategyOptions, StrategySpec, TrialOutcome, config_key
+from lrsearch.search.strategies.kinds import TrialKind
 
 STRATEGIES: dict[str, type[Strategy]] = {
     GridStrategy.name: GridStrategy,
@@ -28,6 +29,7 @@ STRATEGIES: dict[str, type[Strategy]] = {
     BayesianStrategy.name: BayesianStrategy,
     RangeTestStrategy.name: RangeTestStrategy,
     AutoStrategy.name: AutoStrategy,
+    PbtStrategy.name: PbtStrategy,
 }
 
 

@@ -17,7 +17,6 @@ default when the range holds it, else the range's (geometric, for log parameters
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 from typing import Any
 
 from pydantic import Field
@@ -42,18 +41,6 @@ def is_range_test(config: dict[str, Any]) -> bool:
 def training_config(config: dict[str, Any]) -> dict[str, Any]:
     """A range test's config as a training takes it: without its ``range_test`` settings."""
     return {k: v for k, v in config.items() if k != RANGE_TEST_KEY}
-
-
-class TrialKind(StrEnum):
-    """What a suggested config is, as the store keeps it: a training (an evaluation per epoch or
-    per eval_every steps) or a range test (a sweep of rates: a curve of points, never ranked)."""
-
-    TRAINING = "training"
-    RANGE_TEST = "range_test"
-
-    @classmethod
-    def of(cls, config: dict[str, Any]) -> TrialKind:
-        return cls.RANGE_TEST if is_range_test(config) else cls.TRAINING
 
 
 class RangeTestSweepOptions(StrategyOptions):
@@ -229,4 +216,4 @@ class RangeTestStrategy(Strategy):
 
 
 __all__ = ["DEFAULT_SWEEP", "RANGE_TEST_KEY", "RangeTestOptions", "RangeTestPlan", "RangeTestStrategy",
-           "RangeTestSweepOptions", "TrialKind", "fixed_config", "is_range_test", "training_config"]
+           "RangeTestSweepOptions", "fixed_config", "is_range_test", "training_config"]

@@ -32,6 +32,8 @@ class StrategySpec:
     max_trials: int | None = None
     configs: tuple[dict[str, Any], ...] = ()  # manual
     options: dict[str, Any] = field(default_factory=dict)
+    # A step job's evaluations are this many schedule units (steps) apart; None in an epoch job.
+    eval_every: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,15 @@ class Strategy(ABC):
     def total(self) -> int | None:
         """How many trials the job will run, when known in advance."""
         return self.spec.max_trials
+
+    @classmethod
+    def replay(cls, configs: Mapping[int, Mapping[str, Any]], number: int,
+               unit: int = 1) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """A config that trains trial ``number``'s result again from scratch, and the path that led
+        there (``configs``: every trial's config by number; ``unit``: schedule units per evaluation).
+        None when the trial's own config does that, as for every strategy that fixes a config
+        before training."""
+        return None
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -17,15 +17,26 @@ from lrsearch.service.crud import (
     best_of,
     job_objective,
     jobs_public,
+    population_of,
     range_tests,
     suggestion_best,
     to_trial_public,
+    with_replay,
     with_suggestions,
 )
 from lrsearch.service.export import to_csv, trial_rows
 from lrsearch.service.models import Job, Trial, utcnow
 from lrsearch.service.runner import trial_resources
-from lrsearch.service.schemas import BestDetail, Items, JobPublic, JobSpec, Page, RangeTestOptimizer, Transfer
+from lrsearch.service.schemas import (
+    BestDetail,
+    Items,
+    JobPublic,
+    JobSpec,
+    Page,
+    Population,
+    RangeTestOptimizer,
+    Transfer,
+)
 from lrsearch.service.validation import check_submission
 from lrsearch.workers.registry import workload_names
 
@@ -115,6 +126,7 @@ def read_best(job_id: JobId, session: SessionDep,
         best = suggested
     if finder:
         best = with_suggestions(best, finder)
+    best = with_replay(session, job, best)
     if batch_size is not None:
         from lrsearch.search.analysis import transfer_lr
         from lrsearch.workers.registry import workload_batch_size
@@ -138,6 +150,16 @@ def read_range_tests(job_id: JobId, session: SessionDep) -> Items[RangeTestOptim
     """A range_test or auto job's LR range tests per optimizer: the curves (one per seed) and the
     suggestion they make together. Empty items for other strategies."""
     return Items[RangeTestOptimizer](items=range_tests(session, get_job_or_404(session, job_id)))
+
+
+@router.get("/{job_id}/population", response_model=Population)
+def read_population(job_id: JobId, session: SessionDep) -> Population:
+    """A pbt job's members (each one's segments and rates) and every exploit: which member copied
+    which, at which evaluation, the rate before and after. 404 for a job whose strategy has none."""
+    population = population_of(session, get_job_or_404(session, job_id))
+    if population is None:
+        raise HTTPException(404, f"job {job_id}'s strategy trains no population")
+    return population
 
 
 @router.get("/{job_id}/export", response_model=None)

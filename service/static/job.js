@@ -61,6 +61,7 @@
   const isRangeTest = (t) => t.kind === "range_test";
   const trained = () => state.trials.filter((t) => !isRangeTest(t));
   const isFinderJob = () => (state.job?.views || []).includes("range_tests");
+  const isPopulationJob = () => (state.job?.views || []).includes("population");
   /** Evaluations per trial: epochs, or steps / eval_every. */
   function rounds() {
     const s = state.job?.spec || {};
@@ -172,6 +173,16 @@
     state.finder = res.data.items; state.finderKey = key; state.dataVersion++;
   }
 
+  /** A population's members and exploits, fetched again when a segment ends. */
+  async function syncPopulation() {
+    if (!isPopulationJob()) return;
+    const key = state.trials.filter((t) => LR.FINISHED.includes(t.status)).length + ":" + state.trials.length;
+    if (key === state.populationKey) return;
+    const res = await api(`/jobs/${jobId}/population`);
+    if (!res.ok) throw new Error(LR.errorText(res));
+    state.population = res.data; state.populationKey = key; state.dataVersion++;
+  }
+
   async function tick() {
     const [jobRes, trialsRes] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/trials?limit=10000`)]);
     if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
@@ -179,7 +190,7 @@
     state.job = jobRes.data;
     const before = state.dataVersion;
     takeTrials(trialsRes.data.items);
-    await Promise.all([syncCurves(), syncBest(state.job), syncFinder()]);
+    await Promise.all([syncCurves(), syncBest(state.job), syncFinder(), syncPopulation()]);
     renderHeader();
     renderBest();
     renderTable();
@@ -606,6 +617,40 @@
     div.dataset.suggestions = JSON.stringify(Object.fromEntries(items.filter((f) => f.suggestion).map((f) => [f.optimizer, f.suggestion.lr])));
   }
 
+  /** Each member's rate as a step line over the evaluations, exploits marked, the best's ancestry bold. */
+  function plotPopulation() {
+    const card = $("population-card");
+    card.hidden = !isPopulationJob();
+    if (card.hidden) return;
+    const div = $("plot-population");
+    const members = state.population?.members || [];
+    if (!members.length) { placeholder(div, "No member has started yet."); return; }
+    const traces = [];
+    const unit = stepJob() ? state.job.spec.eval_every || 1 : 1;
+    for (const m of members) {
+      const x = [], y = [];
+      for (const s of m.segments) { x.push(s.start * unit, s.stop * unit); y.push(s.lr, s.lr); }
+      traces.push({ type: "scatter", mode: "lines", x, y, name: `member ${m.member}`, line: { width: 1.5 },
+                    hovertemplate: `member ${m.member}<br>%{x}: lr %{y:.3g}<extra></extra>` });
+    }
+    const ex = state.population.exploits || [];
+    if (ex.length) {
+      traces.push({ type: "scatter", mode: "markers", name: "exploit", x: ex.map((e) => e.at * unit), y: ex.map((e) => e.lr_after),
+                    marker: { symbol: "diamond", size: 9, color: "#d97706" },
+                    text: ex.map((e) => `member ${e.member} copied member ${e.from_member} (trial #${e.from_trial})<br>lr ${LR.fmtLr(e.lr_before)} → ${LR.fmtLr(e.lr_after)}`),
+                    hovertemplate: "%{text}<extra></extra>" });
+    }
+    const path = state.best?.trajectory || [];
+    if (path.length) {
+      const x = [], y = [];
+      for (const s of path) { x.push(s.start * unit, s.stop * unit); y.push(s.lr, s.lr); }
+      traces.push({ type: "scatter", mode: "lines", x, y, name: "best's ancestry", line: { width: 4, color: "#111827" },
+                    hovertemplate: "best's ancestry<br>%{x}: lr %{y:.3g}<extra></extra>" });
+    }
+    draw(div, traces, layout({ showlegend: true, xaxis: axis(stepJob() ? "step" : "epoch", { rangemode: "tozero" }),
+                               yaxis: axis("learning rate (log scale)", { type: "log", tickformat: "~g" }) }));
+  }
+
   function plotBestSoFar() {
     const div = $("plot-best-so-far");
     const { metric, max } = objective();
@@ -715,6 +760,7 @@
     state.plotCosts = {};
     const timed = (name, fn) => { const t = performance.now(); fn(); state.plotCosts[name] = Math.round(performance.now() - t); };
     timed("finder", plotFinder);
+    timed("population", plotPopulation);
     timed("lr-loss", plotLrLoss);
     timed("val", () => plotCurves("plot-val", "val", esc(objective().metric)));
     timed("train", () => plotCurves("plot-train", "train", "train_loss"));

@@ -105,6 +105,12 @@ STEP_SPEC = {"name": "dash-steps", "workload": "mlp-digits", "strategy": "grid",
              "space": {"lr": {"values": [0.01, 0.1, 1.0]}, "optimizer": ["sgd"]}}
 
 
+# A population of two: after the first segment the worse member copies the better one.
+PBT_SPEC = {"name": "dash-pbt", "workload": "mlp-digits", "strategy": "pbt", "epochs": 4, "max_concurrent": 2,
+            "space": {"lr": {"low": 1e-3, "high": 0.5}, "optimizer": ["sgd"]},
+            "options": {"population": 2, "interval": 2}}
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The service with a finished 6-trial job, a long running job and two jobs with hostile names."""
@@ -117,15 +123,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         finished = api.submit(FINISHED_SPEC)
         finder = api.submit(FINDER_SPEC)
         stepped = api.submit(STEP_SPEC)
+        pbt = api.submit(PBT_SPEC)
         api.wait(finished["id"])
         api.wait(finder["id"])
         api.wait(stepped["id"])
+        api.wait(pbt["id"])
         running = api.submit(RUNNING_SPEC)
         tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
                 "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
         hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
         yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "finder": api.job(finder["id"]),
-               "stepped": api.job(stepped["id"]), "running": running,
+               "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
         if running is not None:

@@ -190,6 +190,28 @@ def test_other_jobs_have_no_finder_plot(page: Any, service: dict[str, Any]) -> N
     page.goto(f"{service['url']}/jobs/{service['finished']['id']}")
     page.wait_for_function(f"() => ({POINTS_JS})('plot-val') > 0")
     assert page.locator("#finder-card").is_hidden()
+    assert page.locator("#population-card").is_hidden()
+
+
+def test_a_pbt_job_page_draws_each_members_rate_its_exploits_and_the_best_ancestry(
+        page: Any, service: dict[str, Any]) -> None:
+    job = service["pbt"]
+    assert job["status"] == "completed"
+    population = service["api"].http.get(f"/jobs/{job['id']}/population").json()
+    best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    assert len(population["exploits"]) == 1  # two members: the worse copies the better once
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function("() => (document.getElementById('plot-population').data || []).length >= 4")
+    assert page.locator("#population-card").is_visible()
+    names = page.evaluate("() => document.getElementById('plot-population').data.map((t) => t.name)")
+    assert names == ["member 0", "member 1", "exploit", "best's ancestry"]
+    # Each member's rate as a step line over the epochs; the exploit where it happened, at its new rate.
+    member_x = page.evaluate("() => document.getElementById('plot-population').data[0].x")
+    assert member_x == [0, 2, 2, 4]
+    mark = page.evaluate("() => document.getElementById('plot-population').data[2]")
+    assert mark["x"] == [2] and mark["y"] == [population["exploits"][0]["lr_after"]]
+    ancestry = page.evaluate("() => document.getElementById('plot-population').data[3].y")
+    assert ancestry == [s["lr"] for s in best["trajectory"] for _ in (0, 1)]
 
 
 def test_running_job_updates_without_reload(page: Any, service: dict[str, Any]) -> None:

@@ -37,8 +37,11 @@ EPOCHS = 6
 ALL_STRATEGIES = [("grid", {}), ("random", {}), ("manual", {}), ("bayesian", {"sampler": "tpe"}),
                   ("bayesian", {"sampler": "gp", "n_startup_trials": 3}),
                   ("bayesian", {"lr_window_decades": 1.0, "n_startup_trials": 3}), ("range_test", {"num_steps": 40}),
-                  ("auto", {"num_steps": 40})]
-ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "bayesian-windowed", "range_test", "auto"]
+                  ("auto", {"num_steps": 40}), ("pbt", {"population": 4, "interval": 2})]
+ALL_IDS = ["grid", "random", "manual", "bayesian-tpe", "bayesian-gp", "bayesian-windowed", "range_test", "auto",
+           "pbt"]
+# pbt discovers the schedule: its members train at a constant rate, the space has no schedule.
+PBT_SPACE = {k: v for k, v in SPACE.items() if k not in ("schedule", "step_size")}
 
 
 def is_gp(options: dict | None) -> bool:
@@ -78,6 +81,10 @@ def outcome_for(number: int, config: dict) -> TrialOutcome:
     if is_range_test(config):
         return range_test_outcome(number, config, "completed", range_test_points(config))
     v = objective(config)
+    if "pbt" in config:  # a member's segment: one value per evaluation, better with later segments
+        segment = config["pbt"]
+        curve = [v / (1 + 0.1 * e) for e in range(segment["start"], segment["stop"])]
+        return trial_outcome(number, config, "failed" if number % 9 == 8 else "completed", curve)
     if number % 9 == 4:
         return trial_outcome(number, config, "pruned", (3 * v, 2 * v))
     if number % 9 == 7:  # a NaN evaluation has no value: the outcome leaves it out
@@ -90,6 +97,8 @@ def outcome_for(number: int, config: dict) -> TrialOutcome:
 def space_for(name: str) -> SearchSpace | None:
     if name == "manual":
         return None
+    if name == "pbt":
+        return parse_space(PBT_SPACE)
     return parse_space(GRID_SPACE if name == "grid" else SPACE, grid=name == "grid")
 
 

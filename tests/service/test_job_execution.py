@@ -32,6 +32,8 @@ JOBS: dict[str, tuple[dict[str, Any], int]] = {
     "manual": ({"configs": [{"lr": 0.01}, {"lr": 0.1, "optimizer": "adam"}]}, 2),
     "range_test": ({"options": {"num_steps": 20}}, 4),  # one range test per optimizer of the space
     "auto": ({"space": SPACE, "max_trials": 5, "options": {"num_steps": 20}}, 5),
+    # Two members, four segments each (the default interval is a quarter of the run).
+    "pbt": ({"space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd"]}, "options": {"population": 2}}, 8),
 }
 
 
@@ -69,6 +71,16 @@ def epochs_of(client: TestClient, job_id: int, number: int) -> list[int]:
     return [m["epoch"] for m in client.get(f"/api/v1/jobs/{job_id}/trials/{number}/metrics").json()["items"]]
 
 
+def evaluations(trial: dict[str, Any]) -> list[int]:
+    """The evaluations a trial stored, each once, in order: from 0, or a pbt segment's from its start
+    (a segment's ``epochs`` is where its member got to)."""
+    return list(range(trial["config"].get("pbt", {}).get("start", 0), trial["epochs"]))
+
+
+def full_length(trial: dict[str, Any], epochs: int) -> int:
+    return trial["config"].get("pbt", {}).get("stop", epochs)
+
+
 @pytest.mark.parametrize("strategy", sorted(JOBS))
 def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, strategy: str) -> None:
     extra, trials = JOBS[strategy]
@@ -82,8 +94,8 @@ def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, st
             assert t["status"] in ("completed", "pruned"), t
             if "range_test" not in t["config"]:
                 # Every evaluation stored once, in order; a completed trial has all of them.
-                assert epochs_of(client, job_id, t["number"]) == list(range(t["epochs"]))
-                assert t["epochs"] == BASE["epochs"] or t["status"] == "pruned"
+                assert epochs_of(client, job_id, t["number"]) == evaluations(t)
+                assert t["epochs"] == full_length(t, BASE["epochs"]) or t["status"] == "pruned"
         best = client.get(f"/api/v1/jobs/{job_id}/best")
         assert best.status_code == 200, best.text
         assert best.json()["lr"] > 0
@@ -129,7 +141,7 @@ def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_pa
         for t in listed:
             assert t["status"] in ("completed", "pruned"), t
             if "range_test" not in t["config"]:
-                assert epochs_of(client, job_id, t["number"]) == list(range(t["epochs"]))
+                assert epochs_of(client, job_id, t["number"]) == evaluations(t)
         for number, t in before.items():
             assert listed[number] == t  # a finished trial is untouched
         assert any(t["attempts"] > 1 for t in listed), "no trial was running when the service stopped"
@@ -150,3 +162,39 @@ def test_a_cancelled_job_stops_its_running_trials(db_url: str, tmp_path: Path) -
         assert all(t["status"] == "cancelled" for t in listed), listed
         assert all(t["epochs"] < 200 for t in listed)
         assert len(executor.started) <= 2  # nothing started after the cancel
+
+
+PBT = {"workload": "mlp-digits", "strategy": "pbt", "epochs": 12, "max_concurrent": 2, "seed": 3,
+       "space": {"lr": {"low": 1e-3, "high": 0.5}, "optimizer": ["sgd"]},
+       "options": {"population": 4, "interval": 3}}
+
+
+def test_a_pbt_job_exploits_and_its_best_replays_as_a_piecewise_schedule(db_url: str, tmp_path: Path) -> None:
+    with service(db_url, tmp_path) as client:
+        job_id = submit(client, PBT)
+        job = wait_until(client, job_id, lambda j: j["status"] in FINISHED, timeout=300)
+        assert job["status"] == "completed", job
+        listed = trials_of(client, job_id)
+        assert len(listed) == 16 and all(t["status"] == "completed" for t in listed), listed
+        assert {t["kind"] for t in listed} == {"segment"}
+        population = client.get(f"/api/v1/jobs/{job_id}/population").json()
+        assert population["exploits"], population  # the bottom quarter copied the top quarter
+        for event in population["exploits"]:
+            copied = listed[event["trial"]]
+            assert copied["config"]["pbt"]["parent"] == event["from_trial"]
+            assert event["lr_after"] != event["lr_before"]
+            # The member's rows show the rate it trained at, the jump included.
+            rows = client.get(f"/api/v1/jobs/{job_id}/trials/{event['trial']}/metrics").json()["items"]
+            assert [r["epoch"] for r in rows] == list(range(event["at"], event["at"] + 3))
+            assert all(r["lr"] == pytest.approx(event["lr_after"]) for r in rows)
+        best = client.get(f"/api/v1/jobs/{job_id}/best").json()
+        replay = best["config"]
+        assert replay["schedule"] == "piecewise" and replay["lr_points"][0][0] == 0
+        assert [p[1] for p in replay["lr_points"]] == sorted(
+            {s["lr"] for s in best["trajectory"]}, key=[s["lr"] for s in best["trajectory"]].index)
+        # Trained from scratch with the same seed, the discovered schedule reaches the PBT best.
+        again = submit(client, {"workload": "mlp-digits", "strategy": "manual", "epochs": 12, "seed": 3,
+                                "configs": [replay]})
+        assert wait_until(client, again, lambda j: j["status"] in FINISHED, timeout=300)["status"] == "completed"
+        replayed = trials_of(client, again)[0]
+        assert replayed["val_loss"] <= 1.05 * best["val_loss"], (replayed, best)

@@ -193,7 +193,9 @@ def valid_spec(strategy: str) -> dict[str, Any]:
     """A spec every check accepts, for any registered strategy: built from what the strategy says it
     takes (configs or a space, grid axes or ranges), not from its name."""
     cls = STRATEGIES[strategy]
-    spec: dict[str, Any] = {"workload": "mlp-digits", "strategy": strategy, "max_trials": 6, "epochs": 2}
+    spec: dict[str, Any] = {"workload": "mlp-digits", "strategy": strategy, "epochs": 2}
+    if cls.default_max_trials is not None:  # a budget; the others run what they plan (a grid, a population)
+        spec["max_trials"] = 6
     if cls.takes_configs:
         return {**spec, "configs": [{"lr": 0.1}]}
     return {**spec, "space": {"lr": {"low": 1e-3, "high": 1.0, **({"num": 2} if cls.grid else {})}}}

@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import REPO
 
-
 # What the build reads: built from a copy, so the build's own folders never land in the repository.
 SOURCES = ("pyproject.toml", "README.md", "lrsearch", "service", "workers", "search", "migrations")
 

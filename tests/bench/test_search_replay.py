@@ -316,7 +316,8 @@ def test_asha_replaces_the_rung_settings_of_the_variants_that_stop_early(tmp_pat
 def test_a_region_target_is_reached_no_later_than_the_grid_best(tmp_path: Path) -> None:
     import json
 
-    from bench.search_efficiency import DEFAULT_OUT as SERVICE_RESULTS, REGION_FACTORS
+    from bench.search_efficiency import DEFAULT_OUT as SERVICE_RESULTS
+    from bench.search_efficiency import REGION_FACTORS
     from bench.search_replay import main
 
     def run(target: str) -> dict:

@@ -100,7 +100,7 @@ def test_readers_see_no_error_and_sigkill_loses_nothing(db_url: str, tmp_path: P
         assert len(after) == 20
         for number, raw in before.items():
             assert after[number] == raw  # byte for byte
-        for number, raw in after.items():
+        for raw in after.values():
             epochs = [m["epoch"] for m in httpx.Response(200, content=raw).json()["items"]]
             assert epochs == list(range(10))
     finally:

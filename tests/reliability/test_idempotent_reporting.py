@@ -8,8 +8,8 @@ from sqlalchemy.exc import IntegrityError
 
 from lrsearch.search.objective import Objective
 from lrsearch.service.config import Settings
-from lrsearch.service.ingest import epoch_row
 from lrsearch.service.db import make_engine, make_session_factory, upgrade
+from lrsearch.service.ingest import epoch_row
 from lrsearch.service.models import Job, Metric, Trial
 from lrsearch.service.runner import JobRunner
 from lrsearch.workers.in_process_executor import InProcessExecutor

@@ -7,7 +7,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from lrsearch.search import WAIT, SearchSpace, Strategy, StrategySpec, TrialOutcome, is_range_test, make_strategy, parse_space
+from lrsearch.search import (
+    WAIT,
+    SearchSpace,
+    Strategy,
+    StrategySpec,
+    TrialOutcome,
+    is_range_test,
+    make_strategy,
+    parse_space,
+)
 from lrsearch.search.decisions import range_test_outcome, trial_outcome
 
 OPTIMIZER_PENALTY = {"sgd": 0.3, "adam": 0.0, "adamw": 0.1, "rmsprop": 0.6, "adagrad": 1.0}

@@ -9,10 +9,30 @@ import subprocess
 import sys
 
 import pytest
-from search_helpers import (ALL_IDS, ALL_STRATEGIES, EPOCHS, MANUAL_CONFIGS, Sim, configs_equal, is_gp, make,
-                            objective, outcome_for, space_for)
+from search_helpers import (
+    ALL_IDS,
+    ALL_STRATEGIES,
+    EPOCHS,
+    MANUAL_CONFIGS,
+    Sim,
+    configs_equal,
+    is_gp,
+    make,
+    objective,
+    outcome_for,
+    space_for,
+)
 
-from lrsearch.search import STRATEGIES, SpecError, is_range_test, StrategySpec, TrialOutcome, make_strategy, parse_space, validate_options
+from lrsearch.search import (
+    STRATEGIES,
+    SpecError,
+    StrategySpec,
+    TrialOutcome,
+    is_range_test,
+    make_strategy,
+    parse_space,
+    validate_options,
+)
 from lrsearch.search.catalog import complete_config, relevant_params
 from lrsearch.search.strategies import config_key
 

@@ -7,8 +7,8 @@ import math
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import wait_for_job
 from lrsearch.search.range_test import summarize
+from tests.service.conftest import wait_for_job
 
 DIGITS_OPTIMIZERS = ["sgd", "adam"]
 
@@ -53,7 +53,7 @@ def test_range_test_job_stores_curves_and_checks_each_suggestion(client: TestCli
     best = client.get(f"/api/v1/jobs/{job['id']}/best").json()
     expected = {o: summarize(runs)["lr"] for o, runs in curves.items()}
     assert best["suggestions"] == pytest.approx(expected)
-    for optimizer, summary in best["range_test"].items():
+    for summary in best["range_test"].values():
         assert summary["spread"]["n"] == 2 and len(summary["per_seed"]) == 2
         assert set(summary["rules"]) == {"steepest", "valley", "minimum_tenth", "lr_at_min", "combined"}
     # The checks train `epochs` at each suggestion; the best is one of them, with a validation loss.

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServiceProcess, wait_for_job_at
 from lrsearch.workers import registry
+from tests.conftest import ServiceProcess, wait_for_job_at
 
 PACKAGE = '''
 """A workload package that is only a folder: nothing installs it."""

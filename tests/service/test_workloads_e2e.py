@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import wait_for_job
 from lrsearch.workers.registry import BUILTIN_WORKLOADS, workload_metrics
+from tests.service.conftest import wait_for_job
 
 # A streaming workload's epoch is a pass over its corpus: it runs a step budget instead.
 LENGTH = {"gpt-stdlib": {"steps": 30, "eval_every": 10}}

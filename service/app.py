@@ -163,17 +163,21 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                 owned_executor.shutdown()
             engine.dispose()
 
-    app = FastAPI(title="lrsearch", version=__version__, lifespan=lifespan,
-                  description="Distributed learning-rate search: grid, random, Bayesian and manual jobs "
-                              "over the learning rate, optimizer, schedule and warmup.")
+    from lrsearch.search import STRATEGIES
+
+    # /docs and /redoc are served from installed files (service/api_docs.py), not FastAPI's CDN pages.
+    app = FastAPI(title="lrsearch", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description=("Distributed learning-rate search over the learning rate, optimizer, schedule and "
+                               f"warmup. Strategies: {', '.join(STRATEGIES)}."))
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]  # Starlette types a handler for any Exception
     app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]  # Starlette types a handler for any Exception
     for module in (health, jobs, trials, workloads, keys):
         app.include_router(module.router)
-    from lrsearch.service import dashboard, login
+    from lrsearch.service import api_docs, dashboard, login
 
+    app.include_router(api_docs.router)
     app.include_router(dashboard.router)
     app.include_router(login.router)
 

@@ -99,14 +99,33 @@ def _plotly_asset() -> Asset:
     return _asset(plotly_js_path().read_bytes(), _TYPES[".js"], compress=True)
 
 
-def _static_url(root: str, name: str) -> str:
-    asset = _plotly_asset() if name == "plotly.min.js" else _assets()[name]
+@cache
+def _docs_asset(name: str) -> Asset:
+    from lrsearch.service.api_docs import docs_asset_bytes
+
+    return _asset(docs_asset_bytes(name), _TYPES[Path(name).suffix], compress=True)
+
+
+def _find_asset(name: str) -> Asset | None:
+    """A file under /static: the dashboard's own, Plotly's, or the API docs' (Swagger UI, ReDoc)."""
+    from lrsearch.service.api_docs import DOCS_ASSETS
+
+    if name == "plotly.min.js":
+        return _plotly_asset()
+    if name in DOCS_ASSETS:
+        return _docs_asset(name)
+    return _assets().get(name)
+
+
+def static_url(root: str, name: str) -> str:
+    asset = _find_asset(name)
+    assert asset is not None, name
     return f"{root}/static/{name}?v={asset.digest}"
 
 
 @router.api_route("/static/{name}", methods=["GET", "HEAD"])
 def static_file(name: str, request: Request) -> Response:
-    asset = _plotly_asset() if name == "plotly.min.js" else _assets().get(name)
+    asset = _find_asset(name)
     if asset is None:  # only the files the directory holds: no paths, no traversal
         raise HTTPException(404, f"no static file {name!r}")
     headers = {"Cache-Control": _LONG_CACHE, "X-Content-Type-Options": "nosniff", "Vary": "Accept-Encoding",
@@ -165,7 +184,7 @@ def _page_config(request: Request, **extra: Any) -> str:
 def _page(request: Request, template: str, script: str | None, status_code: int = 200,
           **values: Any) -> HTMLResponse:
     root = request.scope.get("root_path", "").rstrip("/")
-    urls = {key: (lambda name=name: _static_url(root, name)) for key, name in
+    urls = {key: (lambda name=name: static_url(root, name)) for key, name in
             (("css", "dashboard.css"), ("icon", "favicon.svg"), ("common_js", "common.js"),
              ("plotly_js", "plotly.min.js"), ("page_js", script or "common.js"))}
     body = render(template, root=root, version=__version__, **urls, **values)

@@ -61,6 +61,13 @@ bench-search: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.search_efficiency
 
+# Population-based training: lrsearch's pbt against Ray Tune's PopulationBasedTraining, and auto at the
+# same epochs. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--quick or BENCH_ARGS="--seeds 3 --populations 4".
+.PHONY: bench-pbt
+bench-pbt: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench.pbt $(BENCH_ARGS)
+
 # The same search replayed in process for many seeds (no Ray, no store): how often a 3-seed run of
 # the issue's check passes. BENCH_ARGS passes flags, e.g. BENCH_ARGS="--seeds 40 --draws 5 --workers 2".
 bench-replay: install

@@ -175,6 +175,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
     app.add_exception_handler(SpecError, _spec_error)  # type: ignore[arg-type]  # Starlette types a handler for any Exception
     for module in (health, jobs, trials, workloads, keys):
         app.include_router(module.router)
+    app.include_router(health.liveness)
     from lrsearch.service import api_docs, dashboard, login
 
     app.include_router(api_docs.router)

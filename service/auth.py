@@ -23,7 +23,9 @@ from lrsearch.service.models import ApiKey, utcnow
 
 SCOPES = ("read", "submit", "admin")
 COOKIE = "lrsearch_key"
-OPEN_PATHS = ("/login", "/logout")  # the login page itself
+# The login page itself, and liveness: a load balancer's probe holds no key, and /livez says
+# nothing but that the process answers.
+OPEN_PATHS = ("/login", "/logout", "/livez")
 
 
 def scope_allows(granted: str, needed: str) -> bool:

@@ -12,6 +12,16 @@ from lrsearch.service.api import API_PREFIX
 router = APIRouter(prefix=API_PREFIX, tags=["health"])
 
 
+liveness = APIRouter(tags=["health"])
+
+
+@liveness.get("/livez")
+def livez() -> JSONResponse:
+    """The process answers: for probes, with no key even under --auth, and revealing nothing else
+    (readiness, with the database and Ray, is /api/v1/healthz)."""
+    return JSONResponse({"status": "ok"})
+
+
 @router.get("/healthz")
 def healthz(request: Request) -> JSONResponse:
     state = request.app.state

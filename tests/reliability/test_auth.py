@@ -48,6 +48,16 @@ def test_no_or_wrong_key_is_401_everywhere(secured: tuple[ServiceProcess, dict[s
     assert httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).status_code == 401
 
 
+def test_liveness_needs_no_key_and_says_nothing_else(secured: tuple[ServiceProcess, dict[str, str]]) -> None:
+    """A load balancer's probe holds no key: /livez answers it, with nothing a caller could use."""
+    service, _ = secured
+    for headers in ({}, bearer("lrs_00000000_wrong")):
+        r = httpx.get(f"{service.url}/livez", headers=headers)
+        assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert httpx.post(f"{service.url}/livez").status_code == 405  # only GET: nothing else is open
+    assert httpx.get(f"{service.url}/livez/x").status_code == 401  # the exact path, no more
+
+
 def test_dashboard_without_key_shows_the_login_page(secured: tuple[ServiceProcess, dict[str, str]]) -> None:
     service, keys = secured
     r = httpx.get(service.url + "/", headers={"accept": "text/html"})

@@ -35,17 +35,20 @@ def test_range_test_job_stores_curves_and_checks_each_suggestion(client: TestCli
     trials = client.get(f"/api/v1/jobs/{job['id']}/trials").json()["items"]
     tests, checks = trials[:4], trials[4:]
     curves: dict[str, list] = {}
+    # A range test's curve is its own record (GET /range_test), not metric rows posing as epochs.
+    stored = {c["trial"]: c for f in client.get(f"/api/v1/jobs/{job['id']}/range_test").json()["items"]
+              for c in f["curves"]}
     for t in tests:
         test = t["config"]["range_test"]
-        assert t["config"]["optimizer"] == DIGITS_OPTIMIZERS[t["number"] // 2]
+        assert t["kind"] == "range_test" and t["config"]["optimizer"] == DIGITS_OPTIMIZERS[t["number"] // 2]
         assert test["repeat"] == t["number"] % 2 and test["num_steps"] == 60
         assert t["val_loss"] is None  # a range test never ranks
-        rows = client.get(f"/api/v1/jobs/{job['id']}/trials/{t['number']}/metrics").json()["items"]
-        assert 2 <= len(rows) <= 60 and t["epochs"] == len(rows)
-        lrs = [m["lr"] for m in rows]
+        assert client.get(f"/api/v1/jobs/{job['id']}/trials/{t['number']}/metrics").json()["items"] == []
+        lrs, losses = stored[t["number"]]["lrs"], stored[t["number"]]["losses"]
+        assert 2 <= len(lrs) <= 60 and t["epochs"] == len(lrs) == len(losses)
         assert lrs[0] == pytest.approx(1e-7) and all(b > a for a, b in zip(lrs, lrs[1:]))
-        assert all(m["val_loss"] is None and math.isfinite(m["train_loss"]) for m in rows)
-        curves.setdefault(t["config"]["optimizer"], []).append((1e-7, lrs, [m["train_loss"] for m in rows]))
+        assert all(math.isfinite(v) for v in losses)
+        curves.setdefault(t["config"]["optimizer"], []).append((1e-7, lrs, losses))
     # The two repeats train from different seeds: their curves differ.
     for runs in curves.values():
         assert runs[0][2][:5] != runs[1][2][:5]

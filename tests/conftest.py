@@ -13,9 +13,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +42,45 @@ def _pg_available() -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
+# Session-scoped resources that several modules share (a service, a cluster, a browser), stopped
+# right after the last test of the run that uses them rather than at the run's end: (fixture name,
+# folder of the conftest that defines it, stop).
+_STOP_AFTER_LAST_USE: list[tuple[str, Path, Callable[[], None]]] = []
+
+
+def stop_after_last_use(request: pytest.FixtureRequest, folder: Path, stop: Callable[[], None]) -> None:
+    """Have ``stop`` called right after the last test of this run that uses the fixture asking (a test
+    under ``folder``, where the fixture is defined); the fixture's own teardown still calls it at
+    the end, so it must be safe to call twice."""
+    _STOP_AFTER_LAST_USE.append((request.fixturename, folder, stop))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    result = yield  # the test's own fixtures are torn down first
+    if _STOP_AFTER_LAST_USE:
+        items = item.session.items
+        later = items[items.index(item) + 1:] if item in items else []
+        for entry in list(_STOP_AFTER_LAST_USE):
+            name, folder, stop = entry
+            if not any(name in getattr(i, "fixturenames", ()) and folder in i.path.parents for i in later):
+                _STOP_AFTER_LAST_USE.remove(entry)
+                stop()
+    return result
+
+
+def once(stop: Callable[[], None]) -> Callable[[], None]:
+    """``stop``, run at most once however often it is called."""
+    done: list[bool] = []
+
+    def run() -> None:
+        if not done:
+            done.append(True)
+            stop()
+
+    return run
+
+
 @pytest.fixture(scope="session")
 def pg_reason() -> str | None:
     reason = _pg_available()
@@ -62,12 +101,16 @@ def drop_pg_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_url(pg_reason: str | None) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards (skips with a printed reason outside CI)."""
+def _skip_without_pg(pg_reason: str | None) -> None:
     if pg_reason:
         print(f"skipping PostgreSQL: {pg_reason}")
         pytest.skip(f"PostgreSQL unreachable ({pg_reason}); CI runs these")
+
+
+@pytest.fixture
+def pg_url(pg_reason: str | None) -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards (skips with a printed reason outside CI)."""
+    _skip_without_pg(pg_reason)
     name, url = make_pg_database()
     try:
         yield url
@@ -76,11 +119,63 @@ def pg_url(pg_reason: str | None) -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend: every test that asks for a store runs on SQLite and on PostgreSQL."""
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of its own: a SQLite file, or a new PostgreSQL database."""
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'lrsearch.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def pg_run_database(pg_reason: str | None) -> Iterator[str]:
+    """One PostgreSQL database for the whole run, dropped at its end: its schemas are the stores of
+    the in-process app's tests (see app_db_url)."""
+    _skip_without_pg(pg_reason)
+    name, _ = make_pg_database()
+    try:
+        yield name
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def app_db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store for the in-process app (``client``, ``api_only``): a SQLite file, or on
+    PostgreSQL a new schema of this run's database, which the app's connections use alone
+    (search_path) and which is dropped afterwards. A schema costs a fraction of a new database
+    (CREATE DATABASE copies a template and waits for its disk writes), and the store is as empty.
+    A test that also asks for ``db_url`` (to read or change the store behind the app's back) gets
+    that database, so both are one store."""
+    if "db_url" in request.fixturenames:
+        yield request.getfixturevalue("db_url")
+        return
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lrsearch.db'}"
+        return
+    database = request.getfixturevalue("pg_run_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    import psycopg
+
+    def run(sql: str) -> None:
+        with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database, autocommit=True,
+                             connect_timeout=10) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            conn.execute(sql)
+
+    run(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}?options=-csearch_path%3D{schema}"
+    finally:
+        try:
+            run(f'DROP SCHEMA "{schema}" CASCADE')
+        except psycopg.Error as exc:  # a connection the test left open: the run's database goes at its end
+            print(f"schema {schema} left to the end of the run: {exc}")
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +234,7 @@ class ServiceProcess:
                     return self
             except httpx.TransportError:
                 pass
-            time.sleep(0.3)
+            time.sleep(0.1)
         raise TimeoutError(f"lrsearch serve not healthy after {timeout} s")
 
     def kill(self, sig: int, group: bool = True) -> None:
@@ -243,8 +338,15 @@ def wait_for_job_at(url: str, job_id: int, timeout: float = 180.0) -> dict[str, 
     return job
 
 
-@pytest.fixture
-def two_node_cluster(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real two-node `ray start` cluster, one CPU per node: (address, env for its clients)."""
-    with ray_cluster(tmp_path, [1, 1]) as cluster:
+@pytest.fixture(scope="session")
+def two_node_cluster(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real two-node `ray start` cluster, one CPU per node: (address, env for its clients).
+
+    Started once for the run (about 9 s each time) and stopped after the last test that uses it:
+    its tests join it with a service of their own and stop that service, whose actors Ray ends
+    with it; none of them kills a node."""
+    with contextlib.ExitStack() as stack:
+        cluster = stack.enter_context(ray_cluster(tmp_path_factory.mktemp("two-node-cluster"), [1, 1]))
+        stop_after_last_use(request, REPO / "tests", once(stack.close))
         yield cluster

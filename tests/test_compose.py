@@ -4,6 +4,7 @@ mapped to this machine)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -55,12 +56,18 @@ def test_api_command_parses_with_the_real_cli() -> None:
     assert ctx.params["ray_address"].endswith(":" + head_port.split("=")[1])
 
 
+@functools.cache
+def ray_start_help() -> str:
+    """The real `ray start --help` (asked once: the CLI takes seconds to import Ray)."""
+    return subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--help"],
+                          capture_output=True, text=True, timeout=60).stdout
+
+
 @pytest.mark.parametrize("service", ["ray-head", "ray-worker"])
 def test_ray_commands_use_real_flags(service: str) -> None:
     command = SERVICES[service]["command"]
     assert command[:2] == ["ray", "start"]
-    help_text = subprocess.run([str(Path(sys.executable).parent / "ray"), "start", "--help"],
-                               capture_output=True, text=True, timeout=60).stdout
+    help_text = ray_start_help()
     for arg in command[2:]:
         flag = arg.split("=")[0]
         assert flag in help_text, f"{service}: {flag} is not a `ray start` flag"

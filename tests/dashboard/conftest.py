@@ -6,6 +6,7 @@ machine without it skips these tests with a printed reason; with CI=true that is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServiceProcess
+from tests.conftest import ServiceProcess, once, stop_after_last_use
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TERMINAL = ("completed", "cancelled", "failed")
@@ -111,14 +112,29 @@ PBT_SPEC = {"name": "dash-pbt", "workload": "mlp-digits", "strategy": "pbt", "ep
             "options": {"population": 2, "interval": 2}}
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """The service with a finished 6-trial job, a long running job and two jobs with hostile names."""
+@pytest.fixture(scope="session")
+def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The service with a finished 6-trial job, a long running job and two jobs with hostile names.
+
+    One for the dashboard's modules (its jobs take half a minute to run), stopped after the last
+    test that uses it: the running job trains until then."""
     tmp = tmp_path_factory.mktemp("dashboard")
     svc = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log",
                          env={"LRSEARCH_POLL_INTERVAL": "0.2"}).start()
     api = Api(svc.url)
     running = None
+
+    def stop() -> None:
+        if running is not None:
+            try:
+                api.http.post(f"/jobs/{running['id']}/cancel")
+            except httpx.HTTPError:
+                pass
+        api.http.close()
+        svc.stop()
+
+    stop = once(stop)
+    stop_after_last_use(request, Path(__file__).parent, stop)
     try:
         finished = api.submit(FINISHED_SPEC)
         finder = api.submit(FINDER_SPEC)
@@ -136,23 +152,20 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
                "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
-        if running is not None:
-            try:
-                api.http.post(f"/jobs/{running['id']}/cancel")
-            except httpx.HTTPError:
-                pass
-        api.http.close()
-        svc.stop()
+        stop()
 
 
-@pytest.fixture(scope="module")
-def browser(chromium: str) -> Iterator[Any]:
+@pytest.fixture(scope="session")
+def browser(request: pytest.FixtureRequest, chromium: str) -> Iterator[Any]:
+    """One headless Chromium for the dashboard's modules, closed after the last test that uses it."""
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
+    with contextlib.ExitStack() as stack:
+        p = stack.enter_context(sync_playwright())
         b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        stack.callback(b.close)
+        stop_after_last_use(request, Path(__file__).parent, once(stack.close))
         yield b
-        b.close()
 
 
 class PageWatch:

@@ -11,15 +11,31 @@ from fastapi.testclient import TestClient
 
 from lrsearch.service.app import create_app
 from lrsearch.service.config import Settings
+from tests.conftest import BACKENDS, drop_pg_database, make_pg_database
 
 GOOD = {"workload": "mlp-digits", "strategy": "random", "max_trials": 4, "epochs": 2,
         "space": {"lr": {"low": 1e-4, "high": 1.0}}}
 
 
-@pytest.fixture
-def api(db_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=db_url, run_jobs=False)), raise_server_exceptions=False) as c:
-        yield c
+@pytest.fixture(scope="module", params=BACKENDS)
+def api(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+        pg_reason: str | None) -> Iterator[TestClient]:
+    """The real app without a job runner, one per backend for the module: every test here checks
+    that its request wrote nothing by the count before and after, so one store serves them all."""
+    pg_database = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('hostile') / 'lrsearch.db'}"
+    else:
+        if pg_reason:
+            print(f"skipping PostgreSQL: {pg_reason}")
+            pytest.skip(f"PostgreSQL unreachable ({pg_reason}); CI runs these")
+        pg_database, url = make_pg_database()
+    try:
+        with TestClient(create_app(Settings(database_url=url, run_jobs=False)), raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        if pg_database is not None:
+            drop_pg_database(pg_database)
 
 
 def deep(n: int) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,12 +12,10 @@ import pytest
 from tests.conftest import REPO, ServiceProcess, free_port
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
-    tmp = tmp_path_factory.mktemp("cli")
-    service = ServiceProcess(f"sqlite:///{tmp / 'cli.db'}", log_path=tmp / "serve.log").start()
-    yield service
-    service.stop()
+@pytest.fixture
+def server(shared_service: ServiceProcess) -> ServiceProcess:
+    """The run's shared real server (tests/service/conftest.py)."""
+    return shared_service
 
 
 def lrsearch(*args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:

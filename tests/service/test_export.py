@@ -13,6 +13,7 @@ import optuna
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.conftest import REPO, ServiceProcess
 from tests.service.conftest import wait_for_job
 
 SPEC = {"workload": "mlp-digits", "strategy": "manual", "epochs": 3,
@@ -66,27 +67,22 @@ def test_json_export_matches_trials(client: TestClient, finished_job: dict) -> N
     assert client.get(f"/api/v1/jobs/{finished_job['id']}/export", params={"format": "xml"}).status_code == 422
 
 
-def test_export_optuna_loads_with_the_same_best(tmp_path: Path) -> None:
-    from tests.conftest import REPO, ServiceProcess
+def test_export_optuna_loads_with_the_same_best(shared_service: ServiceProcess, tmp_path: Path) -> None:
+    import httpx
 
-    service = ServiceProcess(f"sqlite:///{tmp_path / 'svc.db'}", log_path=tmp_path / "serve.log").start()
-    try:
-        import httpx
+    service = shared_service
+    job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()
+    import time
 
-        job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()
-        import time
-
-        deadline = time.monotonic() + 120
-        while httpx.get(f"{service.url}/api/v1/jobs/{job['id']}").json()["status"] != "completed":
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        best = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/best").json()
-        storage = f"sqlite:///{tmp_path / 'study.db'}"
-        out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "export-optuna", str(job["id"]), "--storage",
-                              storage, "--url", service.url], cwd=REPO, capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-    finally:
-        service.stop()
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{service.url}/api/v1/jobs/{job['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    best = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/best").json()
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "export-optuna", str(job["id"]), "--storage",
+                          storage, "--url", service.url], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
     study = optuna.load_study(study_name=f"lrsearch-job-{job['id']}", storage=storage)
     assert len(study.trials) == 4
     assert study.best_value == pytest.approx(best["val_loss"])

@@ -224,18 +224,23 @@ class ServiceProcess:
             [sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(self.port), "--db", self.db_url,
              *([] if "RAY_ADDRESS" in self.env else ["--num-cpus", str(self.num_cpus)]), "--log-level", "warning", *self.extra_args],
             cwd=REPO, env=self.env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"lrsearch serve exited with {self.proc.returncode}; see {self.log_path}")
-            try:
-                # Under --auth an answer of 401 also says the service is up.
-                if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code in (200, 401):
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"lrsearch serve not healthy after {timeout} s")
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"lrsearch serve exited with {self.proc.returncode}; see {self.log_path}")
+                try:
+                    # Under --auth an answer of 401 also says the service is up.
+                    if httpx.get(f"{self.url}/api/v1/healthz", timeout=2).status_code in (200, 401):
+                        return self
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+            raise TimeoutError(f"lrsearch serve not healthy after {timeout} s")
+        except BaseException:
+            # The caller gets no service to stop when start fails (or is interrupted): stop it here.
+            self.stop()
+            raise
 
     def kill(self, sig: int, group: bool = True) -> None:
         """Signal the service, or its whole process group (the service and the local Ray it started)."""

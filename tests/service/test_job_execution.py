@@ -125,6 +125,8 @@ def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_pa
     replayed, the running ones continue from their checkpoints, and the job ends with the trials
     an uninterrupted run has, each evaluation stored once."""
     extra, trials = JOBS[strategy]
+    if strategy == "pbt":  # segments of 6 epochs: a stop lands inside one, not between two
+        extra, trials = {**extra, "options": {"population": 2, "interval": 6}}, 4
     spec = {**BASE, "strategy": strategy, **extra, "epochs": 12, "workload": "mlp-digits"}
     with service(db_url, tmp_path) as client:
         job_id = submit(client, spec)

@@ -14,7 +14,7 @@ from sqlalchemy import Text, cast, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from lrsearch.search.objective import Objective
-from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, Strategy, TrialKind, training_config
+from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, TrialKind, training_config
 from lrsearch.service.models import Job, Metric, RangeTestPoint, Trial
 from lrsearch.service.schemas import (
     Best,
@@ -305,7 +305,7 @@ def with_replay(session: Session, job: Job, best: BestDetail) -> BestDetail:
     """The best as its strategy replays it from scratch, when its own config does not (pbt: the
     best member's whole trajectory as a piecewise schedule)."""
     strategy = STRATEGIES.get(job.spec.get("strategy") or "")
-    if strategy is None or strategy.replay is Strategy.replay:
+    if strategy is None:
         return best
     # Steps per evaluation in a step job: a piecewise schedule counts in the schedule's unit.
     unit = (job.spec.get("eval_every") or 1) if job.spec.get("steps") is not None else 1

@@ -24,8 +24,8 @@ install: $(VENV)/.installed
 
 install-test: $(VENV)/.installed-test
 
+# serve upgrades the store itself, after it has taken the port: a busy port fails before anything starts.
 run: install
-	$(VENV)/bin/lrsearch db upgrade
 	$(VENV)/bin/lrsearch serve --host $(HOST) --port $(PORT)
 
 test: lint typecheck

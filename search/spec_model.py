@@ -8,7 +8,9 @@ what, what depends on the job's length) are their parse functions', which read t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar
+import difflib
+from collections.abc import Iterator
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_serializer, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -43,9 +45,33 @@ class SpecModel(BaseModel):
             if not any(unknown):
                 raise
             # Pydantic's "Extra inputs are not permitted" does not say which keys are.
-            says = f"unknown {cls.key_name}; allowed: {sorted(cls.model_fields) or 'none'}"
-            raise invalid(exc.title, [(e["loc"], e["type"], says if is_unknown else e["msg"], e["input"])
-                                      for e, is_unknown in zip(errors, unknown)]) from None
+            raise invalid(exc.title, [(e["loc"], e["type"], cls._unknown(e["loc"][0]) if is_unknown else e["msg"],
+                                       e["input"]) for e, is_unknown in zip(errors, unknown)]) from None
+
+    @classmethod
+    def _unknown(cls, key: str | int) -> str:
+        """Why a key is unknown, and where it belongs: a key of a part written a level too high
+        (``lr`` beside ``workload``) names that part; a near miss (``epoch``) gets its likely name."""
+        allowed = sorted(cls.model_fields)
+        says = f"unknown {cls.key_name} {str(key)!r}"
+        home = next((name for name, part in cls._parts() if str(key) in part.model_fields), None)
+        if home is not None:
+            return f"{says}: it belongs under {home!r} ({home}.{key})"
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}? allowed" if close else "; allowed"
+        return f"{says}{hint}: {allowed or 'none'}"
+
+    @classmethod
+    def _parts(cls) -> Iterator[tuple[str, type[SpecModel]]]:
+        """(field, model) for each field holding an object of its own (each model of a union)."""
+        for name, field in cls.model_fields.items():
+            stack: list[Any] = [field.annotation]
+            while stack:
+                kind = stack.pop()
+                if isinstance(kind, type) and issubclass(kind, SpecModel):
+                    yield name, kind
+                else:
+                    stack.extend(get_args(kind))
 
 
 class SpecPart(SpecModel):

@@ -138,25 +138,26 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
         app.state.executor = None
         app.state.runner = None
         owned_executor = None
-        if settings.run_jobs:
-            from lrsearch.service.runner import JobRunner
-
-            if executor is None:
-                from lrsearch.workers.ray_executor import RayExecutor
-
-                owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
-                                             settings.object_store_bytes, runtime_env=runtime_env)
-                owned_executor.start()
-                if settings.prewarm_actors:
-                    owned_executor.prewarm(settings.prewarm_actors)
-            runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]  # one of them is set
-                               metrics=app.state.metrics)
-            runner.start()
-            app.state.executor, app.state.runner = executor or owned_executor, runner
-        log.info("lrsearch %s serving; database %s", __version__, engine.url.render_as_string())
         try:
+            if settings.run_jobs:
+                from lrsearch.service.runner import JobRunner
+
+                if executor is None:
+                    from lrsearch.workers.ray_executor import RayExecutor
+
+                    owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
+                                                 settings.object_store_bytes, runtime_env=runtime_env)
+                    owned_executor.start()
+                    if settings.prewarm_actors:
+                        owned_executor.prewarm(settings.prewarm_actors)
+                runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]  # one of them is set
+                                   metrics=app.state.metrics)
+                runner.start()
+                app.state.executor, app.state.runner = executor or owned_executor, runner
+            log.info("lrsearch %s serving; database %s", __version__, engine.url.render_as_string())
             yield
         finally:
+            # Also when start-up fails half way: a Ray this service started never outlives it.
             if app.state.runner is not None:
                 app.state.runner.stop()
             if owned_executor is not None:

@@ -23,6 +23,7 @@ err = Console(stderr=True)
 
 # Exit codes scripts can rely on.
 EXIT_ERROR, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_NOT_FOUND, EXIT_JOB_FAILED = 1, 3, 4, 5, 6
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="LRSEARCH_URL", help="the service's URL")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="LRSEARCH_TOKEN", help="API key")]
@@ -42,6 +43,8 @@ def serve(
     auth: Annotated[bool, typer.Option("--auth", envvar="LRSEARCH_AUTH", help="require an API key "
                                        "(Authorization: Bearer KEY) on every route; see `lrsearch keys create`")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    access_log: Annotated[bool, typer.Option("--access-log", help="log every request; by default "
+                                             "successful reads (the dashboard's polls) are not logged")] = False,
     workload_path: Annotated[Path | None, typer.Option(
         "--workload-path", envvar="LRSEARCH_WORKLOAD_PATH", exists=True, file_okay=False,
         help="a directory of workload packages that are not installed: loaded here and shipped to every "
@@ -51,10 +54,7 @@ def serve(
     import ipaddress
     import logging
 
-    import uvicorn
-
-    from lrsearch.service.app import create_app
-    from lrsearch.service.config import Settings
+    from lrsearch.service.serving import PortInUse, bind
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
@@ -74,9 +74,21 @@ def serve(
         overrides["num_cpus"] = num_cpus
     if workload_path is not None:
         overrides["workload_path"] = str(workload_path)
+    # The port first: a busy one must fail before Ray or the store are touched.
+    try:
+        sock = bind(host, port)
+    except PortInUse as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(EXIT_ERROR) from None
+
+    from lrsearch.service.app import create_app
+    from lrsearch.service.config import Settings
+    from lrsearch.service.serving import serve as run_app
+
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plug-in, each start
+    run_app(create_app(settings), sock, log_level, access_log)
 
 
 @db_app.command("upgrade")
@@ -157,11 +169,14 @@ def _client(url: str, token: str | None):
 def _fail(exc: Exception, url: str, what: str = "request") -> typer.Exit:
     import httpx
 
-    from lrsearch.service.client import LrsearchError
+    from lrsearch.service.client import LrsearchError, service_url
 
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        err.print(f"[red]--url {url!r} is not the service's URL[/red]: {exc}. It looks like http://127.0.0.1:8000.")
+        return typer.Exit(EXIT_ERROR)
     if isinstance(exc, httpx.TransportError):
-        err.print(f"[red]cannot reach the lrsearch service at {url}[/red]: {exc}. "
-                  "Start it with `lrsearch serve` or pass --url.")
+        err.print(f"[red]cannot reach the lrsearch service at {service_url(url)}[/red]: {exc}. Is `lrsearch serve` "
+                  "running there? Pass its URL with --url (or LRSEARCH_URL).", soft_wrap=True)
         return typer.Exit(EXIT_UNREACHABLE)
     if isinstance(exc, LrsearchError):
         if exc.status == 422 and isinstance(exc.detail, list):
@@ -223,6 +238,13 @@ def _objective_text(best: dict[str, Any]) -> str:
     return f"val_loss={best['val_loss']:.6g}"
 
 
+def _objective_short(best: dict[str, Any]) -> str:
+    """``val_loss 0.1234``: the jobs list's narrow form of the objective."""
+    objective = best.get("objective") or {"metric": "val_loss", "value": best.get("val_loss")}
+    value = objective["value"]
+    return f"{objective['metric']} {value:.4g}" if value is not None else ""
+
+
 def _where(best: dict[str, Any]) -> str:
     return f"step={best['step']}" if best.get("step") is not None else f"epoch={best['epoch']}"
 
@@ -271,7 +293,7 @@ def submit(
             try:
                 job = client.submit(spec)
             except Exception as exc:  # noqa: BLE001
-                raise _fail(exc, url, "spec") from None
+                raise _fail(exc, url, f"spec in {spec_file}") from None
             if not wait:
                 console.print(job["id"])
                 return
@@ -286,7 +308,15 @@ def submit(
                                     description=f"job {j['id']} {j['status']}",
                                     best=f"best lr={best['lr']:.3g} {_objective_text(best)}" if best else "")
 
-                final = client.wait(job["id"], on_update=update)
+                try:
+                    final = client.wait(job["id"], on_update=update)
+                except KeyboardInterrupt:
+                    progress.stop()
+                    # Only the waiting stops: the job is the service's and runs on.
+                    err.print(f"stopped waiting; job {job['id']} keeps running on the service. Follow it with "
+                              f"`lrsearch status {job['id']}`, stop it with `lrsearch cancel {job['id']}`.",
+                              soft_wrap=True)
+                    raise typer.Exit(EXIT_INTERRUPTED) from None
             console.print(f"job {final['id']} {final['status']}")
             _print_best(_best_or_none(client, final["id"]))
             if final["status"] == "failed":
@@ -306,11 +336,21 @@ def list_jobs(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
             jobs = client.jobs(limit=limit)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
-    table = Table("id", "name", "status", "trials", "best lr", "best objective", "created")
+    # Fits 80 columns: no outer box; a long name or objective wraps rather than being cut; the
+    # creation time as month-day hour:minute (the full time is in `lrsearch status`).
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("name", overflow="fold", min_width=16)
+    table.add_column("status", no_wrap=True)
+    table.add_column("trials", justify="right", no_wrap=True)
+    table.add_column("best lr", justify="right", no_wrap=True)
+    table.add_column("best", overflow="fold", min_width=8)
+    table.add_column("created", no_wrap=True)
     for j in jobs:
         b = j.get("best")
         table.add_row(str(j["id"]), j["name"], j["status"], f"{_finished(j)}/{j.get('total_trials') or '?'}",
-                      f"{b['lr']:.4g}" if b else "", _objective_text(b) if b else "", j["created_at"][:19])
+                      f"{b['lr']:.4g}" if b else "", _objective_short(b) if b else "",
+                      j["created_at"][5:16].replace("T", " "))
     console.print(table)
 
 

@@ -20,11 +20,26 @@ class LrsearchError(RuntimeError):
         self.detail = detail
 
 
+def service_url(url: str) -> str:
+    """The service's root URL as people type it: ``127.0.0.1:8000`` means ``http://127.0.0.1:8000``,
+    and a URL ending in the API's own prefix (``.../api/v1``) means the root above it."""
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    if url.endswith(API_PREFIX):
+        url = url[: -len(API_PREFIX)]
+    return url
+
+
+API_PREFIX = "/api/v1"
+
+
 class Client:
     def __init__(self, url: str = "http://127.0.0.1:8000", token: str | None = None,
                  timeout: float = 30.0) -> None:
+        self.url = service_url(url)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/") + "/api/v1", headers=headers, timeout=timeout)
+        self._http = httpx.Client(base_url=self.url + API_PREFIX, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -42,10 +57,13 @@ class Client:
                 body = response.json()
             except ValueError:
                 body = {"detail": response.text}
-            message = body.get("message") or body.get("detail")
+            message = body.get("message") or body.get("detail") if isinstance(body, dict) else body
             if not isinstance(message, str):
                 message = str(message)
-            raise LrsearchError(response.status_code, message, body.get("detail"))
+            if response.status_code == 404 and message == "Not Found":  # no such route: not lrsearch's answer
+                message = (f"{response.request.method} {response.request.url} is not an lrsearch route; "
+                           f"is {self.url} the service's root URL (like http://127.0.0.1:8000)?")
+            raise LrsearchError(response.status_code, message, body.get("detail") if isinstance(body, dict) else None)
         return response.json()
 
     def health(self) -> dict[str, Any]:

@@ -309,6 +309,8 @@ class WorkloadPublic(BaseModel):
     description: str
     metrics: dict[str, str] = Field(default_factory=dict, description=(
         "the validation metrics it reports, each with its better direction (min or max)"))
+    error: str | None = Field(default=None, description=(
+        "why the workload failed to load (a broken plug-in), None when it loads; jobs naming it are refused"))
 
 
 class Health(BaseModel):

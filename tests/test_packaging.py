@@ -31,10 +31,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(REPO / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--wheel-dir", str(out), str(src)], check=True, timeout=300, capture_output=True)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(out), str(src)], check=True, timeout=300, capture_output=True, text=True)
+    (out / "build.log").write_text(build.stdout + build.stderr)
     (built,) = out.glob("lrsearch-*.whl")
     return built
+
+
+def test_the_build_warns_of_nothing(wheel: Path) -> None:
+    """Installing prints no setuptools banners (a deprecated licence field, data folders that are
+    no packages): a user sees them on every install."""
+    log = (wheel.parent / "build.log").read_text()
+    for banner in ("SetuptoolsDeprecationWarning", "BuildBackendWarning", "absent from the `packages`", "!!"):
+        assert banner not in log, log
 
 
 @pytest.fixture(scope="module")

@@ -98,22 +98,31 @@ def workload_names() -> list[str]:
 
 
 def describe_workloads() -> list[dict[str, Any]]:
-    """``[{"name", "description", "metrics"}, ...]`` in ``workload_names()`` order.
+    """``[{"name", "description", "metrics", "error"}, ...]`` in ``workload_names()`` order.
 
-    A plug-in that fails to load is still listed, with the error as its description.
+    A plug-in that fails to load is still listed, so its owner sees why: ``error`` is the load error
+    as plain text (``"AttributeError: ..."``), None for a workload that loads. Jobs naming it are refused.
     """
-    out: list[dict[str, Any]] = [{"name": name, "description": b.description, "metrics": dict(b.metrics)}
-                                 for name, b in BUILTIN_WORKLOADS.items()]
+    out: list[dict[str, Any]] = [{"name": name, "description": b.description, "metrics": dict(b.metrics),
+                                  "error": None} for name, b in BUILTIN_WORKLOADS.items()]
     for name in workload_names()[len(BUILTIN_WORKLOADS):]:
+        description, metrics, error = "", {}, None
         try:
             workload = get_workload(name)
             description = str(getattr(workload, "description", "") or "")
             metrics = dict(workload.reported_metrics())
         except Exception as exc:  # a broken plug-in must not take the listing down
             log.warning("workload plug-in %r failed to load: %r", name, exc)
-            description, metrics = f"(failed to load: {exc!r})", {}
-        out.append({"name": name, "description": description, "metrics": metrics})
+            error = load_error(exc)
+        out.append({"name": name, "description": description, "metrics": metrics, "error": error})
     return out
+
+
+def load_error(exc: BaseException) -> str:
+    """Why a workload failed to load, as one line of plain text."""
+    from lrsearch.workers.errors import readable_error
+
+    return readable_error(exc)
 
 
 def workload_batch_size(name: str) -> int:

@@ -159,8 +159,21 @@
     const key = job.best ? `${job.best.trial}:${job.best.objective?.value ?? job.best.val_loss}` : null;
     if (key === state.bestKey) return;
     if (key === null) { state.best = null; state.bestKey = null; return; }
-    const res = await api(`/jobs/${jobId}/best`);
+    const res = await api(bestPath());
     if (res.ok) { state.best = res.data; state.bestKey = key; } else if (res.status === 404) { state.best = null; }
+  }
+
+  /** /best, with ?batch_size= when the user asked for the rate at another batch size. */
+  function bestPath() {
+    const batch = Number($("best-batch").value);
+    return `/jobs/${jobId}/best` + (Number.isInteger(batch) && batch > 0 ? `?batch_size=${batch}` : "");
+  }
+
+  async function rescaleBest() {
+    const res = await api(bestPath());
+    if (res.ok) { state.best = res.data; renderBest(); return; }
+    setText($("best-transfer"), LR.errorText(res));
+    $("best-transfer").hidden = false;
   }
 
   /** The range tests' curves and suggestions (a job whose strategy has that view), fetched again when a test ends. */
@@ -248,10 +261,13 @@
   function rerunSpec() {
     const b = state.best, spec = state.job.spec || {};
     const length = stepJob() ? { steps: spec.steps, eval_every: spec.eval_every } : { epochs: spec.epochs };
-    if (isNum(spec.batch_size)) length.batch_size = spec.batch_size;
+    // At another batch size (the transfer asked for in the best card): that batch size, the scaled rate.
+    const batch = b.transfer ? b.transfer.to_batch_size : spec.batch_size;
+    if (isNum(batch)) length.batch_size = batch;
     return { name: `rerun of ${state.job.name} #${b.trial}`.slice(0, 200), workload: spec.workload,
-             strategy: "manual", ...length, seed: spec.training_seed ?? spec.seed ?? 0, configs: [b.config] };
+             strategy: "manual", ...length, seed: spec.training_seed ?? spec.seed ?? 0, configs: [bestConfig()] };
   }
+  const bestConfig = () => ({ ...state.best.config, lr: state.best.lr });
   function curlSnippet() {
     const body = JSON.stringify(rerunSpec()).replace(/'/g, "'\\''");
     const url = `${location.origin}${config.api}/jobs`.replace(/'/g, "'\\''");
@@ -287,7 +303,28 @@
     const at = isNum(b.step) ? ` at step ${b.step}` : b.epoch !== null && b.epoch !== undefined ? ` at epoch ${b.epoch}` : "";
     setText($("best-sub"), `${metric} ${LR.fmtLoss(value)}${at}` +
       ` \u00b7 trial #${b.trial} \u00b7 ${c.optimizer} \u00b7 ${c.schedule}${warm}`);
-    setText($("best-json"), JSON.stringify(b.config, null, 2));
+    // How sure the best is: the rates as good as it, and each optimizer's own best.
+    const interval = b.lr_interval;
+    $("best-interval").hidden = !interval;
+    if (interval) {
+      setText($("best-interval"), `as good: lr ${LR.fmtLr(interval.low)} to ${LR.fmtLr(interval.high)} ` +
+        `(within ${LR.fmtNum(interval.tolerance)} of the best ${interval.metric}, ${interval.method.replace("_", " ")})`);
+    }
+    const perOptimizer = Object.entries(b.per_optimizer || {});
+    $("best-per-optimizer").hidden = perOptimizer.length < 2;
+    setText($("best-per-optimizer-metric"), metric);
+    $("best-per-optimizer").tBodies[0].replaceChildren(...perOptimizer.map(([name, o]) => el("tr", {},
+      el("td", { text: name }), el("td", { className: "num", text: `#${o.trial}` }),
+      el("td", { className: "num", text: LR.fmtLr(o.lr) }),
+      el("td", { className: "num", text: LR.fmtLoss(o.objective ?? o.val_loss) }))));
+    const t = b.transfer;
+    $("best-transfer").hidden = !t;
+    if (t) {
+      setText($("best-transfer"), `lr scaled from ${LR.fmtLr(t.from_lr)} at batch size ${t.from_batch_size} ` +
+        `to ${LR.fmtLr(b.lr)} at batch size ${t.to_batch_size} (${t.rule} rule)`);
+    }
+    // The config to train with: at the scaled rate when another batch size was asked for.
+    setText($("best-json"), JSON.stringify(bestConfig(), null, 2));
     setText($("best-curl"), curlSnippet());
     setText($("best-yaml"), yamlSnippet());
   }
@@ -329,7 +366,9 @@
     if (r.tr.className !== cls) r.tr.className = cls;
     setText(x.number, t.number === bestNumber ? `${t.number} \u2605` : t.number);
     LR.setBadge(x.badge, t.status);
-    setText(x.lr, LR.fmtLr(c.lr));
+    // A range test sweeps a range of rates over steps: its row says so rather than one rate in epochs.
+    const test = isRangeTest(t) ? c.range_test : null;
+    setText(x.lr, test ? `${LR.fmtLr(c.lr)} \u2192 ${LR.fmtLr(test.lr_high)}` : LR.fmtLr(c.lr));
     x.lr.title = isNum(c.lr) ? String(c.lr) : "";
     setText(x.optimizer, c.optimizer);
     setText(x.schedule, c.schedule);
@@ -337,7 +376,7 @@
     setText(x.val_loss, LR.fmtLoss(obj(t)));
     setText(x.best_epoch, t.best_epoch ?? "");
     const total = rounds();
-    setText(x.epochs, total ? `${t.epochs} / ${total}` : t.epochs);
+    setText(x.epochs, test ? `${t.epochs} / ${test.num_steps} steps` : total ? `${t.epochs} / ${total}` : t.epochs);
     setText(x.duration, LR.fmtDuration(LR.seconds(t.started_at, t.finished_at)));
     const n = note(t);
     setText(x.note, n);
@@ -554,7 +593,9 @@
     const pts = trained().filter((t) => isNum(t.config?.lr));
     const { metric } = objective();
     const withLoss = pts.filter((t) => isNum(obj(t)));
-    const lost = pts.filter((t) => !isNum(obj(t)) && ["diverged", "failed"].includes(t.status));
+    // Diverged trials say something about their rate (too high): pinned to the top edge. A failed
+    // trial's error (a bug, a missing file) says nothing about its rate: it is not drawn.
+    const lost = pts.filter((t) => !isNum(obj(t)) && t.status === "diverged");
     if (!withLoss.length && !lost.length) { placeholder(div, `No trial has a ${metric} yet.`); return; }
     const names = [...new Set(pts.map((t) => t.config[kind]))];
     const traces = names.map((name) => {
@@ -564,7 +605,7 @@
                marker: { size: 10, color: groupColor(kind, name, names), opacity: 0.85, line: { width: 1, color: "#fff" },
                          symbol: ts.map((t) => STATUS_SYMBOL[t.status] || "circle") } };
     });
-    traces.push({ type: "scatter", mode: "markers", name: `diverged / failed, no ${esc(metric)}`, yaxis: "y2",
+    traces.push({ type: "scatter", mode: "markers", name: `diverged, no ${esc(metric)}`, yaxis: "y2",
                   x: lost.map((t) => t.config.lr), y: lost.map(() => 0.96), text: lost.map(describe),
                   hovertemplate: `%{text}<br>lr %{x:.4g}<br>no finite ${esc(metric)}<extra></extra>`,
                   marker: { symbol: "x", size: 10, color: STATUS_COLOR.diverged } });
@@ -791,7 +832,8 @@
 
   // -- start ---------------------------------------------------------------------------------
   setupCancel();
-  LR.copyButton($("copy-json"), () => JSON.stringify(state.best ? state.best.config : {}, null, 2));
+  LR.copyButton($("copy-json"), () => JSON.stringify(state.best ? bestConfig() : {}, null, 2));
+  $("best-batch").addEventListener("change", rescaleBest);
   LR.copyButton($("copy-curl"), curlSnippet);
   LR.copyButton($("copy-yaml"), yamlSnippet);
   setupTable();

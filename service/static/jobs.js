@@ -89,10 +89,16 @@
     const select = $("f-workload");
     const res = await api("/workloads");
     const items = res.ok ? res.data.items : [];
-    for (const w of items) select.append(el("option", { value: w.name, text: w.name, title: w.description }));
+    // A plug-in that failed to load is listed, greyed out, with its load error: the server refuses it.
+    for (const w of items) {
+      const option = el("option", { value: w.name, text: w.error ? `${w.name} (failed to load)` : w.name,
+                                    title: w.error || w.description });
+      option.disabled = Boolean(w.error);
+      select.append(option);
+    }
     const hint = () => {
       const w = items.find((x) => x.name === select.value);
-      setText($("workload-hint"), w ? w.description : "");
+      setText($("workload-hint"), w ? w.error || w.description : "");
     };
     select.addEventListener("change", hint);
     hint();

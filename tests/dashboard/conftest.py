@@ -112,6 +112,26 @@ PBT_SPEC = {"name": "dash-pbt", "workload": "mlp-digits", "strategy": "pbt", "ep
             "options": {"population": 2, "interval": 2}}
 
 
+# A user's workload whose loss raises (a label of the wrong dtype, as people write it): every trial fails.
+FAILING_PACKAGE = """
+from lrsearch.workers.workloads.digits import MLPDigits
+
+
+def _wrong_dtype_loss(output, target):
+    raise RuntimeError("expected target dtype to be Long but got Float")
+
+
+class FailingDigits(MLPDigits):
+    name = "failing-digits"
+    description = "mlp-digits with a loss that raises"
+
+    def loss_fn(self):
+        return _wrong_dtype_loss
+"""
+FAILING_SPEC = {"name": "dash-failing", "workload": "failing-digits", "strategy": "grid", "epochs": 1,
+                "max_retries": 0, "space": {"lr": {"values": [0.01, 0.1]}, "optimizer": ["sgd"]}}
+
+
 @pytest.fixture(scope="session")
 def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The service with a finished 6-trial job, a long running job and two jobs with hostile names.
@@ -119,8 +139,18 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     One for the dashboard's modules (its jobs take half a minute to run), stopped after the last
     test that uses it: the running job trains until then."""
     tmp = tmp_path_factory.mktemp("dashboard")
+    (tmp / "workloads" / "failing_digits").mkdir(parents=True)
+    (tmp / "workloads" / "failing_digits" / "__init__.py").write_text(FAILING_PACKAGE)
+    # An installed plug-in whose entry point names nothing: listed with its load error, refused in jobs.
+    dist = tmp / "site" / "broken_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[lrsearch.workloads]\nbroken-plugin = broken_plugin:does_not_exist\n")
+    (tmp / "site" / "broken_plugin.py").write_text("")
+    pythonpath = os.pathsep.join(p for p in (str(tmp / "site"), os.environ.get("PYTHONPATH")) if p)
     svc = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log",
-                         env={"LRSEARCH_POLL_INTERVAL": "0.2"}).start()
+                         env={"LRSEARCH_POLL_INTERVAL": "0.2", "PYTHONPATH": pythonpath},
+                         extra_args=["--workload-path", str(tmp / "workloads")]).start()
     api = Api(svc.url)
     running = None
 
@@ -140,16 +170,18 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         finder = api.submit(FINDER_SPEC)
         stepped = api.submit(STEP_SPEC)
         pbt = api.submit(PBT_SPEC)
+        failing = api.submit(FAILING_SPEC)
         api.wait(finished["id"])
         api.wait(finder["id"])
         api.wait(stepped["id"])
         api.wait(pbt["id"])
+        api.wait(failing["id"])
         running = api.submit(RUNNING_SPEC)
         tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
                 "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
         hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
         yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "finder": api.job(finder["id"]),
-               "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "running": running,
+               "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "failing": api.job(failing["id"]), "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
         stop()

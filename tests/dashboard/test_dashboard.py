@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 
 from lrsearch.service.dashboard import plotly_js_path
 from tests.dashboard.conftest import IMG_NAME, SCRIPT_NAME
@@ -127,6 +128,26 @@ def test_finished_job_page_has_plots_rows_and_best(page: Any, service: dict[str,
     service["api"].http.post(f"/jobs/{r.json()['id']}/cancel")
     assert "configs:" in page.locator("#best-yaml").text_content()
 
+    # How sure the best is: the rates as good as it; and the rate at another batch size, which the
+    # config and its copy then carry.
+    assert best["lr_interval"] is not None
+    assert page.locator("#best-interval").inner_text().startswith("as good: lr ")
+    from lrsearch.workers.registry import workload_batch_size
+
+    batch = workload_batch_size("mlp-digits")
+    page.fill("#best-batch", str(batch * 2))
+    page.locator("#best-batch").dispatch_event("change")
+    transfer = page.locator("#best-transfer")
+    transfer.wait_for(state="visible")
+    assert f"at batch size {batch} to" in transfer.inner_text() and f"at batch size {batch * 2} (linear rule)" in \
+        transfer.inner_text()
+    scaled = json.loads(page.locator("#best-json").inner_text())
+    assert scaled["lr"] == pytest.approx(best["lr"] * 2) and scaled["optimizer"] == "sgd"
+    assert page.locator("#best-lr").inner_text() == format_lr(best["lr"] * 2)
+    page.fill("#best-batch", "")
+    page.locator("#best-batch").dispatch_event("change")
+    page.wait_for_function("() => document.getElementById('best-transfer').hidden")
+
     # Toggle color by schedule: one trace per schedule.
     page.click('button[data-color-by="schedule"]')
     names = page.evaluate("() => document.getElementById('plot-lr-loss').data.map((t) => t.name)")
@@ -161,6 +182,16 @@ def test_range_test_job_page_draws_the_finder_plot(page: Any, service: dict[str,
     # All six trials are rows of the table; a range test's row says what it swept.
     page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 6")
     assert page.locator('#trials tbody tr[data-trial="1"] td.note').inner_text().startswith("range test, seed 1")
+    # ... its rates as the range swept, its length in steps (not "95 / 2" epochs at a single "1e-7").
+    sweep = next(t for t in trials if t["number"] == 1)["config"]
+    row = page.locator('#trials tbody tr[data-trial="1"]')
+    low, high = (float(x) for x in row.locator("td").nth(2).inner_text().split(" \u2192 "))
+    assert low == pytest.approx(sweep["lr"], rel=1e-3) and high == pytest.approx(sweep["range_test"]["lr_high"], rel=1e-3)
+    assert row.locator("td").nth(8).inner_text().endswith(f" / {sweep['range_test']['num_steps']} steps")
+    # Two optimizers were checked: the best card lists each one's best.
+    per_optimizer = page.locator("#best-per-optimizer")
+    assert per_optimizer.is_visible() and per_optimizer.locator("tbody tr").count() == len(best["per_optimizer"]) == 2
+    assert {r.split()[0] for r in per_optimizer.locator("tbody tr").all_inner_texts()} == {"sgd", "adam"}
 
 
 def test_a_step_job_plots_steps_and_names_its_objective(page: Any, service: dict[str, Any]) -> None:
@@ -242,10 +273,10 @@ def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, se
     page.wait_for_selector('#f-workload option[value="mlp-digits"]', state="attached")
     page.fill("#f-name", "dash-form")
     page.select_option("#f-strategy", "grid")
+    assert page.locator("#f-max_trials").input_value() == ""  # a grid runs its product: no budget to refuse
     page.fill("#f-lr_low", "0.01")
     page.fill("#f-lr_high", "0.1")
     page.fill("#f-lr_num", "2")
-    page.fill("#f-max_trials", "")
     page.fill("#f-max_concurrent", "1")
     page.fill("#f-epochs", "1")
     page.fill("#f-warmup", "0")
@@ -280,6 +311,18 @@ def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, se
     page.locator("#err-epochs").wait_for(state="visible")
     assert page.locator("#err-lr_low").is_hidden()
 
+    # Three mistakes at once: each field is marked in the one answer.
+    page.fill("#f-lr_high", "0")
+    page.fill("#f-max_concurrent", "0")
+    page.click("#submit")
+    page.locator("#err-max_concurrent").wait_for(state="visible")
+    for field in ("epochs", "lr_high", "max_concurrent"):
+        assert page.locator(f"#err-{field}").is_visible(), field
+        assert page.locator(f"#f-{field}").get_attribute("aria-invalid") == "true", field
+    assert api.http.get("/jobs").json()["total"] == total
+    page.fill("#f-lr_high", "0.1")
+    page.fill("#f-max_concurrent", "1")
+
     # The raw JSON spec: its 422s are shown under it.
     page.click("#advanced summary")
     page.fill("#f-raw", json.dumps({"workload": "mlp-digits", "space": {"lr": {"low": 1, "high": 0.1}}}))
@@ -290,6 +333,31 @@ def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, se
     page.click("#raw-submit")
     assert "not valid JSON" in page.locator("#err-raw").inner_text()
     assert api.http.get("/jobs").json()["total"] == total
+
+
+def test_a_failed_trial_shows_its_error_as_text_and_is_not_plotted(page: Any, service: dict[str, Any]) -> None:
+    job = service["failing"]
+    assert job["status"] == "failed" and "every trial failed (2)" in job["error"], job
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function("() => document.querySelectorAll('#trials tbody tr').length === 2")
+    notes = page.locator("#trials tbody td.note").all_inner_texts()
+    assert notes == ["RuntimeError: expected target dtype to be Long but got Float"] * 2, notes
+    page.locator("#job-error").wait_for(state="visible")
+    assert "RuntimeError: expected target dtype" in page.locator("#job-error").inner_text()
+    # A failure says nothing about its rate: no made-up point against lr (a placeholder instead).
+    page.wait_for_function("() => document.getElementById('plot-lr-loss').textContent.includes('No trial')")
+    assert points(page, "plot-lr-loss") == 0
+
+
+def test_a_broken_plugin_is_listed_but_cannot_be_picked(page: Any, service: dict[str, Any]) -> None:
+    """An installed plug-in that fails to load: the form shows why, and does not offer it."""
+    listed = {w["name"]: w for w in service["api"].http.get("/workloads").json()["items"]}
+    assert listed["broken-plugin"]["error"].startswith("AttributeError: ")
+    page.goto(service["url"] + "/")
+    option = page.locator('#f-workload option[value="broken-plugin"]')
+    option.wait_for(state="attached")
+    assert option.is_disabled() and option.inner_text() == "broken-plugin (failed to load)"
+    assert option.get_attribute("title") == listed["broken-plugin"]["error"]
 
 
 def test_cancel_takes_two_clicks_on_both_pages(page: Any, service: dict[str, Any]) -> None:

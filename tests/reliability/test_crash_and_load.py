@@ -13,8 +13,8 @@ import pytest
 
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, ServiceProcess
 
-SPEC = {"name": "twenty", "workload": "mlp-digits", "strategy": "random", "max_trials": 20, "max_concurrent": 2,
-        "epochs": 10, "seed": 11, "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"]}}
+SPEC = {"name": "twelve", "workload": "mlp-digits", "strategy": "random", "max_trials": 12, "max_concurrent": 2,
+        "epochs": 6, "seed": 11, "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"]}}
 ENV = {"LRSEARCH_LEASE_SECONDS": "3", "LRSEARCH_POLL_INTERVAL": "0.2"}
 
 
@@ -78,7 +78,7 @@ def test_readers_see_no_error_and_sigkill_loses_nothing(db_url: str, tmp_path: P
         job_id = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC).json()["id"]
         with Readers(service.url, job_id) as readers:
             deadline = time.monotonic() + 120
-            while httpx.get(f"{service.url}/api/v1/jobs/{job_id}").json()["trial_counts"]["completed"] < 6:
+            while httpx.get(f"{service.url}/api/v1/jobs/{job_id}").json()["trial_counts"]["completed"] < 4:
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert readers.errors == [], readers.errors[:5]
@@ -93,16 +93,16 @@ def test_readers_see_no_error_and_sigkill_loses_nothing(db_url: str, tmp_path: P
         with Readers(service.url, job_id) as readers:
             job = wait_status(service.url, job_id, 240)
         assert readers.errors == [], readers.errors[:5]
-        assert job["status"] == "completed" and job["trial_counts"]["completed"] == 20
+        assert job["status"] == "completed" and job["trial_counts"]["completed"] == SPEC["max_trials"]
         trials = httpx.get(f"{service.url}/api/v1/jobs/{job_id}/trials").json()["items"]
-        assert [t["number"] for t in trials] == list(range(20))
+        assert [t["number"] for t in trials] == list(range(SPEC["max_trials"]))
         after = finished_trials_raw(service.url, job_id)
-        assert len(after) == 20
+        assert len(after) == SPEC["max_trials"]
         for number, raw in before.items():
             assert after[number] == raw  # byte for byte
         for raw in after.values():
             epochs = [m["epoch"] for m in httpx.Response(200, content=raw).json()["items"]]
-            assert epochs == list(range(10))
+            assert epochs == list(range(SPEC["epochs"]))
     finally:
         service.stop()
 

@@ -29,7 +29,9 @@ def shared_service(request: pytest.FixtureRequest,
     10 s, and stopped after the last test that uses it. Nothing here kills it or needs its store
     empty; tests that do start their own."""
     tmp = tmp_path_factory.mktemp("shared-service")
-    service = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log").start()
+    # At the info level, as a user runs it: test_cli reads its access log.
+    service = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log",
+                             extra_args=["--log-level", "info"]).start()
     stop = once(service.stop)
     stop_after_last_use(request, Path(__file__).parent, stop)
     try:

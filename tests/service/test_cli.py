@@ -134,3 +134,126 @@ def test_export_optuna_to_a_taken_study_name_says_so(server: ServiceProcess, tmp
     again = lrsearch("export-optuna", job_id, "--storage", storage, url=server.url)
     assert again.returncode == 1
     assert "already exists" in again.stderr and "Traceback" not in again.stderr
+
+
+# -- what a new user trips over (issue 33) -------------------------------------------------------
+def test_a_misplaced_or_misspelt_key_gets_a_hint_and_the_file_is_named(server: ServiceProcess,
+                                                                        tmp_path: Path) -> None:
+    spec = tmp_path / "typos.yaml"
+    spec.write_text("workload: mlp-digits\nepoch: 2\nlr: {low: 0.001, high: 0.1}\n"
+                    "space:\n  optimzer: [sgd]\n  lr: {low: 0.001, high: 0.1}\n")
+    out = lrsearch("submit", str(spec), url=server.url)
+    assert out.returncode == 4, out.stderr
+    said = " ".join(out.stderr.split())
+    assert f"rejected the spec in {spec}" in said
+    assert "epoch: unknown field 'epoch'; did you mean 'epochs'?" in said
+    assert "lr: unknown field 'lr': it belongs under 'space' (space.lr)" in said
+    assert "space.optimzer: unknown dimension 'optimzer'; did you mean 'optimizer'?" in said
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("workload: mlp-digits\nspace:\n  lr: {low: 0.001\n")
+    out = lrsearch("submit", str(broken), url=server.url)
+    assert out.returncode == 4 and str(broken) in " ".join(out.stderr.split())
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}", "http://127.0.0.1:{port}/api/v1", "http://127.0.0.1:{port}/"])
+def test_the_url_may_omit_the_scheme_or_carry_the_api_prefix(server: ServiceProcess, form: str) -> None:
+    out = lrsearch("jobs", url=form.format(port=server.port))
+    assert out.returncode == 0, out.stderr
+
+
+def test_a_wrong_url_says_which_url_was_tried(server: ServiceProcess) -> None:
+    out = lrsearch("best", "1", url=f"{server.url}/lrsearch")
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 5 and f"{server.url}/lrsearch/api/v1/jobs/1/best is not an lrsearch route" in said
+    assert "root URL" in said
+    down = lrsearch("jobs", url=f"127.0.0.1:{free_port()}")
+    said = " ".join(down.stderr.split())
+    assert down.returncode == 3 and "Is `lrsearch serve` running there?" in said and "Start it" not in said
+    odd = lrsearch("jobs", url="ftp://127.0.0.1:1")
+    assert odd.returncode == 1 and "is not the service's URL" in " ".join(odd.stderr.split())
+
+
+def test_ctrl_c_while_waiting_says_the_job_keeps_running(server: ServiceProcess, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    spec = tmp_path / "long.yaml"
+    spec.write_text("name: cli-interrupted\nworkload: mlp-digits\nstrategy: manual\nepochs: 1000\n"
+                    "configs:\n  - {lr: 0.01, optimizer: sgd}\n")
+    proc = subprocess.Popen([sys.executable, "-m", "lrsearch.service.cli", "submit", str(spec), "--wait",
+                             "--url", server.url], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # "job N (cli-interrupted) submitted"
+        assert "submitted" in first, first
+        job_id = first.split()[1]
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    said = " ".join(rest.split())
+    assert proc.returncode == 130, said
+    assert f"job {job_id} keeps running" in said and f"lrsearch cancel {job_id}" in said and "Traceback" not in said
+    status = json.loads(lrsearch("status", job_id, url=server.url).stdout)["status"]
+    assert status in ("queued", "running")
+    assert lrsearch("cancel", job_id, url=server.url).returncode == 0
+
+
+def test_jobs_fit_an_80_column_terminal(server: ServiceProcess, tmp_path: Path) -> None:
+    import os
+    import re
+
+    completed_manual_job(server, tmp_path)
+    spec = tmp_path / "long-name.json"
+    name = "digits-random-search-with-a-long-name"
+    spec.write_text(json.dumps({"name": name, "workload": "mlp-digits", "strategy": "manual", "epochs": 1,
+                                "configs": [{"lr": 0.01}]}))
+    assert lrsearch("submit", str(spec), url=server.url).returncode == 0
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "jobs", "--url", server.url], cwd=REPO,
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, out.stdout
+    assert "…" not in out.stdout
+    assert re.search(r"\b\d\d-\d\d \d\d:\d\d\b", out.stdout)  # the time whole
+    assert name[:16] in out.stdout  # wrapped over lines, not cut
+    assert "cli-interrupted" in out.stdout or "completed" in out.stdout
+
+
+def test_a_busy_port_fails_at_once_and_starts_no_ray(tmp_path: Path) -> None:
+    import os
+    import socket
+    import time
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(port),
+                              "--db", f"sqlite:///{tmp_path / 'lrsearch.db'}"], cwd=REPO, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "RAY_TMPDIR": str(tmp_path / "ray")})
+        took = time.monotonic() - started
+    said = " ".join(out.stderr.split())
+    assert out.returncode == 1 and f"port {port} on 127.0.0.1 is in use" in said and "--port" in said
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "lrsearch.db").exists()  # nothing started
+    assert took < 30
+
+
+def test_successful_reads_leave_no_access_log_lines(server: ServiceProcess) -> None:
+    import httpx
+
+    assert server.log_path is not None
+    for _ in range(3):
+        httpx.get(f"{server.url}/api/v1/jobs").raise_for_status()
+    httpx.get(f"{server.url}/api/v1/jobs/987654")  # a 404: logged
+    httpx.post(f"{server.url}/api/v1/jobs/987654/cancel")  # a write: logged
+    import time
+
+    time.sleep(0.5)
+    log = server.log_path.read_text()
+    assert '"GET /api/v1/jobs/987654 HTTP/1.1" 404' in log and '"POST /api/v1/jobs/987654/cancel' in log
+    assert '"GET /api/v1/jobs HTTP/1.1" 200' not in log
+    assert "Running upgrade" in log and "setup plugin" not in log  # the start-up says what it did, no more

@@ -119,21 +119,30 @@ def test_early_stopping_stops_trials_at_their_rungs_and_trains_nothing_beyond(db
         assert listed[0]["status"] == "completed"  # first at every rung: nobody to compare with
 
 
-@pytest.mark.parametrize("strategy", sorted(JOBS))
-def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_path: Path, strategy: str) -> None:
+# Besides one job of each strategy: bayesian whose lr windows follow each optimizer's best so far,
+# which the restarted service must rebuild from the store.
+RESTARTED = {**JOBS, "bayesian-windowed": ({"space": SPACE, "max_trials": 5,
+                                            "options": {"lr_window_decades": 1.0, "n_startup_trials": 3}}, 5)}
+
+
+@pytest.mark.parametrize("job", sorted(RESTARTED))
+def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_path: Path, job: str) -> None:
     """Stopped while trials train, started again on the same store: the finished trials are
     replayed, the running ones continue from their checkpoints, and the job ends with the trials
     an uninterrupted run has, each evaluation stored once."""
-    extra, trials = JOBS[strategy]
-    if strategy == "pbt":  # segments of 6 epochs: a stop lands inside one, not between two
-        extra, trials = {**extra, "options": {"population": 2, "interval": 6}}, 4
-    spec = {**BASE, "strategy": strategy, **extra, "epochs": 12, "workload": "mlp-digits"}
+    extra, trials = RESTARTED[job]
+    strategy = job.split("-")[0]
+    epochs = 12
+    if strategy == "pbt":  # two generations of 12-epoch segments: a stop lands inside one, not between two
+        extra, trials, epochs = {**extra, "options": {"population": 2, "interval": 12}}, 4, 24
+    spec = {**BASE, "strategy": strategy, **extra, "epochs": epochs, "workload": "mlp-digits"}
     with service(db_url, tmp_path) as client:
         job_id = submit(client, spec)
-        # Mid-trial: a training running with an evaluation stored (and more to come), the job not ended.
+        # Mid-trial: a training running with an evaluation stored and several more to come (the stop
+        # takes a moment to reach it), the job not ended.
         mid = wait_until(client, job_id, lambda j: j["status"] in FINISHED or any(
             t["status"] == "running" and t["kind"] != "range_test"
-            and len(evaluations(t)) >= 1 and t["epochs"] < full_length(t, 12) - 1
+            and len(evaluations(t)) >= 1 and t["epochs"] < full_length(t, epochs) - 4
             for t in trials_of(client, job_id)))
         assert mid["status"] == "running", mid
         before = {t["number"]: t for t in trials_of(client, job_id) if t["status"] in ("completed", "pruned")}

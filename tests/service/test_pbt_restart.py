@@ -12,10 +12,11 @@ import httpx
 
 from tests.conftest import ServiceProcess
 
-SPEC = {"name": "pbt-restart", "workload": "mlp-digits", "strategy": "pbt", "epochs": 6, "max_concurrent": 2,
-        "seed": 3, "space": {"lr": {"low": 1e-3, "high": 0.5}, "optimizer": ["sgd"]},
-        "options": {"population": 4, "interval": 2}}
-SEGMENTS = 3  # 6 epochs in segments of 2
+# Two members, the worse copying the better after each segment; rates that do not diverge.
+SPEC = {"name": "pbt-restart", "workload": "mlp-digits", "strategy": "pbt", "epochs": 16, "max_concurrent": 2,
+        "seed": 3, "space": {"lr": {"low": 1e-3, "high": 0.1}, "optimizer": ["sgd"]},
+        "options": {"population": 2, "interval": 4}}
+SEGMENTS = 4  # 16 epochs in segments of 4
 
 
 def get(url: str, path: str) -> Any:
@@ -38,8 +39,12 @@ def test_sigkill_mid_pbt_keeps_the_population_and_its_lineage(db_url: str, tmp_p
     try:
         job = httpx.post(f"{service.url}/api/v1/jobs", json=SPEC, timeout=30).json()
         # Killed after the first decisions, while the next generation trains.
-        wait_until(lambda: get(service.url, f"/jobs/{job['id']}/population")["exploits"]
-                   and get(service.url, f"/jobs/{job['id']}")["status"] == "running", 180, "a first exploit")
+        def exploited() -> bool:
+            status = get(service.url, f"/jobs/{job['id']}")["status"]
+            assert status in ("queued", "running"), f"the job ended ({status}) before the kill"
+            return bool(get(service.url, f"/jobs/{job['id']}/population")["exploits"])
+
+        wait_until(exploited, 180, "a first exploit")
         before = get(service.url, f"/jobs/{job['id']}/population")["exploits"]
         service.kill(signal.SIGKILL, group=True)
     finally:
@@ -53,10 +58,10 @@ def test_sigkill_mid_pbt_keeps_the_population_and_its_lineage(db_url: str, tmp_p
         assert get(url, f"/jobs/{job['id']}")["status"] == "completed"
         after = get(url, f"/jobs/{job['id']}/population")
         assert after["exploits"][:len(before)] == before  # the lineage before the crash is kept
-        assert [m["member"] for m in after["members"]] == [0, 1, 2, 3]
+        assert [m["member"] for m in after["members"]] == [0, 1]
         assert all(len(m["segments"]) == SEGMENTS for m in after["members"])  # the same members, every segment
         trials = get(url, f"/jobs/{job['id']}/trials?limit=100")["items"]
-        assert len(trials) == 4 * SEGMENTS and {t["status"] for t in trials} == {"completed"}, [
+        assert len(trials) == 2 * SEGMENTS and {t["status"] for t in trials} == {"completed"}, [
             (t["number"], t["error"]) for t in trials if t["status"] != "completed"]
         for t in trials:
             segment = t["config"]["pbt"]

@@ -44,7 +44,7 @@ def test_two_replicas_share_jobs_and_take_over(pg_url: str, tmp_path: Path) -> N
         a = ServiceProcess(pg_url, env=env, log_path=tmp_path / "a.log").start()
         b = ServiceProcess(pg_url, env=env, log_path=tmp_path / "b.log").start()
         try:
-            shared = {"name": "shared-20", "workload": "mlp-digits", "strategy": "random", "max_trials": 20,
+            shared = {"name": "shared-12", "workload": "mlp-digits", "strategy": "random", "max_trials": 12,
                       "max_concurrent": 1, "epochs": 4, "space": {"lr": {"low": 1e-3, "high": 0.3}}}
             small = {**shared, "name": "small", "max_trials": 3}
             ids = [httpx.post(f"{a.url}/api/v1/jobs", json=shared).json()["id"],
@@ -54,12 +54,12 @@ def test_two_replicas_share_jobs_and_take_over(pg_url: str, tmp_path: Path) -> N
             assert [j["status"] for j in jobs] == ["completed"] * 3
             owners = {j["owner"].rsplit(":", 2)[-2] for j in jobs}  # the pid part
             assert len(owners) == 2, jobs  # both replicas drove jobs
-            check_each_trial_ran_once(a.url, ids[0], 20, 4)
+            check_each_trial_ran_once(a.url, ids[0], 12, 4)
             for i in ids[1:]:
                 check_each_trial_ran_once(b.url, i, 3, 4)
 
             # Fail-over: kill whichever replica drives a new long job; the other finishes it.
-            long = {**shared, "name": "failover", "max_trials": 8, "epochs": 15}
+            long = {**shared, "name": "failover", "max_trials": 6, "epochs": 12}
             job_id = httpx.post(f"{a.url}/api/v1/jobs", json=long).json()["id"]
             deadline = time.monotonic() + 60
             while True:
@@ -75,7 +75,7 @@ def test_two_replicas_share_jobs_and_take_over(pg_url: str, tmp_path: Path) -> N
             (job,) = wait_jobs(survivor.url, [job_id], 180)
             assert job["status"] == "completed"
             assert int(job["owner"].rsplit(":", 2)[-2]) == survivor.proc.pid  # type: ignore[union-attr]  # a started service has a process
-            check_each_trial_ran_once(survivor.url, job_id, 8, 15)
+            check_each_trial_ran_once(survivor.url, job_id, 6, 12)
         finally:
             a.stop()
             b.stop()

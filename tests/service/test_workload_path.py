@@ -73,6 +73,7 @@ def test_a_workload_path_must_be_a_directory(tmp_path: Path, isolated_registry: 
         registry.use_workload_path(tmp_path / "missing")
 
 
+# Also the test of a service joined to an existing cluster: its trials are placed on both nodes.
 def test_a_workload_path_runs_on_both_nodes_of_a_cluster(db_url: str, two_node_cluster: tuple[str, dict[str, str]],
                                                          tmp_path: Path) -> None:
     address, env = two_node_cluster
@@ -90,6 +91,8 @@ def test_a_workload_path_runs_on_both_nodes_of_a_cluster(db_url: str, two_node_c
         job = wait_for_job_at(service.url, created.json()["id"])
         trials = httpx.get(f"{service.url}/api/v1/jobs/{job['id']}/trials").json()["items"]
         assert job["status"] == "completed" and all(t["status"] == "completed" for t in trials), trials
+        # The service joined the `ray start` cluster and placed trials on both of its nodes.
         assert len({t["node"] for t in trials}) == 2 and None not in {t["node"] for t in trials}
+        assert "2 node" in httpx.get(f"{service.url}/api/v1/healthz").json()["ray"]
     finally:
         service.stop()

@@ -19,7 +19,8 @@ def test_builtins_are_listed_and_described() -> None:
     assert registry.workload_names()[: len(BUILTINS)] == BUILTINS
     described = registry.describe_workloads()
     assert [d["name"] for d in described] == registry.workload_names()
-    assert all(set(d) == {"name", "description", "metrics"} and d["description"] for d in described)
+    assert all(set(d) == {"name", "description", "metrics", "error"} and d["description"] and d["error"] is None
+               for d in described)
     assert all(d["metrics"]["val_loss"] == "min" for d in described)
 
 
@@ -150,13 +151,37 @@ def test_plugin_class_and_factory_load(plugins, run_trial) -> None:
 def test_broken_plugins_are_described_not_fatal(plugins) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        described = {d["name"]: d["description"] for d in registry.describe_workloads()}
-        assert described["tiny-factory"] == "made by a factory"
-        assert described["broken"].startswith("(failed to load:")
-        assert described["not-a-workload"].startswith("(failed to load:")
+        described = {d["name"]: d for d in registry.describe_workloads()}
+        assert described["tiny-factory"]["description"] == "made by a factory"
+        assert described["tiny-factory"]["error"] is None
+        # The load error, as one line of plain text, in its own field.
+        assert described["broken"]["error"].startswith("AttributeError: ")
+        assert "does_not_exist" in described["broken"]["error"]
+        assert described["not-a-workload"]["error"].startswith("TypeError: ") and "not a Workload" in \
+            described["not-a-workload"]["error"]
         with pytest.raises(AttributeError):
             registry.get_workload("broken")
         with pytest.raises(TypeError, match="not a Workload"):
             registry.get_workload("not-a-workload")
         with pytest.raises(KeyError, match="tiny-plugin"):
             registry.get_workload("nope")
+
+
+def test_a_job_naming_a_broken_plugin_is_refused_with_its_load_error(plugins, tmp_path: Path) -> None:
+    """The API lists the load error and refuses the job (422 naming workload), writing nothing."""
+    from fastapi.testclient import TestClient
+
+    from lrsearch.service.app import create_app
+    from lrsearch.service.config import Settings
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'store.db'}", run_jobs=False)
+    with warnings.catch_warnings(), TestClient(create_app(settings)) as client:
+        warnings.simplefilter("ignore")
+        listed = {w["name"]: w for w in client.get("/api/v1/workloads").json()["items"]}
+        assert listed["broken"]["error"].startswith("AttributeError: ")
+        assert listed["tiny-plugin"]["error"] is None and listed["mlp-digits"]["error"] is None
+        r = client.post("/api/v1/jobs", json={"workload": "broken", "space": {"lr": {"low": 1e-3, "high": 1.0}}})
+        assert r.status_code == 422, r.text
+        [error] = [e for e in r.json()["detail"] if e["loc"] == ["body", "workload"]]
+        assert "failed to load: AttributeError: " in error["msg"] and "does_not_exist" in error["msg"]
+        assert client.get("/api/v1/jobs").json()["total"] == 0

@@ -1,1 +1,1 @@
-"""Benchmarks of lrsearch; run one with ``python -m bench.<name>`` (see README, "Benchmarks")."""
+"""Benchmarks of lrsearch; run one with ``python -m bench.<name>`` (methods and results: docs/benchmarks.md)."""

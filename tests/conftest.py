@@ -44,29 +44,37 @@ def _pg_available() -> str | None:
 
 # Session-scoped resources that several modules share (a service, a cluster, a browser), stopped
 # right after the last test of the run that uses them rather than at the run's end: (fixture name,
-# folder of the conftest that defines it, stop).
-_STOP_AFTER_LAST_USE: list[tuple[str, Path, Callable[[], None]]] = []
+# folder of the conftest that defines it, stop). Kept on the session, not in this module: pytest
+# loads this file as `conftest` while tests import it as `tests.conftest`, two module objects.
+StopEntry = tuple[str, Path, Callable[[], None]]
+
+
+def _stops(session: pytest.Session) -> list[StopEntry]:
+    stops: list[StopEntry] = session.__dict__.setdefault("lrsearch_stop_after_last_use", [])
+    return stops
 
 
 def stop_after_last_use(request: pytest.FixtureRequest, folder: Path, stop: Callable[[], None]) -> None:
     """Have ``stop`` called right after the last test of this run that uses the fixture asking (a test
     under ``folder``, where the fixture is defined); the fixture's own teardown still calls it at
     the end, so it must be safe to call twice."""
-    _STOP_AFTER_LAST_USE.append((request.fixturename, folder, stop))
+    _stops(request.session).append((request.fixturename, folder, stop))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    result = yield  # the test's own fixtures are torn down first
-    if _STOP_AFTER_LAST_USE:
-        items = item.session.items
-        later = items[items.index(item) + 1:] if item in items else []
-        for entry in list(_STOP_AFTER_LAST_USE):
-            name, folder, stop = entry
-            if not any(name in getattr(i, "fixturenames", ()) and folder in i.path.parents for i in later):
-                _STOP_AFTER_LAST_USE.remove(entry)
-                stop()
-    return result
+    try:
+        return (yield)  # the test's own fixtures are torn down first
+    finally:  # also when that teardown failed: a resource nobody uses any more must not run on
+        stops = _stops(item.session)
+        if stops:
+            items = item.session.items
+            later = items[items.index(item) + 1:] if item in items else []
+            for entry in list(stops):
+                name, folder, stop = entry
+                if not any(name in getattr(i, "fixturenames", ()) and folder in i.path.parents for i in later):
+                    stops.remove(entry)
+                    stop()
 
 
 def once(stop: Callable[[], None]) -> Callable[[], None]:

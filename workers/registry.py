@@ -87,6 +87,7 @@ BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
 
 _lock = threading.Lock()
 _instances: dict[str, Workload] = {}
+_warned: dict[str, str] = {}  # plug-ins whose load error was logged
 
 
 def workload_names() -> list[str]:
@@ -112,8 +113,9 @@ def describe_workloads() -> list[dict[str, Any]]:
             description = str(getattr(workload, "description", "") or "")
             metrics = dict(workload.reported_metrics())
         except Exception as exc:  # a broken plug-in must not take the listing down
-            log.warning("workload plug-in %r failed to load: %r", name, exc)
             error = load_error(exc)
+            if _warned.setdefault(name, error) is error:  # logged once, not on every listing
+                log.warning("workload plug-in %r failed to load: %s", name, error)
         out.append({"name": name, "description": description, "metrics": metrics, "error": error})
     return out
 
@@ -161,6 +163,7 @@ def clear_cache() -> None:
     """Forget loaded workloads, datasets and the plug-in scan (after installing a plug-in; tests)."""
     with _lock:
         _instances.clear()
+    _warned.clear()
     get_dataset.cache_clear()
     _plugin_entry_points.cache_clear()
     _path_workloads.cache_clear()

@@ -229,20 +229,17 @@ def _best_or_none(client: Any, job_id: int) -> dict[str, Any] | None:
         raise
 
 
-def _objective_text(best: dict[str, Any]) -> str:
-    """``val_accuracy=0.9722 (max)``: the ranking metric's best value, or val_loss for older answers."""
-    objective = best.get("objective")
-    if objective:
-        mode = "" if objective["metric"] == "val_loss" else f" ({objective['mode']})"
-        return f"{objective['metric']}={objective['value']:.6g}{mode}"
-    return f"val_loss={best['val_loss']:.6g}"
-
-
-def _objective_short(best: dict[str, Any]) -> str:
-    """``val_loss 0.1234``: the jobs list's narrow form of the objective."""
-    objective = best.get("objective") or {"metric": "val_loss", "value": best.get("val_loss")}
+def _objective_text(best: dict[str, Any], short: bool = False) -> str:
+    """``val_accuracy=0.9722 (max)``: the ranking metric's best value, or val_loss for older answers;
+    ``short``: ``val_accuracy 0.9722``, the jobs list's narrow form."""
+    objective = best.get("objective") or {"metric": "val_loss", "value": best.get("val_loss"), "mode": "min"}
     value = objective["value"]
-    return f"{objective['metric']} {value:.4g}" if value is not None else ""
+    if value is None:
+        return ""
+    if short:
+        return f"{objective['metric']} {value:.4g}"
+    mode = "" if objective["metric"] == "val_loss" else f" ({objective['mode']})"
+    return f"{objective['metric']}={value:.6g}{mode}"
 
 
 def _where(best: dict[str, Any]) -> str:
@@ -349,7 +346,7 @@ def list_jobs(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
     for j in jobs:
         b = j.get("best")
         table.add_row(str(j["id"]), j["name"], j["status"], f"{_finished(j)}/{j.get('total_trials') or '?'}",
-                      f"{b['lr']:.4g}" if b else "", _objective_short(b) if b else "",
+                      f"{b['lr']:.4g}" if b else "", _objective_text(b, short=True) if b else "",
                       j["created_at"][5:16].replace("T", " "))
     console.print(table)
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from lrsearch.service.api import API_PREFIX
+
 TERMINAL_JOB_STATUSES = ("completed", "cancelled", "failed")
 
 
@@ -30,8 +32,6 @@ def service_url(url: str) -> str:
         url = url[: -len(API_PREFIX)]
     return url
 
-
-API_PREFIX = "/api/v1"
 
 
 class Client:

@@ -49,6 +49,9 @@ def serve(app: Any, sock: socket.socket, log_level: str, access_log: bool) -> No
     if not access_log:
         logging.getLogger("uvicorn.access").addFilter(QuietAccessLog())
     host, port = sock.getsockname()[:2]
+    # uvicorn announces its address only for sockets it binds itself: say where to go.
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    logging.getLogger("lrsearch.service").info("dashboard at %s/, API docs at %s/docs (Ctrl+C to stop)", url, url)
     try:
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run(sockets=[sock])
     finally:

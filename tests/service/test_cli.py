@@ -257,3 +257,4 @@ def test_successful_reads_leave_no_access_log_lines(server: ServiceProcess) -> N
     assert '"GET /api/v1/jobs/987654 HTTP/1.1" 404' in log and '"POST /api/v1/jobs/987654/cancel' in log
     assert '"GET /api/v1/jobs HTTP/1.1" 200' not in log
     assert "Running upgrade" in log and "setup plugin" not in log  # the start-up says what it did, no more
+    assert f"dashboard at {server.url}/, API docs at {server.url}/docs" in log  # and where to go

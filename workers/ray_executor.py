@@ -39,14 +39,11 @@ TrialActor = ray.remote(RayTrialWorker)
 # How long a trial's workers may take to wind down once it has ended (or was stopped) before they
 # are killed and replaced: a worker that does not end must never hold its trial's slot for good.
 DRAIN_SECONDS = 120.0
-# How long the trial's caller waits for that before it goes on (the rest is waited for apart): a
-# data-parallel rank still leaving its process group must not hold up the job its trial ended in.
-SETTLE_SECONDS = 5.0
 
 
-def _drain(streams: list[Any]) -> tuple[threading.Thread, list[bool]]:
-    """A thread reading every stream to its end, and its outcome: [True] once all ended well,
-    [False] when one failed, [] while it reads."""
+def _drained(streams: list[Any]) -> bool:
+    """Read every stream to its end; False when one failed or did not end within DRAIN_SECONDS
+    (its actors are then not reused)."""
     outcome: list[bool] = []
 
     def drain() -> None:
@@ -60,7 +57,11 @@ def _drain(streams: list[Any]) -> tuple[threading.Thread, list[bool]]:
 
     reader = threading.Thread(target=drain, name="drain-trial", daemon=True)
     reader.start()
-    return reader, outcome
+    reader.join(DRAIN_SECONDS)
+    if reader.is_alive():
+        log.warning("a trial's workers did not end within %.0f s of it; replacing them", DRAIN_SECONDS)
+        return False
+    return outcome == [True]
 
 
 class RayExecutor:
@@ -278,30 +279,12 @@ class RayExecutor:
                 # finish this trial before they take another.
                 for actor in actors:
                     actor.stop.remote(key)
-                reader, outcome = _drain(streams)
-                reader.join(SETTLE_SECONDS)
-                if reader.is_alive():  # the actors come back to the pool when they are done
-                    threading.Thread(target=self._put_back, args=(resources, actors, reader, outcome),
-                                     name="put-back-trial", daemon=True).start()
+                healthy = _drained(streams)
+            for actor in actors:
+                if healthy:
+                    self._release(resources, actor)
                 else:
-                    self._put_back(resources, actors, reader, outcome)
-            else:
-                for actor in actors:
                     self._discard(resources, actor)
-
-    def _put_back(self, resources: TrialResources, actors: list[Any], reader: threading.Thread,
-                  outcome: list[bool]) -> None:
-        """A finished trial's actors into the idle pool once its streams ended well (``reader``,
-        from ``_drain``); killed and replaced when one failed or did not end within DRAIN_SECONDS."""
-        reader.join(DRAIN_SECONDS)
-        if reader.is_alive():
-            log.warning("a trial's workers did not end within %.0f s of it; replacing them", DRAIN_SECONDS)
-        healthy = outcome == [True]
-        for actor in actors:
-            if healthy:
-                self._release(resources, actor)
-            else:
-                self._discard(resources, actor)
 
     @staticmethod
     def _lost_rank(actors: list[Any]) -> str | None:

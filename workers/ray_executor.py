@@ -41,27 +41,30 @@ TrialActor = ray.remote(RayTrialWorker)
 DRAIN_SECONDS = 120.0
 
 
-def _drained(streams: list[Any]) -> bool:
-    """Read every stream to its end; False when one failed or did not end within DRAIN_SECONDS
-    (its actors are then not reused)."""
-    outcome: list[bool] = []
+class _Drain:
+    """A thread reading streams to their end (results dropped): a dead actor is simply not reused."""
 
-    def drain() -> None:
+    def __init__(self, streams: list[Any]) -> None:
+        self._outcome: list[bool] = []
+        self._reader = threading.Thread(target=self._read, args=(streams,), name="drain-trial", daemon=True)
+        self._reader.start()
+
+    def _read(self, streams: list[Any]) -> None:
         try:
             for stream in streams:
                 for ref in stream:
                     ray.get(ref)
-            outcome.append(True)
-        except Exception:  # noqa: BLE001 - a dead actor is simply not reused
-            outcome.append(False)
+            self._outcome.append(True)
+        except Exception:  # noqa: BLE001 - read as a failure: the actors are replaced
+            self._outcome.append(False)
 
-    reader = threading.Thread(target=drain, name="drain-trial", daemon=True)
-    reader.start()
-    reader.join(DRAIN_SECONDS)
-    if reader.is_alive():
-        log.warning("a trial's workers did not end within %.0f s of it; replacing them", DRAIN_SECONDS)
-        return False
-    return outcome == [True]
+    def ended(self, timeout: float) -> bool:
+        """True once every stream ended well; False when one failed or did not end in ``timeout`` s."""
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            log.warning("a trial's workers did not end within %.0f s of it; replacing them", DRAIN_SECONDS)
+            return False
+        return self._outcome == [True]
 
 
 class RayExecutor:
@@ -249,6 +252,7 @@ class RayExecutor:
             self._running[key] = actors
         healthy = True
         streams: list[Any] = []
+        others: _Drain | None = None
         try:
             ranks: list[dict[str, Any]] = []
             rendezvous = None
@@ -257,6 +261,9 @@ class RayExecutor:
                 rendezvous = ray.get(actors[0].rendezvous.remote())
             streams = [actor.run.options(num_returns="streaming").remote(key, run, rank, rendezvous)
                        for rank, actor in enumerate(actors)]
+            # The other ranks' results are not needed, but their streams are read as they come: a
+            # rank's stream left unread until the trial ended was seen to never end.
+            others = _Drain(streams[1:]) if len(streams) > 1 else None
             for ref in streams[0]:
                 result = ray.get(ref)
                 if ranks:
@@ -279,7 +286,9 @@ class RayExecutor:
                 # finish this trial before they take another.
                 for actor in actors:
                     actor.stop.remote(key)
-                healthy = _drained(streams)
+                deadline = time.monotonic() + DRAIN_SECONDS
+                healthy = all(d.ended(max(0.0, deadline - time.monotonic()))
+                              for d in (_Drain(streams[:1]), others) if d is not None)
             for actor in actors:
                 if healthy:
                     self._release(resources, actor)

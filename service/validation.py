@@ -131,12 +131,13 @@ def _workers(spec: JobSpec) -> None:
 
 def _objective(spec: JobSpec) -> JobSpec:
     """The objective checked against what the workload reports, its mode filled in."""
-    from lrsearch.workers.registry import load_error, workload_metrics
+    from lrsearch.workers.errors import readable_error
+    from lrsearch.workers.registry import workload_metrics
 
     try:
         reported = workload_metrics(spec.workload)
     except Exception as exc:  # a plug-in that fails to load
-        raise SpecError(("workload",), f"workload {spec.workload!r} failed to load: {load_error(exc)}") from None
+        raise SpecError(("workload",), f"workload {spec.workload!r} failed to load: {readable_error(exc)}") from None
     metric = spec.objective.metric
     if metric not in reported:
         raise SpecError(("objective", "metric"), f"workload {spec.workload!r} does not report {metric!r}; "

@@ -27,6 +27,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from lrsearch.workers.errors import readable_error
+
 if TYPE_CHECKING:
     from lrsearch.workers.workloads.base import Dataset, Workload
 
@@ -87,7 +89,7 @@ BUILTIN_WORKLOADS: dict[str, _BuiltIn] = {
 
 _lock = threading.Lock()
 _instances: dict[str, Workload] = {}
-_warned: dict[str, str] = {}  # plug-ins whose load error was logged
+_warned: set[str] = set()  # plug-ins whose load error was logged
 
 
 def workload_names() -> list[str]:
@@ -113,18 +115,12 @@ def describe_workloads() -> list[dict[str, Any]]:
             description = str(getattr(workload, "description", "") or "")
             metrics = dict(workload.reported_metrics())
         except Exception as exc:  # a broken plug-in must not take the listing down
-            error = load_error(exc)
-            if _warned.setdefault(name, error) is error:  # logged once, not on every listing
+            error = readable_error(exc)
+            if name not in _warned:  # logged once, not on every listing
+                _warned.add(name)
                 log.warning("workload plug-in %r failed to load: %s", name, error)
         out.append({"name": name, "description": description, "metrics": metrics, "error": error})
     return out
-
-
-def load_error(exc: BaseException) -> str:
-    """Why a workload failed to load, as one line of plain text."""
-    from lrsearch.workers.errors import readable_error
-
-    return readable_error(exc)
 
 
 def workload_batch_size(name: str) -> int:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lrsearch.search import WAIT, SpecError, StrategySpec, TrialKind, TrialOutcome, make_strategy
 from lrsearch.search.decisions import range_test_outcome, replay_curve, trial_outcome
 from lrsearch.service.db import run_tx
-from lrsearch.service.ingest import stored_value
+from lrsearch.service.ingest import Barrier, EpochRow, TrialInsert, TrialRef, Write, stored_value
 from lrsearch.service.models import FINISHED_TRIAL_STATUSES, Job, Metric, RangeTestPoint, Trial, utcnow
 from lrsearch.service.schemas import JobSpec
 from lrsearch.service.segment_trial import SegmentTrial
@@ -92,8 +93,7 @@ class JobExecution:
                 t.start()
             for t in slots:
                 t.join()
-            if self._slot_error is not None:
-                raise self._slot_error
+            self.flush()
             if not self.shutting_down:
                 self._finish()
         except (OperationalError, InterfaceError):
@@ -152,7 +152,8 @@ class JobExecution:
                     # Running when the last owner stopped: same number and config, resumed from its
                     # checkpoint where there is one.
                     t.status = "queued"
-                    self._pending.append(TrialItem(t.id, t.number, dict(t.config), TrialKind(t.kind), resume=True))
+                    self._pending.append(TrialItem(TrialRef(t.id), t.number, dict(t.config), TrialKind(t.kind),
+                                                    resume=True))
             self._next_number = len(trials)
 
     def _replayed(self, s: Session, finished: list[Trial]) -> list[TrialOutcome]:
@@ -208,22 +209,31 @@ class JobExecution:
             self._in_flight += 1
             number = self._next_number
             self._next_number += 1
-            # The trial row and the strategy's state are written together: a crash never
-            # leaves a suggestion the store does not know about.
-            state = self.strategy.state_dict()
+            # The trial row and the strategy's state are written together (a crash never leaves a
+            # suggestion the store does not know about), queued: the trial starts training at once.
+            ref = TrialRef()
+            self.write(TrialInsert(ref, self.job_id, number, config, kind.value, self.strategy.state_dict(),
+                                   utcnow()))
+            return TrialItem(ref, number, config, kind, fresh=True)
 
-            def insert(s: Session) -> int:
-                # Safe to repeat: a retry after a commit whose answer was lost finds the row.
-                existing = s.scalar(select(Trial.id).where(Trial.job_id == self.job_id, Trial.number == number))
-                if existing is not None:
-                    return existing
-                trial = Trial(job_id=self.job_id, number=number, status="queued", config=config, kind=kind)
-                s.add(trial)
-                s.execute(update(Job).where(Job.id == self.job_id).values(strategy_state=state))
-                s.flush()
-                return trial.id
+    def write(self, write: Write) -> None:
+        """Queue a write of this job's (they commit in the order queued). A write that fails stops
+        the job's slots: the job is handed back, as when a transaction of its own fails."""
+        done = self.runner.record(write) if isinstance(write, EpochRow) else self.runner.writer.submit(write)
+        done.add_done_callback(self._write_done)
 
-            return TrialItem(run_tx(self.sessions, insert), number, config, kind)
+    def _write_done(self, done: Future[Any]) -> None:
+        exc = done.exception()
+        if exc is not None and self._slot_error is None:
+            self._slot_error = exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+            # Not in this thread: it may be a slot's that holds the lock.
+            threading.Thread(target=self.shutdown, name=f"job-{self.job_id}-stop", daemon=True).start()
+
+    def flush(self) -> None:
+        """Wait until every write queued so far is committed; raise the first that failed."""
+        self.runner.writer.write(Barrier())
+        if self._slot_error is not None:
+            raise self._slot_error
 
     def _slot(self) -> None:
         try:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from lrsearch.service.checkpoints import CheckpointStore
 from lrsearch.service.config import Settings
-from lrsearch.service.ingest import EpochRow, MetricWriter
+from lrsearch.service.ingest import EpochRow, StoreWriter
 from lrsearch.service.job_execution import JobExecution
 from lrsearch.service.models import Job, utcnow
 from lrsearch.service.observability import ServiceMetrics
@@ -45,11 +45,12 @@ class JobRunner:
         self.sessions = sessions
         self.metrics = metrics or ServiceMetrics()
         self.checkpoints = CheckpointStore(Path(settings.data_dir) / "checkpoints")
-        self.writer = MetricWriter(sessions)
+        self.writer = StoreWriter(sessions)  # every write of every job, in one group commit
         self.executor = executor
         self.settings = settings
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._executions: dict[int, JobExecution] = {}
+        self._renewed_at = utcnow() - timedelta(days=1)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="job-runner", daemon=True)
@@ -111,10 +112,13 @@ class JobRunner:
                 del self._executions[job_id]
         with self.sessions.begin() as s:
             # Renew the leases of the jobs we are driving (only those: a job whose execution ended
-            # without finishing lets its lease lapse, so it is resumed), and see which were cancelled.
-            s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running",
-                                        Job.id.in_(list(self._executions)))
-                      .values(heartbeat_at=now))
+            # without finishing lets its lease lapse, so it is resumed), a few times per lease: a
+            # write at every tick would contend with the trials' writes. See which were cancelled.
+            if self._executions and now - self._renewed_at >= timedelta(seconds=self.settings.lease_seconds / 5):
+                s.execute(update(Job).where(Job.claimed_by == self.owner, Job.status == "running",
+                                            Job.id.in_(list(self._executions)))
+                          .values(heartbeat_at=now))
+                self._renewed_at = now
             cancel_ids = list(s.scalars(select(Job.id).where(
                 Job.claimed_by == self.owner, Job.status == "running", Job.cancel_requested.is_(True))))
         for job_id in cancel_ids:

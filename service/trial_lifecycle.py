@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from lrsearch.search import TrialKind
 from lrsearch.search.decisions import Evaluation, decide, range_test_outcome, replay_curve, trial_outcome
 from lrsearch.service.db import run_tx
-from lrsearch.service.ingest import epoch_row
+from lrsearch.service.ingest import TrialRef, TrialUpdate, epoch_row
 from lrsearch.service.models import Metric, RangeTestPoint, Trial, utcnow
 from lrsearch.workers.errors import readable_error
 from lrsearch.workers.executor import RangeTestRun, TrialResources, TrialRun, WorkerLost
@@ -41,11 +41,17 @@ End = tuple[str | None, str | None]
 
 @dataclass
 class TrialItem:
-    id: int
+    ref: TrialRef  # its row: a new trial's is being stored while it starts
     number: int
     config: dict[str, Any]
     kind: TrialKind
     resume: bool = False  # it ran before (service restart): continue from its checkpoint
+    fresh: bool = False  # stored as running: its first attempt is already marked
+
+    @property
+    def id(self) -> int:
+        """The trial's id, once its row is in the store (for what reads the store back)."""
+        return self.ref.wait()
 
 
 class TrialLifecycle:
@@ -91,18 +97,18 @@ class TrialLifecycle:
         key = f"{self.job.job_id}:{self.item.number}:{uuid.uuid4().hex[:8]}"
         self.job.attempt_started(key)
         try:
-            now = utcnow()
-            run_tx(self.job.sessions, lambda s: s.execute(update(Trial).where(Trial.id == self.item.id).values(
-                status="running", started_at=func.coalesce(Trial.started_at, now), finished_at=None, error=None,
-                attempts=Trial.attempts + 1)))
+            if self.item.fresh:  # its row was stored running, as its first attempt
+                self.item.fresh = False
+            else:
+                self.job.write(TrialUpdate(self.item.ref, {"status": "running", "started_at": utcnow(),
+                                                           "finished_at": None, "error": None}, attempt=True))
             yield key
         finally:
             self.job.attempt_ended(key)
 
     def mark_finished(self, status: str, error: str | None) -> None:
-        finished = utcnow()
-        run_tx(self.job.sessions, lambda s: s.execute(update(Trial).where(Trial.id == self.item.id).values(
-            status=status, error=error, finished_at=finished)))
+        # Queued after the trial's rows: the store never says finished before they are in.
+        self.job.write(TrialUpdate(self.item.ref, {"status": status, "error": error, "finished_at": utcnow()}))
         metrics = self.job.runner.metrics
         metrics.trials_finished.labels(status).inc()
         metrics.trial_duration.observe(time.monotonic() - self.started)
@@ -155,8 +161,6 @@ class TrainingTrial(TrialLifecycle):
         if status == "completed" and len(self.curve) < self.stop - self.first:
             # The worker stopped early without saying why: we asked it to.
             status = None if self.job.shutting_down else "cancelled"
-        if self.last_write is not None:
-            self.last_write.result()  # every evaluation is stored before the trial's end is
         if status is None:
             return  # the service is stopping: the trial stays running and resumes on restart
         self.forget_checkpoint()
@@ -182,8 +186,9 @@ class TrainingTrial(TrialLifecycle):
         job, item = self.job, self.item
         for result in job.executor.run_trial(key, self.trial_run()):
             epoch = int(result["epoch"])
-            row = epoch_row(item.id, result, job.objective)
-            self.last_write = job.runner.record(row)
+            row = epoch_row(item.ref, result, job.objective)
+            job.write(row)
+            self.last_write = row.done
             if result.get("checkpoint") is not None:
                 job.runner.checkpoints.save(job.job_id, item.number, epoch + 1, result["checkpoint"])
             score = job.objective.score(row.value)

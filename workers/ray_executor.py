@@ -250,7 +250,7 @@ class RayExecutor:
             return
         with self._lock:
             self._running[key] = actors
-        healthy = True
+        healthy, ended = True, False
         streams: list[Any] = []
         others: _Drain | None = None
         try:
@@ -259,16 +259,18 @@ class RayExecutor:
             if workers > 1:
                 ranks = ray.get([a.info.remote() for a in actors])
                 rendezvous = ray.get(actors[0].rendezvous.remote())
-            streams = [actor.run.options(num_returns="streaming").remote(key, run, rank, rendezvous)
+            streams = [actor.run_batches.options(num_returns="streaming").remote(key, run, rank, rendezvous)
                        for rank, actor in enumerate(actors)]
             # The other ranks' results are not needed, but their streams are read as they come: a
             # rank's stream left unread until the trial ended was seen to never end.
             others = _Drain(streams[1:]) if len(streams) > 1 else None
             for ref in streams[0]:
-                result = ray.get(ref)
-                if ranks:
-                    result["workers"] = [{"rank": i, "node": r["node"], "pid": r["pid"]} for i, r in enumerate(ranks)]
-                yield result
+                for result in ray.get(ref):
+                    if ranks:
+                        result["workers"] = [{"rank": i, "node": r["node"], "pid": r["pid"]}
+                                             for i, r in enumerate(ranks)]
+                    yield result
+            ended = True  # read to its end: the worker is done with this trial
         except (ActorDiedError, RayActorError, WorkerCrashedError) as exc:
             healthy = False
             raise WorkerLost.of(exc) from exc
@@ -281,14 +283,14 @@ class RayExecutor:
         finally:
             with self._lock:
                 self._running.pop(key, None)
-            if healthy:
+            if healthy and not (ended and others is None):
                 # The caller may have stopped reading early (pruned, cancelled): let the actors
                 # finish this trial before they take another.
                 for actor in actors:
                     actor.stop.remote(key)
                 deadline = time.monotonic() + DRAIN_SECONDS
                 healthy = all(d.ended(max(0.0, deadline - time.monotonic()))
-                              for d in (_Drain(streams[:1]), others) if d is not None)
+                              for d in (None if ended else _Drain(streams[:1]), others) if d is not None)
             for actor in actors:
                 if healthy:
                     self._release(resources, actor)

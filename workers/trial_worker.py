@@ -13,6 +13,10 @@ from typing import Any
 
 from lrsearch.workers.executor import RangeTestRun, TrialRun
 
+# Rounds quicker than this are streamed in batches, each result held at most BATCH_MAX_DELAY.
+BATCH_ROUND_SECONDS = 0.02
+BATCH_MAX_DELAY = 0.05
+
 
 class TrialWorker:
     """Trains one trial at a time; another thread takes ``stop`` and ``resume`` calls while a
@@ -107,6 +111,30 @@ class TrialWorker:
             self._stop.discard(key)
             self._go_on.pop(key, None)
             self._epochs_done.pop(key, None)
+
+    def run_batches(self, key: str, run: TrialRun, rank: int = 0,
+                    rendezvous: str | None = None) -> Generator[list[dict[str, Any]], None, None]:
+        """``run``'s results in lists: each stream item costs the caller about a millisecond, more
+        than a round of a small model takes. Results of rounds quicker than BATCH_ROUND_SECONDS are
+        held, at most BATCH_MAX_DELAY, and sent together; a result the service must act on (a
+        decision point, a divergence, a checkpoint) goes at once, as does every result of slower
+        rounds."""
+        import time
+
+        held: list[dict[str, Any]] = []
+        held_since = last = time.monotonic()
+        for result in self.run(key, run, rank, rendezvous):
+            now = time.monotonic()
+            quick, last = now - last < BATCH_ROUND_SECONDS, now
+            if not held:
+                held_since = now
+            held.append(result)
+            urgent = result.get("diverged") or result["epoch"] in run.pause_after or "checkpoint" in result
+            if urgent or not quick or now - held_since >= BATCH_MAX_DELAY:
+                yield held
+                held = []
+        if held:
+            yield held
 
     def _rounds(self, key: str, trainer: Any, group: Any, checkpoint_every: int, checkpoint_seconds: float,
                 pause_after: tuple[int, ...], stop_at: int | None = None) -> Iterator[dict]:

@@ -152,7 +152,9 @@ def test_a_service_stopped_mid_job_resumes_it_from_the_store(db_url: str, tmp_pa
         listed = trials_of(client, job_id)
         assert [t["number"] for t in listed] == list(range(trials))  # numbers never reused, none lost
         for t in listed:
-            assert t["status"] in ("completed", "pruned"), t
+            # Diverged is a search's answer too: where the stop lands changes which rates the
+            # range-test strategy tries after it (one of them diverges now and then on either side).
+            assert t["status"] in ("completed", "pruned", "diverged"), t
             if "range_test" not in t["config"]:
                 assert epochs_of(client, job_id, t["number"]) == evaluations(t)
         for number, t in before.items():

@@ -34,12 +34,15 @@ def test_streams_every_epoch_and_reuses_actors(ray_executor: RayExecutor) -> Non
 
 
 def test_stop_ends_a_trial_at_the_next_epoch(ray_executor: RayExecutor) -> None:
-    got = []
+    got, trained = [], 0
     for r in ray_executor.run_trial("t-stop", TrialRun("mlp-digits", CONFIG, epochs=200, seed=0)):
         got.append(r)
         if len(got) == 2:
+            # Quick epochs come in batches: the worker may be ahead of what was read.
+            actor = ray_executor._running["t-stop"][0]
+            trained = ray.get(actor.info.remote())["epochs_done"]["t-stop"]
             ray_executor.stop("t-stop")
-    assert 2 <= len(got) <= 4
+    assert 2 <= trained <= len(got) <= trained + 2 < 200
 
 
 def test_a_killed_worker_is_reported_as_lost(ray_executor: RayExecutor) -> None:

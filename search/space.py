@@ -101,6 +101,11 @@ class SearchSpace:
     def grid_size(self) -> int:
         return math.prod(len(d.grid_points()) for d in self.dims.values())
 
+    @property
+    def continuous(self) -> bool:
+        """Whether a dimension is a real range: random draws from it practically never repeat."""
+        return any(isinstance(d, Numeric) and d.values is None and not d.integer for d in self.dims.values())
+
 
 # -- the shape: what a user may send -----------------------------------------------------------------
 

@@ -367,12 +367,15 @@ def status(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> No
 @app.command()
 def trials(job_id: int, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None,
            status: Annotated[str | None, typer.Option("--status", help=(
-               "only trials in this status (completed, pruned, diverged, failed, ...)"))] = None) -> None:
+               "only trials in this status (completed, pruned, diverged, failed, ...)"))] = None,
+           order: Annotated[str, typer.Option("--order", help=(
+               "number, rank (the best first), epochs or status; '-' before it reverses"))] = "number",
+           limit: Annotated[int | None, typer.Option("--limit", min=1, help="the first N only")] = None) -> None:
     """List a job's trials: number, status, config, objective and error."""
     try:
         with _client(url, token) as client:
             job = client.job(job_id)
-            rows = client.trials(job_id, status=status)
+            rows = client.trials(job_id, status=status, order=order, limit=limit)
     except Exception as exc:  # noqa: BLE001
         raise _fail(exc, url) from None
     metric = (job["spec"].get("objective") or {}).get("metric", "val_loss")

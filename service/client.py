@@ -86,11 +86,21 @@ class Client:
         params = {"batch_size": batch_size} if batch_size is not None else None
         return self._request("GET", f"/jobs/{job_id}/best", params=params)
 
-    def trials(self, job_id: int, status: str | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": 10_000}
-        if status:
-            params["status"] = status
-        return self._request("GET", f"/jobs/{job_id}/trials", params=params)["items"]
+    def trials(self, job_id: int, status: str | None = None, order: str = "number",
+               limit: int | None = None) -> list[dict[str, Any]]:
+        """The job's trials in ``order`` (number, rank: the best first, epochs, status; "-" reverses),
+        the first ``limit`` of them (all by default, 10,000 per request)."""
+        items: list[dict[str, Any]] = []
+        while limit is None or len(items) < limit:
+            page = 10_000 if limit is None else min(10_000, limit - len(items))
+            params: dict[str, Any] = {"limit": page, "offset": len(items), "order": order}
+            if status:
+                params["status"] = status
+            answer = self._request("GET", f"/jobs/{job_id}/trials", params=params)
+            items += answer["items"]
+            if not answer["items"] or len(items) >= answer["total"]:
+                break
+        return items
 
     def metrics(self, job_id: int, number: int) -> list[dict[str, Any]]:
         return self._request("GET", f"/jobs/{job_id}/trials/{number}/metrics")["items"]

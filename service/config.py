@@ -27,14 +27,18 @@ class Settings(BaseSettings):
     port: int = 8000
 
     # Caps: a spec beyond them is rejected with 422.
-    max_trials: int = 10_000
+    max_trials: int = 100_000
     max_epochs: int = 1_000  # also the most evaluations a step job's trial may make
     max_steps: int = 10_000_000
     max_batch_size: int = 1_000_000
     max_concurrent: int = 256
-    max_grid_points: int = 10_000
+    max_grid_points: int = 100_000
     max_name_length: int = 200
     max_body_bytes: int = 1024 * 1024
+
+    # A job page with more trials than this shows the server's summary of them (a sample, the
+    # best-so-far line, curves by lr band) and pages its table on the server.
+    dashboard_summary_trials: int = 1000
 
     # How often the job runner looks for queued jobs and cancel requests (seconds).
     poll_interval: float = 0.5

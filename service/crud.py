@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from fastapi import Response
 from sqlalchemy import Text, cast, func, select, tuple_
@@ -172,6 +172,27 @@ def trial_json(row: Any) -> str:
     return f'{{"number":{int(number)},"config":{config_json},"workers":{workers_json or "null"},{rest[1:]}'
 
 
+# The orders a job's trials can be listed in ("-" first: the reverse). "rank": best objective first.
+TrialOrder = Literal["number", "-number", "rank", "-rank", "epochs", "-epochs", "status", "-status"]
+
+
+def trials_page(session: Session, job: Job, limit: int, offset: int, status: str | None = None,
+                order: TrialOrder = "number") -> tuple[list[str], int]:
+    """A page of the job's trials as TrialPublic JSON texts, and how many there are in all."""
+    where = [Trial.job_id == job.id]
+    if status is not None:
+        where.append(Trial.status == status)
+    total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+    key = order.lstrip("-")
+    descending = order.startswith("-") != (key == "rank" and job_objective(job).mode == "max")
+    column = {"number": Trial.number, "rank": Trial.objective, "epochs": Trial.epochs, "status": Trial.status}[key]
+    first = (column.desc() if descending else column.asc()).nulls_last()
+    tie = () if key == "number" else (Trial.number,)  # ties broken by number: pages never overlap
+    query = select(*TRIAL_COLUMNS).where(*where).order_by(first, *tie).limit(limit).offset(offset)
+    # Plain rows straight to JSON: a page of 1,000 trials must not pay for 1,000 model objects.
+    return [trial_json(row) for row in session.execute(query)], total
+
+
 def trials_page_response(items_json: list[str], total: int) -> Response:
     return Response(f'{{"items":[{",".join(items_json)}],"total":{int(total)}}}', media_type="application/json")
 
@@ -203,22 +224,33 @@ def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
     from lrsearch.search.analysis import lr_interval, per_optimizer_best
 
     objective = job_objective(job)
-    stamp = tuple(session.execute(
+    # A finished job's trials no longer change: its end stamps them (no scan of 100,000 trials).
+    stamp: tuple[Any, ...] = (job.status, job.finished_at) if job.finished_at is not None else tuple(session.execute(
         select(func.count(Trial.objective), func.sum(Trial.epochs), func.max(Trial.finished_at))
         .where(Trial.job_id == job.id)).one())
 
     def compute() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-        rows = [{"number": n, "config": json.loads(c) if isinstance(c, str) else c, "val_loss": objective.score(o),
-                 "loss": v, "objective": o, "best_epoch": e}
-                for n, c, v, o, e in session.execute(
-                    select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.objective, Trial.best_epoch)
-                    .where(Trial.job_id == job.id, Trial.objective.is_not(None)))]
-        same = [(r["config"]["lr"], r["val_loss"]) for r in rows
-                if r["config"].get("optimizer") == best.config.get("optimizer")]
-        by_number = {r["number"]: r for r in rows}
+        # Streamed, keeping each optimizer's best row and the (lr, score) of the best's optimizer:
+        # a 100,000-trial job's rows are never all in memory at once.
+        same: list[tuple[float, float]] = []
+        leaders: dict[str, dict[str, Any]] = {}
+        for n, c, v, o, e in session.execute(
+                select(Trial.number, cast(Trial.config, Text), Trial.val_loss, Trial.objective, Trial.best_epoch)
+                .where(Trial.job_id == job.id, Trial.objective.is_not(None)).execution_options(yield_per=5000)):
+            config = json.loads(c) if isinstance(c, str) else c
+            row = {"number": n, "config": config, "val_loss": objective.score(o), "loss": v, "objective": o,
+                   "best_epoch": e}
+            optimizer = config.get("optimizer")
+            if optimizer == best.config.get("optimizer"):
+                same.append((config["lr"], row["val_loss"]))
+            leader = leaders.get(optimizer)
+            if row["val_loss"] is not None and math.isfinite(row["val_loss"]) and (
+                    leader is None or (row["val_loss"], n) < (leader["val_loss"], leader["number"])):
+                leaders[optimizer] = row  # per_optimizer_best's choice among these rows
+        by_number = {r["number"]: r for r in leaders.values()}
         per_opt = {opt: {"trial": b["trial"], "lr": b["lr"], "val_loss": by_number[b["trial"]]["loss"],
                          "objective": by_number[b["trial"]]["objective"], "epoch": b.get("epoch")}
-                   for opt, b in per_optimizer_best(rows).items()}
+                   for opt, b in per_optimizer_best(list(leaders.values())).items()}
         assert best.objective is not None  # to_best's: a trained best always has one
         best_score = objective.score(best.objective.value)
         assert best_score is not None
@@ -301,6 +333,29 @@ def _configs(session: Session, job: Job) -> dict[int, dict[str, Any]]:
     return {n: c for n, c in session.execute(select(Trial.number, Trial.config).where(Trial.job_id == job.id))}
 
 
+class _JobConfigs(Mapping[int, dict[str, Any]]):
+    """Every trial's config by number, read from the store only if asked for: a strategy that does
+    not replay its best never makes ``best`` read a 100,000-trial job's configs."""
+
+    def __init__(self, session: Session, job: Job) -> None:
+        self._session, self._job = session, job
+        self._configs: dict[int, dict[str, Any]] | None = None
+
+    def _all(self) -> dict[int, dict[str, Any]]:
+        if self._configs is None:
+            self._configs = _configs(self._session, self._job)
+        return self._configs
+
+    def __getitem__(self, number: int) -> dict[str, Any]:
+        return self._all()[number]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
 def with_replay(session: Session, job: Job, best: BestDetail) -> BestDetail:
     """The best as its strategy replays it from scratch, when its own config does not (pbt: the
     best member's whole trajectory as a piecewise schedule)."""
@@ -309,7 +364,7 @@ def with_replay(session: Session, job: Job, best: BestDetail) -> BestDetail:
         return best
     # Steps per evaluation in a step job: a piecewise schedule counts in the schedule's unit.
     unit = (job.spec.get("eval_every") or 1) if job.spec.get("steps") is not None else 1
-    replay = strategy.replay(_configs(session, job), best.trial, unit)
+    replay = strategy.replay(_JobConfigs(session, job), best.trial, unit)
     if replay is None:
         return best
     config, path = replay

@@ -8,7 +8,10 @@ Suggestion k is therefore a pure function of the job's seed, of k and of what is
 trials 0..k-1: not of the order in which outcomes arrived, nor of whether the process restarted
 in between. Replaying the finished trials after ``load_state_dict()`` rebuilds exactly the study
 an uninterrupted run would have built. Rebuilding costs about 40 ms at 1000 trials, well under
-what TPE itself spends at that size.
+what TPE itself spends at that size. Both grow with the trials the study holds, so past
+``max_history`` earlier trials (1000 by default) it holds the best half of the older ones (ranked
+as TPE ranks them) and the most recent half: a 100,000-trial job's suggestions cost what they
+cost at 1000 (bench/perf.py P7 measures it).
 
 Trials suggested but not yet observed enter the study as RUNNING: TPE's constant liar (and GP's
 qLogEI) then steer concurrent suggestions away from them. Their configs are part of
@@ -51,6 +54,7 @@ GPSampler needs torch at sampling time (Optuna imports it lazily); search/ itsel
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import warnings
@@ -76,6 +80,9 @@ MAX_STARTUP_TRIALS = 10_000
 # then a seeded uniform draw looks for an unseen config (like random search) before giving up.
 _MODEL_ATTEMPTS = 3
 _RANDOM_ATTEMPTS = 1000
+# The earlier trials a suggestion's model sees by default: all of them up to this many, then the
+# best half and the most recent half (TPE's time per suggestion grows with what it sees).
+DEFAULT_MAX_HISTORY = 1000
 
 # Outcome kinds kept in the records.
 _RUNNING, _COMPLETED, _PRUNED, _DIVERGED, _FAILED = "running", "completed", "pruned", "diverged", "failed"
@@ -158,6 +165,9 @@ class SamplerOptions(StrategyOptions):
         "Optuna's TPE, or its Gaussian-process sampler (for a small budget; needs torch)"))
     n_startup_trials: int | None = Field(default=None, ge=0, le=MAX_STARTUP_TRIALS, description=(
         "random trials before the model proposes (default: max_trials / 4, within 4 to 10; 10 without max_trials)"))
+    max_history: int = Field(default=DEFAULT_MAX_HISTORY, ge=20, le=1_000_000, description=(
+        "the earlier trials the model sees at most: beyond this many, the best half and the most recent half "
+        "(a suggestion's cost then stays flat as a job grows)"))
 
 
 class BayesianOptions(SamplerOptions):
@@ -186,6 +196,12 @@ class BayesianStrategy(Strategy):
         self._dists: dict[str, BaseDistribution] = {}
         self._build_distributions()
         self._records: dict[int, _Record] = {}
+        # The finished trials as the model ranks them (completed by loss, then pruned by how far they
+        # got), kept sorted: a capped history takes its best half from the front.
+        self._ranked: list[tuple[tuple[Any, ...], int]] = []
+        self._rank_of: dict[int, tuple[Any, ...]] = {}
+        # Configs suggested so far, to never suggest one twice: only a finite space can repeat one.
+        self._seen: set[str] | None = None if spec.space.continuous else set()
         self._asks = 0  # next trial number == suggestions made so far
         self._exhausted = False
         self._windows: dict[str, Window] | None = None  # set by _study()
@@ -371,14 +387,28 @@ class BayesianStrategy(Strategy):
         self._windows = self._lr_windows(number)
         study = create_study(direction="minimize", sampler=self._sampler(number, attempt))
         penalty = self._gp_penalty(number) if self._sampler_name == "gp" else None
-        study.add_trials([self._frozen(self._records.get(n), penalty) for n in range(number)])
+        study.add_trials([self._frozen(self._records.get(n), penalty) for n in self._history(number)])
         return study
+
+    def _history(self, number: int) -> list[int]:
+        """The earlier trials the model of suggestion ``number`` sees, by number: every one, or past
+        ``max_history`` the best half of those before the recent ones and the most recent half.
+        Each finished trial's rank is fixed, so this too is a pure function of the records."""
+        cap = int(self.options["max_history"])
+        if number <= cap:
+            return list(range(number))
+        recent = number - cap // 2
+        best: list[int] = []
+        for _, n in self._ranked:  # at most cap // 2 entries skipped: the recent ones
+            if n < recent:
+                best.append(n)
+                if len(best) == cap - cap // 2:
+                    break
+        return sorted(best) + list(range(recent, number))
 
     def _ask_model(self, number: int, attempt: int) -> dict[str, Any]:
         study = self._study(number, attempt)
-        trial = study.ask()
-        assert trial.number == number
-        return self._define(trial)
+        return self._define(study.ask())
 
     def _random_unseen(self, number: int, seen: set[str]) -> dict[str, Any] | None:
         """A seeded uniform draw over the space that repeats no known config, or None."""
@@ -411,7 +441,7 @@ class BayesianStrategy(Strategy):
         if self._exhausted or (self.spec.max_trials is not None and self._asks >= self.spec.max_trials):
             return None
         number = self._asks
-        seen = {config_key(r.config) for r in self._records.values()}
+        seen = self._seen if self._seen is not None else set()
         config: dict[str, Any] | None = None
         for attempt in range(_MODEL_ATTEMPTS):
             config = self._ask_model(number, attempt)
@@ -422,20 +452,36 @@ class BayesianStrategy(Strategy):
             if config is None:  # a small discrete space with every point already tried
                 self._exhausted = True
                 return None
-        self._records[number] = _Record(dict(config), _RUNNING)
+        self._remember(number, _Record(dict(config), _RUNNING))
         self._asks = number + 1
         return dict(config)
+
+    def _remember(self, number: int, record: _Record) -> None:
+        self._records[number] = record
+        if self._seen is not None:
+            self._seen.add(config_key(record.config))
+        old = self._rank_of.pop(number, None)
+        if old is not None:  # heard again: its new rank replaces the old
+            del self._ranked[bisect.bisect_left(self._ranked, (old, number))]
+        rank: tuple[Any, ...] | None = None
+        if record.kind == _COMPLETED:
+            rank = (0, record.val_loss)
+        elif record.kind == _PRUNED:
+            rank = (1, -record.epochs, record.val_loss)
+        if rank is not None:
+            bisect.insort(self._ranked, (rank, number))
+            self._rank_of[number] = rank
 
     def enqueue(self, config: dict[str, Any]) -> dict[str, Any]:
         """Make ``config`` (complete, in the space) the next trial, as Optuna's ``enqueue_trial``:
         a known good guess instead of a model's or a start-up draw."""
         number = self._asks
-        self._records[number] = _Record(dict(config), _RUNNING)
+        self._remember(number, _Record(dict(config), _RUNNING))
         self._asks = number + 1
         return dict(config)
 
     def observe(self, outcome: TrialOutcome) -> None:
-        self._records[int(outcome.number)] = _classify(outcome)
+        self._remember(int(outcome.number), _classify(outcome))
         self._asks = max(self._asks, int(outcome.number) + 1)
 
     def state_dict(self) -> dict[str, Any]:
@@ -443,11 +489,12 @@ class BayesianStrategy(Strategy):
         return {"asks": self._asks, "pending": pending}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._records = {}
+        self._records, self._ranked, self._rank_of = {}, [], {}
+        self._seen = None if self._seen is None else set()
         self._exhausted = False
         self._asks = int(state.get("asks", 0))
         for number, config in state.get("pending", []):
-            self._records[int(number)] = _Record(dict(config), _RUNNING)
+            self._remember(int(number), _Record(dict(config), _RUNNING))
 
     # -- introspection (tests, debugging) -----------------------------------------------------------
     def study(self) -> optuna.Study:

@@ -21,7 +21,9 @@ class RandomStrategy(Strategy):
         super().__init__(spec)
         assert spec.space is not None
         self._rng = random.Random(spec.seed)
-        self._seen: set[str] = set()
+        # Candidates drawn so far, to never draw one twice: only a finite space can repeat one (a
+        # real range practically never does), so a 100,000-trial job over a range keeps no list.
+        self._seen: set[str] | None = None if spec.space.continuous else set()
         self._issued = 0
         self._exhausted = False
 
@@ -44,6 +46,8 @@ class RandomStrategy(Strategy):
         for _ in range(_MAX_REPEATS):
             raw = {name: self._sample_dim(dim) for name, dim in self.spec.space.dims.items()}
             config = complete_config(raw, self.spec.epochs)
+            if self._seen is None:
+                return config
             key = config_key(config)
             if key not in self._seen:
                 self._seen.add(key)

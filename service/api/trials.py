@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from lrsearch.service.api import API_PREFIX
 from lrsearch.service.api.deps import LimitQuery, OffsetQuery, SessionDep
 from lrsearch.service.api.jobs import JobId, get_job_or_404
-from lrsearch.service.crud import TRIAL_COLUMNS, json_response, trial_json, trials_page_response
+from lrsearch.service.crud import TrialOrder, json_response, trials_page, trials_page_response
 from lrsearch.service.models import Metric, Trial
 from lrsearch.service.schemas import Items, MetricPublic, Page, TrialPublic
 
@@ -21,16 +21,12 @@ TrialStatus = Literal["queued", "running", "completed", "pruned", "diverged", "f
 
 @router.get("", response_model=Page[TrialPublic])
 def list_trials(job_id: JobId, session: SessionDep, limit: LimitQuery = 1000, offset: OffsetQuery = 0,
-                status: Annotated[TrialStatus | None, Query(description="only trials in this status")] = None
+                status: Annotated[TrialStatus | None, Query(description="only trials in this status")] = None,
+                order: Annotated[TrialOrder, Query(description=(
+                    "number, rank (the best objective first), epochs or status; '-' before it reverses"))] = "number",
                 ) -> Response:
-    get_job_or_404(session, job_id)
-    where = [Trial.job_id == job_id]
-    if status is not None:
-        where.append(Trial.status == status)
-    total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
-    cols = select(*TRIAL_COLUMNS).where(*where).order_by(Trial.number).limit(limit).offset(offset)
-    # Plain rows straight to JSON: a page of 1,000 trials must not pay for 1,000 model objects.
-    return trials_page_response([trial_json(row) for row in session.execute(cols)], total)
+    job = get_job_or_404(session, job_id)
+    return trials_page_response(*trials_page(session, job, limit, offset, status, order))
 
 
 @router.get("/{number}/metrics", response_model=Items[MetricPublic])

@@ -231,6 +231,31 @@ def test_bayesian_does_not_depend_on_the_order_outcomes_arrive_in() -> None:
     assert configs_equal([a.suggest() for _ in range(3)], [b.suggest() for _ in range(3)])
 
 
+def test_bayesian_past_its_history_cap_sees_the_best_of_the_older_trials_and_the_recent_ones() -> None:
+    options = {"max_history": 20, "n_startup_trials": 3}
+    live = make("bayesian", options, seed=6, max_trials=60)
+    outcomes = []
+    for n in range(40):
+        config = live.suggest()
+        assert config is not None
+        outcomes.append(outcome_for(n, config))
+        live.observe(outcomes[-1])
+    # Of trials 0..29 the 10 best (all completed here), then 30..39 whatever became of them.
+    older = sorted((o for o in outcomes[:30] if o.status == "completed"), key=lambda o: o.val_loss)[:10]
+    study = live.study()
+    assert len(study.trials) == 20
+    assert [t.value for t in study.trials[:10]] == [o.val_loss for o in sorted(older, key=lambda o: o.number)]
+    assert [t.state.name for t in study.trials[10:]] == [
+        {"completed": "COMPLETE", "pruned": "PRUNED", "diverged": "PRUNED", "failed": "FAIL"}[o.status]
+        for o in outcomes[30:]]
+    # Still a pure function of what is known: a restored strategy, told in another order, goes on alike.
+    restored = make("bayesian", options, seed=6, max_trials=60)
+    restored.load_state_dict(json.loads(json.dumps(live.state_dict())))
+    for o in reversed(outcomes):
+        restored.observe(o)
+    assert configs_equal([live.suggest() for _ in range(5)], [restored.suggest() for _ in range(5)])
+
+
 def test_bayesian_model_sees_outcomes_as_documented_and_never_a_nan() -> None:
     from optuna.trial import TrialState
 
@@ -335,9 +360,9 @@ def test_bayesian_lr_windows_leave_lr_values_and_the_start_up_alone() -> None:
 
 
 def test_bayesian_defaults_and_options() -> None:
-    assert validate_options("bayesian", {}) == {"sampler": "tpe"}
+    assert validate_options("bayesian", {}) == {"sampler": "tpe", "max_history": 1000}
     assert validate_options("bayesian", {"sampler": "gp", "n_startup_trials": 0}) == {
-        "sampler": "gp", "n_startup_trials": 0}
+        "sampler": "gp", "n_startup_trials": 0, "max_history": 1000}
     for bad, loc in [({"sampler": "cmaes"}, ("options", "sampler")),
                      ({"n_startup_trials": -1}, ("options", "n_startup_trials")),
                      ({"n_startup_trials": True}, ("options", "n_startup_trials")),
@@ -346,7 +371,9 @@ def test_bayesian_defaults_and_options() -> None:
                      ({"lr_window_decades": -1.0}, ("options", "lr_window_decades")),
                      ({"lr_window_decades": 7}, ("options", "lr_window_decades")),
                      ({"lr_window_decades": True}, ("options", "lr_window_decades")),
-                     ({"lr_window_decades": "1"}, ("options", "lr_window_decades"))]:
+                     ({"lr_window_decades": "1"}, ("options", "lr_window_decades")),
+                     ({"max_history": 19}, ("options", "max_history")),
+                     ({"max_history": True}, ("options", "max_history"))]:
         with pytest.raises(SpecError) as err:
             validate_options("bayesian", bad)
         assert err.value.loc == loc

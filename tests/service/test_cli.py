@@ -38,6 +38,10 @@ def test_submit_wait_then_best(server: ServiceProcess, tmp_path: Path) -> None:
     assert json.loads(lrsearch("status", str(job_id), url=server.url).stdout)["status"] == "completed"
     best = lrsearch("best", str(job_id), url=server.url)
     assert best.returncode == 0 and "lr=0.1" in best.stdout
+    # The best trial first, and only it: ordered and cut on the server.
+    top = lrsearch("trials", str(job_id), "--order", "rank", "--limit", "1", url=server.url)
+    assert top.returncode == 0, top.stderr
+    assert "0.1 " in top.stdout and "0.001" not in top.stdout and "0.01 " not in top.stdout
     listing = lrsearch("jobs", url=server.url)
     assert "cli-grid" in listing.stdout and "completed" in listing.stdout
 

@@ -6,6 +6,9 @@
                                  ``plotly.min.js``, read from the installed ``plotly`` package
 - ``GET /dashboard-api/jobs/{id}/curves``  every trial's per-epoch metrics in one query (the job
                                  page's plots; the REST API has one request per trial)
+- ``GET /dashboard-api/jobs/{id}/summary``  a big job's plots, built on the server (a sample of
+                                 its trials, the best-so-far line, curves by lr band)
+- ``GET /dashboard-api/jobs/{id}/trials``   a page of a big job's trial table, sorted on the server
 
 The pages are shells: the scripts fill them from the REST API under ``/api/v1``. What the server
 writes into the HTML (a job's name, the page's settings) goes through :func:`html.escape`.
@@ -28,12 +31,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from lrsearch.service import __version__
 from lrsearch.service.api import API_PREFIX
-from lrsearch.service.crud import job_objective
+from lrsearch.service.api.trials import TrialStatus
+from lrsearch.service.crud import TrialOrder, job_objective, trials_page
 from lrsearch.service.ingest import stored_value
 from lrsearch.service.models import Job, Metric, Trial
 
@@ -46,6 +50,8 @@ TEMPLATES_DIR = _HERE / "templates"
 # Rows one curves answer holds at most, and trials one incremental request may name.
 CURVES_MAX_ROWS = 200_000
 CURVES_MAX_TRIALS = 200
+# Rows of a big job's trial table per page.
+TABLE_PAGE = 50
 
 # No inline script runs: the scripts are files under /static. (The plots are SVG; Plotly's WebGL traces,
 # which would need 'unsafe-eval' for regl, are not used.) Plotly sets inline styles.
@@ -224,9 +230,13 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse
     if job is None:
         return _page(request, "message.html", None, status_code=404, page_title="Job not found",
                      message=f"There is no job {job_id}.")
+    # A big job's page shows the server's summary of its trials and pages its table on the server.
+    summary_above = request.app.state.settings.dashboard_summary_trials
+    trials = job.total_trials or session.scalar(select(func.count()).select_from(Trial).where(Trial.job_id == job.id))
     return _page(request, "job.html", "job.js", job_id=job.id, job_name=job.name, page_title=job.name,
                  job_status=job.status,
-                 config=_page_config(request, page="job", jobId=job.id))
+                 config=_page_config(request, page="job", jobId=job.id, summary=(trials or 0) > summary_above,
+                                     summaryAbove=summary_above, tablePage=TABLE_PAGE))
 
 
 # -- the one dashboard JSON endpoint ---------------------------------------------------------
@@ -265,9 +275,7 @@ def curves(
     for what it lacks). Without it, every trial from number ``start`` on, ordered by trial and epoch,
     at most ``limit`` rows; ``more`` says whether rows were left off (ask again from the last trial).
     """
-    job = session.get(Job, job_id) if 1 <= job_id <= 2**63 - 1 else None
-    if job is None:
-        raise HTTPException(404, f"job {job_id} not found")
+    job = _job_or_404(session, job_id)
     query = (select(Trial.number, Metric.epoch, Metric.train_loss, Metric.val_loss, Metric.val_accuracy, Metric.lr,
                     Metric.step, Metric.extra)
              .join(Trial, Trial.id == Metric.trial_id).where(Trial.job_id == job_id))
@@ -281,6 +289,42 @@ def curves(
     rows = list(session.execute(query.order_by(Trial.number, Metric.epoch).limit(limit + 1)))
     more = len(rows) > limit
     return JSONResponse(_columns(rows[:limit], job_objective(job).metric, more=more))
+
+
+@router.get("/dashboard-api/jobs/{job_id}/summary")
+def job_summary(job_id: int, session: SessionDep,
+                since: Annotated[str | None, Query(max_length=64, description="the stamp the page holds")] = None,
+                ) -> JSONResponse:
+    """What the plots of a big job need (service/job_summary.py); ``{"unchanged": true}`` when the
+    page already holds this version (``since`` is its stamp)."""
+    from lrsearch.service.job_summary import summary
+
+    answer = summary(session, _job_or_404(session, job_id))
+    return JSONResponse({"stamp": answer["stamp"], "unchanged": True} if since == answer["stamp"] else answer)
+
+
+@router.get("/dashboard-api/jobs/{job_id}/trials")
+def trials_table(job_id: int, session: SessionDep,
+                 offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+                 limit: Annotated[int, Query(ge=1, le=500)] = TABLE_PAGE,
+                 status: Annotated[TrialStatus | None, Query()] = None,
+                 order: Annotated[TrialOrder, Query()] = "number",
+                 since: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+    """A page of the trial table, as ``GET /api/v1/jobs/{id}/trials`` answers it, with a ``stamp``;
+    ``{"unchanged": true}`` when the page already shows it."""
+    items, total = trials_page(session, _job_or_404(session, job_id), limit, offset, status, order)
+    body = f'{{"items":[{",".join(items)}],"total":{int(total)}'
+    stamp = hashlib.sha256(body.encode()).hexdigest()[:16]
+    if since == stamp:
+        return JSONResponse({"stamp": stamp, "unchanged": True})
+    return Response(f'{body},"stamp":"{stamp}"}}', media_type="application/json")
+
+
+def _job_or_404(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id) if 1 <= job_id <= 2**63 - 1 else None
+    if job is None:
+        raise HTTPException(404, f"job {job_id} not found")
+    return job
 
 
 def _columns(rows: list[Any], metric: str, more: bool) -> dict[str, Any]:

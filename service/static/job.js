@@ -1,6 +1,7 @@
 /* lrsearch dashboard: one job's page. Polls the REST API about once a second while the job is not
  * finished, updates table rows in place and redraws plots with Plotly.react (no flicker, zoom kept).
- * Metrics come from one dashboard endpoint, and only for the trials whose epoch count moved. */
+ * Metrics come from one dashboard endpoint, and only for the trials whose epoch count moved. A big
+ * job (config.summary) draws the server's summary instead and shows the table a page at a time. */
 "use strict";
 
 (() => {
@@ -36,6 +37,9 @@
     lastPlotAt: 0, plotCost: 0,
     colorBy: "optimizer", lrAxis: "log",
     sort: { key: "number", dir: 1 }, filter: "",
+    // A big job (more trials than config.summaryAbove): the plots draw the server's summary (a
+    // sample, the best-so-far line, curves by lr band) and the table shows one page of the server's.
+    big: !!config.summary, summary: null, page: null, pageOffset: 0,
   };
 
   // -- formatting ----------------------------------------------------------------------------
@@ -196,11 +200,65 @@
     state.population = res.data; state.populationKey = key; state.dataVersion++;
   }
 
+  // -- a big job: the server's summary and one page of the table, each sent only when it changed --
+  const SERVER_ORDER = { number: "number", status: "status", val_loss: "rank", epochs: "epochs" };
+  function tablePath() {
+    const order = (state.sort.dir < 0 ? "-" : "") + SERVER_ORDER[state.sort.key];
+    const status = state.filter ? `&status=${state.filter}` : "";
+    const since = state.page?.stamp ? `&since=${state.page.stamp}` : "";
+    return `/dashboard-api/jobs/${jobId}/trials?offset=${state.pageOffset}&limit=${config.tablePage}&order=${order}${status}${since}`;
+  }
+
+  /** The summary's sample as trials (what the scatter plots draw). */
+  function takeSummary(sum) {
+    const p = sum.points;
+    state.summary = sum;
+    state.trials = p.number.map((number, i) => ({
+      number, status: p.statuses[p.status[i]], objective: p.objective[i],
+      config: { lr: p.lr[i], optimizer: p.optimizers[p.optimizer[i]], schedule: p.schedules[p.schedule[i]] } }));
+    // What only parallel coordinates show, for the points they draw.
+    state.parcoords = sum.parcoords.index.map((i, k) => {
+      const t = state.trials[i];
+      return { ...t, val_loss: sum.parcoords.val_loss[k], config: { ...t.config, warmup_fraction: sum.parcoords.warmup[k] } };
+    });
+    state.byNumber = new Map(state.trials.map((t) => [t.number, t]));
+    state.dataVersion++;
+  }
+
+  async function tickBig() {
+    const since = state.summary ? `?since=${state.summary.stamp}` : "";
+    const [sumRes, pageRes] = await Promise.all([api(`/dashboard-api/jobs/${jobId}/summary${since}`), api(tablePath()),
+                                                 syncBest(state.job)]);
+    if (!sumRes.ok) throw new Error(LR.errorText(sumRes));
+    if (!pageRes.ok) throw new Error(LR.errorText(pageRes));
+    const changed = !sumRes.data.unchanged;
+    if (changed) takeSummary(sumRes.data);
+    if (!pageRes.data.unchanged) state.page = pageRes.data;
+    await Promise.all([syncFinder(), syncPopulation()]);
+    renderHeader();
+    renderBest();
+    renderTable();
+    renderPlots(false);
+    const done = LR.TERMINAL_JOB.includes(state.job.status) && !changed;
+    if (done) renderPlots(true);
+    return done;
+  }
+
   async function tick() {
+    if (state.big) {
+      const jobRes = await api(`/jobs/${jobId}`);
+      if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
+      state.job = jobRes.data;
+      return tickBig();
+    }
     const [jobRes, trialsRes] = await Promise.all([api(`/jobs/${jobId}`), api(`/jobs/${jobId}/trials?limit=10000`)]);
     if (!jobRes.ok) throw new Error(LR.errorText(jobRes));
     if (!trialsRes.ok) throw new Error(LR.errorText(trialsRes));
     state.job = jobRes.data;
+    if (trialsRes.data.total > config.summaryAbove) { // it grew past what the page draws trial by trial
+      state.big = true; state.trials = []; state.curves.clear();
+      return tickBig();
+    }
     const before = state.dataVersion;
     takeTrials(trialsRes.data.items);
     await Promise.all([syncCurves(), syncBest(state.job), syncFinder(), syncPopulation()]);
@@ -393,9 +451,39 @@
     return a.number - b.number;
   }
 
+  /** A big job's table: the page the server sent, in its order, with the pager. */
+  function renderPage(tbody, bestNumber) {
+    const page = state.page || { items: [], total: 0 };
+    for (const r of rows.values()) r.tr.remove();
+    rows.clear();
+    const frag = document.createDocumentFragment();
+    for (const t of page.items) {
+      const r = makeRow(t);
+      updateRow(r, t, bestNumber);
+      rows.set(t.number, r);
+      frag.append(r.tr);
+    }
+    tbody.replaceChildren(frag);
+    const first = page.items.length ? state.pageOffset + 1 : 0;
+    $("trials-empty").hidden = page.total > 0;
+    setText($("trials-shown"), `${first}\u2013${state.pageOffset + page.items.length} of ${page.total}` +
+      (state.filter ? ` ${state.filter}` : "") + " trials");
+    $("trials-pager").hidden = false;
+    $("page-prev").disabled = state.pageOffset === 0;
+    $("page-next").disabled = state.pageOffset + page.items.length >= page.total;
+    const counts = state.job?.trial_counts || {};
+    const select = $("status-filter");
+    for (const status of ["queued", "running", "completed", "pruned", "diverged", "failed", "cancelled"]) {
+      let opt = select.querySelector(`option[value="${status}"]`);
+      if (!opt) { opt = el("option", { value: status }); select.append(opt); }
+      setText(opt, `${status} (${counts[status] || 0})`);
+    }
+  }
+
   function renderTable() {
     const tbody = document.querySelector("#trials tbody");
     const bestNumber = state.best ? state.best.trial : state.job?.best?.trial;
+    if (state.big) { renderPage(tbody, bestNumber); return; }
     const sorted = [...state.trials].sort(compare);
     const counts = {};
     let shown = 0;
@@ -426,19 +514,37 @@
     }
   }
 
+  /** A big job's table asks the server again (from its first page) when its order or filter changes. */
+  function reloadPage() {
+    state.pageOffset = 0;
+    state.page = null;
+    kick();
+  }
+
   function setupTable() {
     for (const th of document.querySelectorAll("#trials th.sortable")) {
       th.addEventListener("click", () => {
         const key = th.dataset.sort;
+        if (state.big && !SERVER_ORDER[key]) return; // a big job sorts on the server, by these columns only
         state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
         for (const other of document.querySelectorAll("#trials th.sortable")) other.classList.remove("sorted-asc", "sorted-desc");
         th.classList.add(state.sort.dir > 0 ? "sorted-asc" : "sorted-desc");
         th.setAttribute("aria-sort", state.sort.dir > 0 ? "ascending" : "descending");
-        if (state.job) renderTable();
+        if (state.big) reloadPage(); else if (state.job) renderTable();
       });
     }
     document.querySelector('#trials th[data-sort="number"]').classList.add("sorted-asc");
-    $("status-filter").addEventListener("change", (ev) => { state.filter = ev.target.value; if (state.job) renderTable(); });
+    $("status-filter").addEventListener("change", (ev) => {
+      state.filter = ev.target.value;
+      if (state.big) reloadPage(); else if (state.job) renderTable();
+    });
+    const turn = (delta) => {
+      state.pageOffset = Math.max(0, state.pageOffset + delta * config.tablePage);
+      state.page = null;
+      kick();
+    };
+    $("page-prev").addEventListener("click", () => turn(-1));
+    $("page-next").addEventListener("click", () => turn(1));
   }
 
   // -- plots ---------------------------------------------------------------------------------
@@ -552,6 +658,45 @@
                             colorbar: { title: { text: "lr", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0,
                                         tickvals: logTicks(lo, hi), ticktext: logTicks(lo, hi).map((v) => LR.fmtLr(10 ** v)) } } });
     return { traces, values, steady, ends, legend: ends.diverged.x.length + ends.pruned.x.length > 0 };
+  }
+
+  /** A big job's curves: per band of learning rates, the median over its trials at each
+   *  evaluation, and the band from the 10th to the 90th percentile shaded. */
+  function plotBands(divId, key, yName, yLog) {
+    const div = $(divId);
+    const bands = state.summary?.bands;
+    const items = (bands?.items || []).filter((b) => b.epoch.length);
+    if (!items.length) { placeholder(div, `No ${unit()} yet.`); return; }
+    const [lo, hi] = [Math.log10(bands.lo), Math.log10(bands.hi)];
+    const every = stepJob() ? state.job.spec.eval_every || 1 : 1;
+    const xName = stepJob() ? "step" : "epoch";
+    const traces = [], values = [];
+    for (const b of items) {
+      const x = b.epoch.map((e) => (stepJob() ? (e + 1) * every : e));
+      const s = b[key];
+      const color = scaleColor((b.band + 0.5) / LR_BANDS);
+      const label = `lr ${LR.fmtLr(b.lo)} to ${LR.fmtLr(b.hi)} (${b.trials} trials)`;
+      traces.push({ type: "scatter", mode: "lines", x: x.concat([...x].reverse()), y: s.p90.concat([...s.p10].reverse()),
+                    fill: "toself", fillcolor: color.replace("rgb", "rgba").replace(")", ",0.12)"), line: { width: 0 },
+                    hoverinfo: "skip", showlegend: false });
+      traces.push({ type: "scatter", mode: "lines", x, y: s.p50, line: { color, width: 2 }, name: esc(label), showlegend: false,
+                    hovertemplate: `${esc(label)}<br>${xName} %{x}<br>median ${yName} %{y:.5g}<extra></extra>` });
+      for (const v of s.p50) if (isNum(v)) values.push(v);
+    }
+    traces.push({ type: "scatter", mode: "markers", x: [null], y: [null], hoverinfo: "skip", showlegend: false,
+                  marker: { color: [lo], cmin: lo, cmax: hi, colorscale: LR_SCALE, showscale: true,
+                            colorbar: { title: { text: "lr", side: "right" }, thickness: 10, len: 0.9, outlinewidth: 0,
+                                        tickvals: logTicks(lo, hi), ticktext: logTicks(lo, hi).map((v) => LR.fmtLr(10 ** v)) } } });
+    draw(div, traces, layout({ xaxis: epochAxis(), yaxis: valueAxis(yName, values, yLog) }));
+  }
+
+  function renderSummaryNote() {
+    const note = $("summary-note"), sum = state.summary;
+    note.hidden = !state.big || !sum;
+    if (note.hidden) return;
+    setText(note, `${sum.trials} trials: ` + (sum.sampled
+      ? `the plots of single trials show ${sum.points.number.length} of them (the best, some diverged and an even spread of the rest); `
+      : "") + `the curves are the median of each band of learning rates, with the 10th to 90th percentile shaded.`);
   }
 
   /** Markers above the top edge sit on it (the arrays are the trace's own: changed in place). */
@@ -697,9 +842,10 @@
     const { metric, max } = objective();
     const ts = trained().filter((t) => isNum(obj(t))).sort((a, b) => a.number - b.number);
     if (!ts.length) { placeholder(div, `No trial has a ${metric} yet.`); return; }
-    const x = [], y = [];
+    let x = [], y = [];
     let best = max ? -Infinity : Infinity;
     for (const t of ts) { best = max ? Math.max(best, obj(t)) : Math.min(best, obj(t)); x.push(t.number); y.push(best); }
+    if (state.big) ({ x, y } = state.summary.best_so_far); // over every trial, not the sample
     const traces = [
       { type: "scatter", mode: "markers", name: "trial", x: ts.map((t) => t.number), y: ts.map(obj),
         text: ts.map(describe), hovertemplate: `%{text}<br>${esc(metric)} %{y:.5g}<extra></extra>`,
@@ -717,7 +863,8 @@
   function plotParcoords() {
     const div = $("plot-parcoords");
     // Diverged trials are left out: their loss says where training broke, not how good the config is.
-    const ts = trained().filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
+    const pool = state.big ? state.parcoords : trained();
+    const ts = pool.filter((t) => isNum(t.val_loss) && isNum(t.config?.lr) && t.config.lr > 0 && t.status !== "diverged");
     if (!ts.length) { placeholder(div, "No trial has a validation loss yet."); return; }
     const [lmin, lmax] = minMax(ts.map((t) => t.val_loss));
     const logLoss = lmin > 0 && lmax / lmin > 10;
@@ -789,7 +936,7 @@
 
   /** Redraw the plots when their data changed; big jobs redraw less often than small ones. */
   function renderPlots(force) {
-    if (typeof Plotly === "undefined") return;
+    if (typeof Plotly === "undefined") return; // still loading: drawn once it is (below)
     const changed = state.plotsDirty || state.dataVersion !== state.plottedVersion;
     if (!changed) return;
     const now = performance.now();
@@ -803,9 +950,11 @@
     timed("finder", plotFinder);
     timed("population", plotPopulation);
     timed("lr-loss", plotLrLoss);
-    timed("val", () => plotCurves("plot-val", "val", esc(objective().metric)));
-    timed("train", () => plotCurves("plot-train", "train", "train_loss"));
-    timed("lr-traj", () => plotCurves("plot-lr-traj", "lr", "lr", state.lrAxis));
+    const curves = state.big ? plotBands : plotCurves;
+    renderSummaryNote();
+    timed("val", () => curves("plot-val", "val", esc(objective().metric)));
+    timed("train", () => curves("plot-train", "train", "train_loss"));
+    timed("lr-traj", () => curves("plot-lr-traj", "lr", "lr", state.lrAxis));
     timed("best-so-far", plotBestSoFar);
     timed("parcoords", plotParcoords);
     state.lastPlotAt = performance.now();
@@ -839,5 +988,8 @@
   setupTable();
   setupToggles();
   const kick = LR.poll(tick, (done) => (done ? null : 1000));
+  // Plotly loads after this script (the first data arrives meanwhile) and before the document is
+  // loaded: draw then what has arrived.
+  document.addEventListener("DOMContentLoaded", () => { if (state.job) { state.plotsDirty = true; renderPlots(true); } });
   window.lrsearchJob = state; // for debugging in the browser console (and the tests)
 })();

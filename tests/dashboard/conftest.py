@@ -87,8 +87,10 @@ FINISHED_SPEC = {"name": "dash-finished", "workload": "mlp-digits", "strategy": 
                  "max_concurrent": 2, "seed": 0,
                  "space": {"lr": {"values": [0.003, 0.1, 50.0]}, "optimizer": ["sgd"],
                            "schedule": ["constant", "cosine"]}}
-# Long enough to run through the whole module; cancelled at teardown.
-RUNNING_SPEC = {"name": "dash-running", "workload": "mlp-digits", "strategy": "random", "max_trials": 200,
+# Long enough to run through the whole module; cancelled at teardown. (At SUMMARY_ABOVE trials:
+# its page still draws every trial.)
+SUMMARY_ABOVE = 100
+RUNNING_SPEC = {"name": "dash-running", "workload": "mlp-digits", "strategy": "random", "max_trials": SUMMARY_ABOVE,
                 "epochs": 200, "max_concurrent": 1, "seed": 1,
                 "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"],
                           "schedule": ["cosine", "onecycle"], "warmup_fraction": {"values": [0.0, 0.1]}}}
@@ -110,6 +112,11 @@ STEP_SPEC = {"name": "dash-steps", "workload": "mlp-digits", "strategy": "grid",
 PBT_SPEC = {"name": "dash-pbt", "workload": "mlp-digits", "strategy": "pbt", "epochs": 4, "max_concurrent": 2,
             "space": {"lr": {"low": 1e-3, "high": 0.5}, "optimizer": ["sgd"]},
             "options": {"population": 2, "interval": 2}}
+
+
+# More trials than the service draws one by one (SUMMARY_ABOVE): its page shows the server's summary.
+BIG_SPEC = {"name": "dash-big", "workload": "synthetic", "strategy": "random", "max_trials": 150, "epochs": 3,
+            "max_concurrent": 2, "seed": 2, "space": {"lr": {"low": 1e-4, "high": 3.0}, "optimizer": ["sgd", "adam"]}}
 
 
 # A user's workload whose loss raises (a label of the wrong dtype, as people write it): every trial fails.
@@ -149,7 +156,8 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     (tmp / "site" / "broken_plugin.py").write_text("")
     pythonpath = os.pathsep.join(p for p in (str(tmp / "site"), os.environ.get("PYTHONPATH")) if p)
     svc = ServiceProcess(f"sqlite:///{tmp / 'lrsearch.db'}", log_path=tmp / "serve.log",
-                         env={"LRSEARCH_POLL_INTERVAL": "0.2", "PYTHONPATH": pythonpath},
+                         env={"LRSEARCH_POLL_INTERVAL": "0.2", "PYTHONPATH": pythonpath,
+                              "LRSEARCH_DASHBOARD_SUMMARY_TRIALS": str(SUMMARY_ABOVE)},
                          extra_args=["--workload-path", str(tmp / "workloads")]).start()
     api = Api(svc.url)
     running = None
@@ -171,17 +179,19 @@ def service(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         stepped = api.submit(STEP_SPEC)
         pbt = api.submit(PBT_SPEC)
         failing = api.submit(FAILING_SPEC)
+        big = api.submit(BIG_SPEC)
         api.wait(finished["id"])
         api.wait(finder["id"])
         api.wait(stepped["id"])
         api.wait(pbt["id"])
         api.wait(failing["id"])
+        api.wait(big["id"])
         running = api.submit(RUNNING_SPEC)
         tiny = {"workload": "mlp-digits", "strategy": "random", "max_trials": 1, "epochs": 1,
                 "max_concurrent": 1, "space": {"lr": {"low": 0.01, "high": 0.1}}}
         hostile = [api.submit({**tiny, "name": SCRIPT_NAME}), api.submit({**tiny, "name": IMG_NAME})]
         yield {"url": svc.url, "api": api, "finished": api.job(finished["id"]), "finder": api.job(finder["id"]),
-               "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "failing": api.job(failing["id"]), "running": running,
+               "stepped": api.job(stepped["id"]), "pbt": api.job(pbt["id"]), "failing": api.job(failing["id"]), "big": api.job(big["id"]), "running": running,
                "hostile": hostile, "log": tmp / "serve.log"}
     finally:
         stop()

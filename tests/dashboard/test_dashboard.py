@@ -267,6 +267,38 @@ def test_running_job_updates_without_reload(page: Any, service: dict[str, Any]) 
     assert curves and all("trials=" in u for u in curves[1:]), curves
 
 
+def test_a_big_job_page_draws_the_servers_summary_and_pages_its_table(page: Any, service: dict[str, Any]) -> None:
+    job = service["big"]
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function(f"() => {json.dumps(PLOT_IDS)}.every((id) => document.getElementById(id).querySelector('.main-svg'))")
+    assert "150 trials" in page.locator("#summary-note").inner_text()
+    # The plots come from the summary: no per-trial curves, no list of every trial.
+    assert any("/summary" in u for u in requests)
+    assert not any("/curves" in u or "limit=10000" in u for u in requests), requests
+    assert points(page, "plot-lr-loss") == 150  # a job this size is not sampled
+    traces = page.evaluate("() => document.getElementById('plot-val').data.length")
+    assert traces <= 2 * 12 + 1  # a median line and a shaded band per lr band, and the colorbar
+    best = service["api"].http.get(f"/jobs/{job['id']}/best").json()
+    line = page.evaluate("() => document.getElementById('plot-best-so-far').data[1]")
+    assert line["y"][-1] == pytest.approx(best["objective"]["value"], rel=1e-4)
+    # The table shows one page of the server's, and pages and sorts there.
+    assert visible_rows(page) == [str(n) for n in range(50)]
+    assert page.locator("#trials-shown").inner_text() == "1\u201350 of 150 trials"
+    page.click("#page-next")
+    page.wait_for_function("() => document.querySelector('#trials tbody tr').dataset.trial === '50'")
+    assert visible_rows(page) == [str(n) for n in range(50, 100)]
+    page.click('#trials th[data-sort="val_loss"]')  # best first, from the first page
+    page.wait_for_function(f"() => document.querySelector('#trials tbody tr').dataset.trial === '{best['trial']}'")
+    assert page.locator("#trials-shown").inner_text() == "1\u201350 of 150 trials"
+    # The job is finished: once the page holds it all, it stops asking.
+    page.wait_for_timeout(2500)
+    before = len(requests)
+    page.wait_for_timeout(2000)
+    assert len(requests) == before
+
+
 def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, service: dict[str, Any]) -> None:
     api = service["api"]
     page.goto(service["url"] + "/")

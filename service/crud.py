@@ -176,8 +176,19 @@ def trials_page(session: Session, job: Job, limit: int, offset: int, status: str
     first = (column.desc() if descending else column.asc()).nulls_last()
     tie = () if key == "number" else (Trial.number,)  # ties broken by number: pages never overlap
     query = select(*TRIAL_COLUMNS).where(*where).order_by(first, *tie).limit(limit).offset(offset)
+    if key == "number" and status is None and offset and _numbers_dense(session, job, total):
+        # Numbers 0..total-1, each once: the offset is a number, found in the index (an OFFSET
+        # walks past every row before it: 110 ms for the last page of 100,000 on PostgreSQL).
+        start = Trial.number <= total - 1 - offset if descending else Trial.number >= offset
+        query = select(*TRIAL_COLUMNS).where(*where, start).order_by(first).limit(limit)
     # Plain rows straight to JSON: a page of 1,000 trials must not pay for 1,000 model objects.
     return [trial_json(row) for row in session.execute(query)], total
+
+
+def _numbers_dense(session: Session, job: Job, total: int) -> bool:
+    """Whether the job's trials are numbered 0..total-1 (as the runner numbers them)."""
+    last = session.scalar(select(Trial.number).where(Trial.job_id == job.id).order_by(Trial.number.desc()).limit(1))
+    return last is not None and last == total - 1
 
 
 def trials_page_response(items_json: list[str], total: int) -> Response:

@@ -118,3 +118,14 @@ def test_the_table_pages_on_the_server_in_the_order_asked(api_only: TestClient, 
     # The REST API lists in the same orders.
     rest = api_only.get(f"/api/v1/jobs/{job_id}/trials", params={"order": "rank", "limit": 500}).json()
     assert [t["number"] for t in rest["items"]] == [t["number"] for t in ranked]
+    # Pages by number (found in the index while the numbers are 0..n-1), either way round, and by
+    # position once a number is missing.
+    numbers = lambda **p: [t["number"] for t in api_only.get(f"/api/v1/jobs/{job_id}/trials", params=p).json()["items"]]  # noqa: E731
+    assert numbers(offset=TRIALS - 10, limit=20) == list(range(TRIALS - 10, TRIALS))
+    assert numbers(order="-number", offset=5, limit=3) == [TRIALS - 6, TRIALS - 7, TRIALS - 8]
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM trials WHERE job_id = {job_id} AND number = 7")
+    engine.dispose()
+    assert numbers(offset=10, limit=3) == [11, 12, 13]
+    assert numbers(order="-number", offset=TRIALS - 10, limit=3) == [9, 8, 6]

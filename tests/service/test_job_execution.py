@@ -190,7 +190,9 @@ def test_a_pbt_job_exploits_and_its_best_replays_as_a_piecewise_schedule(db_url:
         job = wait_until(client, job_id, lambda j: j["status"] in FINISHED, timeout=300)
         assert job["status"] == "completed", job
         listed = trials_of(client, job_id)
-        assert len(listed) == 16 and all(t["status"] == "completed" for t in listed), listed
+        # A member at a high rate may diverge: that is PBT's to answer (the next exploit replaces it).
+        assert len(listed) == 16 and all(t["status"] in ("completed", "diverged") for t in listed), [
+            (t["number"], t["status"], t["error"], t["epochs"]) for t in listed]
         assert {t["kind"] for t in listed} == {"segment"}
         population = client.get(f"/api/v1/jobs/{job_id}/population").json()
         assert population["exploits"], population  # the bottom quarter copied the top quarter
@@ -200,16 +202,19 @@ def test_a_pbt_job_exploits_and_its_best_replays_as_a_piecewise_schedule(db_url:
             assert event["lr_after"] != event["lr_before"]
             # The member's rows show the rate it trained at, the jump included.
             rows = client.get(f"/api/v1/jobs/{job_id}/trials/{event['trial']}/metrics").json()["items"]
-            assert [r["epoch"] for r in rows] == list(range(event["at"], event["at"] + 3))
+            epochs = [r["epoch"] for r in rows]  # all 3 of its segment, or up to where it diverged
+            assert epochs == list(range(event["at"], event["at"] + 3))[:3 if copied["status"] == "completed" else len(epochs)]
             assert all(r["lr"] == pytest.approx(event["lr_after"]) for r in rows)
         best = client.get(f"/api/v1/jobs/{job_id}/best").json()
         replay = best["config"]
         assert replay["schedule"] == "piecewise" and replay["lr_points"][0][0] == 0
         assert [p[1] for p in replay["lr_points"]] == sorted(
             {s["lr"] for s in best["trajectory"]}, key=[s["lr"] for s in best["trajectory"]].index)
-        # Trained from scratch with the same seed, the discovered schedule reaches the PBT best.
+        # Trained from scratch, the discovered schedule is followed epoch by epoch. (How close it
+        # comes to the PBT best is chance: the best also inherited its weights from other members.)
         again = submit(client, {"workload": "mlp-digits", "strategy": "manual", "epochs": 12, "seed": 3,
                                 "configs": [replay]})
         assert wait_until(client, again, lambda j: j["status"] in FINISHED, timeout=300)["status"] == "completed"
-        replayed = trials_of(client, again)[0]
-        assert replayed["val_loss"] <= 1.05 * best["val_loss"], (replayed, best)
+        rows = client.get(f"/api/v1/jobs/{again}/trials/0/metrics").json()["items"]
+        expected = [[lr for at, lr in replay["lr_points"] if at <= e][-1] for e in range(12)]
+        assert [r["lr"] for r in rows] == pytest.approx(expected)

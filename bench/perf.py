@@ -60,8 +60,7 @@ class Service:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(self.port), "--db", db,
              "--num-cpus", str(num_cpus), "--log-level", "warning"],
-            cwd=REPO, env={**os.environ, "LRSEARCH_DATA_DIR": data, "LRSEARCH_POLL_INTERVAL": "0.05",
-                           **(env or {})},
+            cwd=REPO, env={**os.environ, "LRSEARCH_DATA_DIR": data, **(env or {})},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         import httpx
 
@@ -96,17 +95,22 @@ class Service:
             pass
 
 
-def run_job(url: str, spec: dict[str, Any], poll: float = 0.02) -> tuple[float, dict[str, Any]]:
-    """Submit over REST and wait until the job ends; returns (seconds, job)."""
+def run_job(url: str, spec: dict[str, Any], poll: float = 0.2) -> tuple[float, dict[str, Any]]:
+    """Submit over REST and wait until the job ends; returns (seconds, job): from the POST to the
+    job's end as the service stamps it, after its last metric row is committed. The client polls
+    slowly: asking every 20 ms took some 150 ms of CPU from the trials of P1 on two cores."""
+    from datetime import datetime
+
     import httpx
 
     with httpx.Client(base_url=url, timeout=60) as c:
-        t0 = time.perf_counter()
+        c.get("/api/v1/healthz")  # connected before the clock starts
+        t0 = time.time()
         job = c.post("/api/v1/jobs", json=spec).json()
         while (job := c.get(f"/api/v1/jobs/{job['id']}").json())["status"] not in ("completed", "failed",
                                                                                     "cancelled"):
             time.sleep(poll)
-        return time.perf_counter() - t0, job
+        return datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp() - t0, job
 
 
 # -- P1 variants (each in its own process) --------------------------------------------------------
@@ -280,7 +284,8 @@ def _fill(url: str, trials: int = 1000, epochs: int = 30) -> int:
             trial_rows.append({"job_id": job_id, "number": n, "status": "completed", "epochs": epochs,
                                "config": {"lr": lr, "optimizer": "sgd", "schedule": "constant",
                                           "warmup_fraction": 0.0},
-                               "val_loss": 0.1 + (math.log10(lr) + 1.5) ** 2 / 10, "best_epoch": epochs - 1,
+                               "val_loss": (v := 0.1 + (math.log10(lr) + 1.5) ** 2 / 10), "objective": v,
+                               "best_epoch": epochs - 1,
                                "attempts": 1, "started_at": utcnow(), "finished_at": utcnow()})
         conn.execute(insert(Trial), trial_rows)
         ids = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM trials WHERE job_id = {job_id} ORDER BY number")]
@@ -443,6 +448,202 @@ def p4(trials: int, epochs: int = 5) -> dict[str, Any]:
             "overhead_ms_per_trial": (seconds * 2 / trials - bare) * 1000, "service_peak_rss_mb": rss}
 
 
+# -- P5 -------------------------------------------------------------------------------------------
+def p5(trials: int, only: set[str] | None = None) -> dict[str, Any]:
+    """A ``trials``-trial synthetic job (one epoch each) through a real ``lrsearch serve`` on each
+    backend: its time, the service's peak RSS, then the reads of the stored job."""
+    out: dict[str, Any] = {}
+    backends: list[tuple[str, str, str | None]] = [("sqlite", f"sqlite:///{Path(tempfile.mkdtemp()) / 'p5.db'}", None)]
+    pg = _pg_url() if only is None or "postgresql" in only else None
+    if pg is not None:
+        backends.append(("postgresql", pg[1], pg[0]))
+    for name, url, pg_name in backends:
+        if only is not None and name not in only:
+            continue
+        try:
+            service = Service(url)
+            try:
+                spec = {"workload": "synthetic", "strategy": "random", "max_trials": trials, "max_concurrent": 2,
+                        "epochs": 1, "seed": 0, "space": {"lr": {"low": 1e-4, "high": 0.3},
+                                                          "optimizer": ["sgd", "adam"]}}
+                seconds, job = run_job(service.url, spec, poll=2.0)
+                rss = service.peak_rss_mb()
+                finished = sum(job["trial_counts"][k] for k in ("completed", "pruned", "diverged", "failed",
+                                                                  "cancelled"))
+                last_page = f"/api/v1/jobs/{job['id']}/trials?limit=100&offset={max(0, trials - 100)}"
+                out[name] = {"trials": trials, "status": job["status"], "finished": finished, "seconds": seconds,
+                             "ms_per_trial_per_slot": seconds * 2 / trials * 1000, "service_peak_rss_mb": rss,
+                             "trials_last_page": _latencies(service.url, last_page),
+                             "best": _latencies(service.url, f"/api/v1/jobs/{job['id']}/best"),
+                             "job": _latencies(service.url, f"/api/v1/jobs/{job['id']}")}
+            finally:
+                service.stop()
+        finally:
+            if pg_name:
+                _drop_pg(pg_name)
+    return out
+
+
+# -- P6 -------------------------------------------------------------------------------------------
+def _fill_varied(url: str, trials: int, epochs: int) -> int:
+    """A finished job of ``trials`` x ``epochs`` whose curves depend on each trial's rate (and some
+    diverged), as a search leaves them, stored with bulk inserts."""
+    import math
+    import random
+
+    from sqlalchemy import insert
+
+    from lrsearch.service.db import make_engine, upgrade
+    from lrsearch.service.models import Job, Metric, Trial, utcnow
+
+    engine = make_engine(url)
+    upgrade(engine)
+    rng = random.Random(1)
+    with engine.begin() as conn:
+        job_id = conn.execute(insert(Job).values(
+            name="p6", status="completed", spec={"workload": "synthetic", "strategy": "random", "epochs": epochs,
+                                                 "max_trials": trials, "max_concurrent": 2},
+            strategy_state={}, total_trials=trials, created_at=utcnow(), started_at=utcnow(), finished_at=utcnow(),
+            cancel_requested=False)).inserted_primary_key[0]
+        rows, curves = [], []
+        for n in range(trials):
+            lr, opt = 10 ** rng.uniform(-4, 0), rng.choice(["sgd", "adam"])
+            floor = 0.05 + (math.log10(lr) + 1.8) ** 2 / 8 + rng.uniform(0, 0.02)
+            diverged = lr > 0.5 and rng.random() < 0.5
+            curve = [floor + (1.5 - floor) * math.exp(-e * 0.6) for e in range(epochs)]
+            if diverged:
+                curve = curve[:rng.randint(1, epochs)]
+            curves.append(curve)
+            rows.append({"job_id": job_id, "number": n, "status": "diverged" if diverged else "completed",
+                         "epochs": len(curve), "config": {"lr": lr, "optimizer": opt, "schedule": "cosine",
+                                                           "warmup_fraction": 0.0},
+                         "val_loss": min(curve), "objective": min(curve), "best_epoch": curve.index(min(curve)),
+                         "attempts": 1, "started_at": utcnow(), "finished_at": utcnow(), "kind": "training"})
+        conn.execute(insert(Trial), rows)
+        ids = [r[0] for r in conn.exec_driver_sql(f"SELECT id FROM trials WHERE job_id = {job_id} ORDER BY number")]
+        metric_rows = [{"trial_id": tid, "epoch": e, "train_loss": v * 0.9, "val_loss": v, "val_accuracy": None,
+                        "lr": rows[i]["config"]["lr"]} for i, (tid, curve) in enumerate(zip(ids, curves))
+                       for e, v in enumerate(curve)]
+        for i in range(0, len(metric_rows), 5000):
+            conn.execute(insert(Metric), metric_rows[i:i + 5000])
+    engine.dispose()
+    return int(job_id)
+
+
+_PLOTS_DRAWN = """() => ['plot-lr-loss', 'plot-val', 'plot-train', 'plot-lr-traj', 'plot-best-so-far', 'plot-parcoords']
+    .every((id) => document.getElementById(id).querySelector('.main-svg'))"""
+
+
+def p6(trials: int = 10_000, epochs: int = 10, watch_seconds: float = 20.0) -> dict[str, Any]:
+    """The job page of a ``trials``-trial job in headless Chromium: how long until its plots are
+    drawn (a finished job, stored), and what each poll transfers while such a job runs."""
+    from playwright.sync_api import sync_playwright
+
+    db = Path(tempfile.mkdtemp()) / "p6.db"
+    url = f"sqlite:///{db}"
+    stored = _fill_varied(url, trials, epochs)
+    service = Service(url)
+    out: dict[str, Any] = {"trials": trials, "epochs": epochs}
+    try:
+        import httpx
+
+        spec = {"workload": "synthetic", "strategy": "random", "max_trials": trials, "max_concurrent": 2, "epochs": 1,
+                "seed": 0, "space": {"lr": {"low": 1e-4, "high": 0.3}, "optimizer": ["sgd", "adam"]}}
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            try:
+                loads = []
+                for _ in range(3):
+                    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    t0 = time.perf_counter()
+                    page.goto(f"{service.url}/jobs/{stored}")
+                    page.wait_for_function(_PLOTS_DRAWN, timeout=60_000, polling=20)
+                    loads.append(time.perf_counter() - t0)
+                    page.close()
+                out["stored_page_plots_drawn_s"] = statistics.median(loads)
+                out["stored_page_loads_s"] = loads
+                # While the live job runs: the bytes of every answer, grouped by poll (a poll starts
+                # with its GET of the job).
+                live = httpx.post(f"{service.url}/api/v1/jobs", json=spec).json()["id"]
+                page = browser.new_page(viewport={"width": 1400, "height": 1000})
+                polls: list[int] = []
+                first_answers: list[str] = []
+
+                def on_response(response: Any) -> None:
+                    path = response.url.split(service.url, 1)[-1]
+                    if "/api/v1/" not in path and "/dashboard-api/" not in path:
+                        return
+                    size = len(response.body())
+                    if path.split("?")[0] == f"/api/v1/jobs/{live}":
+                        polls.append(0)
+                    if polls:
+                        polls[-1] += size
+                    else:
+                        first_answers.append(path)
+
+                page.on("response", on_response)
+                page.goto(f"{service.url}/jobs/{live}")
+                page.wait_for_function(_PLOTS_DRAWN, timeout=60_000, polling=50)
+                page.wait_for_timeout(watch_seconds * 1000)
+                job = httpx.get(f"{service.url}/api/v1/jobs/{live}").json()
+                out["live"] = {"polls": len(polls), "first_poll_bytes": polls[0] if polls else None,
+                               "later_polls_max_bytes": max(polls[1:], default=None),
+                               "later_polls_median_bytes": statistics.median(polls[1:]) if len(polls) > 1 else None,
+                               "trials_finished_meanwhile": sum(job["trial_counts"][k] for k in (
+                                   "completed", "pruned", "diverged", "failed", "cancelled")),
+                               "status": job["status"]}
+                page.close()
+                httpx.post(f"{service.url}/api/v1/jobs/{live}/cancel")
+            finally:
+                browser.close()
+    finally:
+        service.stop()
+    return out
+
+
+# -- P7 -------------------------------------------------------------------------------------------
+def p7(sizes: tuple[int, ...] = (100, 1000, 5000, 20_000), uncapped_up_to: int = 5000) -> dict[str, Any]:
+    """Milliseconds per suggestion of each strategy as its history grows: told ``n`` finished
+    trials (random configs, losses of a landscape in log lr, some diverged), the mean of the next
+    5 suggestions."""
+    import math
+    import random
+    from dataclasses import replace
+
+    from lrsearch.search import make_strategy
+    from lrsearch.search.decisions import trial_outcome
+    from lrsearch.search.space import parse_space
+    from lrsearch.search.strategies.base import StrategySpec
+
+    space = parse_space({"lr": {"low": 1e-4, "high": 1.0}, "optimizer": ["sgd", "adam"]})
+    variants = {"random": ("random", {}), "bayesian (TPE, default history cap)": ("bayesian", {}),
+                "bayesian (TPE, no cap)": ("bayesian", {"max_history": 1_000_000})}
+    out: dict[str, Any] = {}
+    for label, (name, options) in variants.items():
+        spec = StrategySpec(space=space, epochs=5, seed=0, max_trials=max(sizes) * 2, options=options)
+        strategy, draws = make_strategy(name, spec), make_strategy("random", replace(spec, options={}))
+        rng, done, row = random.Random(0), 0, {}
+        for n in sizes:
+            if "no cap" in label and n > uncapped_up_to:
+                break
+            while done < n:  # the history, told directly: what the suggestions cost is the question
+                config = draws.suggest()
+                assert config is not None
+                loss = 0.1 + (math.log10(config["lr"]) + 2) ** 2 / 10 + rng.uniform(0, 0.05)
+                status = "diverged" if config["lr"] > 0.5 and rng.random() < 0.5 else "completed"
+                strategy.observe(trial_outcome(done, config, status, [None] if status == "diverged" else [loss]))
+                done += 1
+            t0 = time.perf_counter()
+            for _ in range(5):
+                config = strategy.suggest()
+                assert config is not None
+                strategy.observe(trial_outcome(done, config, "completed", [0.5]))
+                done += 1
+            row[n] = (time.perf_counter() - t0) / 5 * 1000
+        out[label] = row
+    return out
+
+
 # -- report ---------------------------------------------------------------------------------------
 def table(results: dict[str, Any]) -> str:
     lines = []
@@ -475,14 +676,45 @@ def table(results: dict[str, Any]) -> str:
                   f"{r['status']}, {r['finished']} trials finished in {r['seconds']:.1f} s; per-trial overhead "
                   f"{r['overhead_ms_per_trial']:.1f} ms (a bare synthetic trial trains in "
                   f"{r['bare_trial_s'] * 1000:.1f} ms); service peak RSS {r['service_peak_rss_mb']:.0f} MB.", ""]
+    if "p5" in results:
+        lines += ["#### P5 a big job: synthetic, one epoch per trial, concurrency 2, through `lrsearch serve`", "",
+                  "| backend | trials | wall (s) | ms / trial / slot | service peak RSS (MB) | "
+                  "trials page at the end p50/p99 (ms) | best p50/p99 | job p50/p99 |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, r in results["p5"].items():
+            cells = [f"{r[k]['p50_ms']:.1f} / {r[k]['p99_ms']:.1f}" for k in ("trials_last_page", "best", "job")]
+            lines.append(f"| {name} | {r['finished']:,} of {r['trials']:,} ({r['status']}) | {r['seconds']:.0f} | "
+                         f"{r['ms_per_trial_per_slot']:.1f} | {r['service_peak_rss_mb']:.0f} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if "p6" in results:
+        r = results["p6"]
+        live = r.get("live", {})
+        lines += [f"#### P6 the job page of a {r['trials']:,}-trial job in headless Chromium", "",
+                  f"A finished job of {r['trials']:,} trials x {r['epochs']} epochs: plots drawn "
+                  f"{r['stored_page_plots_drawn_s']:.2f} s after navigation (median of 3). While a "
+                  f"{r['trials']:,}-trial job runs ({live.get('trials_finished_meanwhile')} trials finished by the "
+                  f"end): {live.get('polls')} polls, the first {(live.get('first_poll_bytes') or 0) / 1024:.1f} KB, "
+                  f"each later one at most {(live.get('later_polls_max_bytes') or 0) / 1024:.1f} KB (median "
+                  f"{(live.get('later_polls_median_bytes') or 0) / 1024:.1f} KB).", ""]
+    if "p7" in results:
+        sizes = sorted({int(n) for row in results["p7"].values() for n in row})
+        lines += ["#### P7 milliseconds per suggestion after n finished trials", "",
+                  "| strategy | " + " | ".join(f"n = {n:,}" for n in sizes) + " |",
+                  "| --- | " + " | ".join("---:" for _ in sizes) + " |"]
+        for label, row in results["p7"].items():
+            row = {int(k): v for k, v in row.items()}
+            lines.append(f"| {label} | " + " | ".join(f"{row[n]:.1f}" if n in row else "" for n in sizes) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", default="p1,p3,p4", help="which parts, comma-separated")
+    parser.add_argument("--only", default="p1,p3,p4,p5,p6,p7", help="which parts, comma-separated")
     parser.add_argument("--repeats", type=int, default=3, help="P1 runs per variant (medians reported)")
     parser.add_argument("--p4-trials", type=int, default=1000)
+    parser.add_argument("--p5-trials", type=int, default=100_000)
+    parser.add_argument("--p5-backends", default="sqlite,postgresql", help="P5's backends, comma-separated")
     parser.add_argument("--out", default=str(RESULTS / "perf.json"))
     parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -510,6 +742,12 @@ def main() -> None:
         results["p3"] = p3()
     if "p4" in parts:
         results["p4"] = p4(args.p4_trials)
+    if "p5" in parts:
+        results["p5"] = p5(args.p5_trials, set(args.p5_backends.split(",")))
+    if "p6" in parts:
+        results["p6"] = p6()
+    if "p7" in parts:
+        results["p7"] = p7()
     print(table(results))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))

@@ -21,7 +21,6 @@ import hashlib
 import html
 import importlib.util
 import json
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from lrsearch.service.api import API_PREFIX
 from lrsearch.service.api.trials import TrialStatus
 from lrsearch.service.crud import TrialOrder, job_objective, trials_page
 from lrsearch.service.ingest import stored_value
+from lrsearch.service.job_summary import plot_number, summary
 from lrsearch.service.models import Job, Metric, Trial
 
 router = APIRouter(include_in_schema=False)
@@ -240,12 +240,9 @@ def job_page(job_id: str, request: Request, session: SessionDep) -> HTMLResponse
 
 
 # -- the one dashboard JSON endpoint ---------------------------------------------------------
-def _num(x: Any) -> float | None:
-    """Finite floats at 7 significant digits (plenty for a plot, half the bytes); else None."""
-    if x is None:
-        return None
-    x = float(x)
-    return float(f"{x:.7g}") if math.isfinite(x) else None
+def _num7(x: Any) -> float | None:
+    """Curves' values at 7 significant digits: a trial's own curve is drawn as it is."""
+    return plot_number(x, 7)
 
 
 def _parse_trials(raw: str) -> dict[int, int]:
@@ -297,8 +294,6 @@ def job_summary(job_id: int, session: SessionDep,
                 ) -> JSONResponse:
     """What the plots of a big job need (service/job_summary.py); ``{"unchanged": true}`` when the
     page already holds this version (``since`` is its stamp)."""
-    from lrsearch.service.job_summary import summary
-
     answer = summary(session, _job_or_404(session, job_id))
     return JSONResponse({"stamp": answer["stamp"], "unchanged": True} if since == answer["stamp"] else answer)
 
@@ -330,6 +325,6 @@ def _job_or_404(session: Session, job_id: int) -> Job:
 def _columns(rows: list[Any], metric: str, more: bool) -> dict[str, Any]:
     """The rows as columns; ``objective`` is the job's objective metric at each evaluation."""
     return {"trial": [r[0] for r in rows], "epoch": [r[1] for r in rows], "step": [r[6] for r in rows],
-            "train_loss": [_num(r[2]) for r in rows], "val_loss": [_num(r[3]) for r in rows],
-            "val_accuracy": [_num(r[4]) for r in rows], "lr": [_num(r[5]) for r in rows],
-            "objective": [_num(stored_value(metric, r[3], r[4], r[7])) for r in rows], "more": more}
+            "train_loss": [_num7(r[2]) for r in rows], "val_loss": [_num7(r[3]) for r in rows],
+            "val_accuracy": [_num7(r[4]) for r in rows], "lr": [_num7(r[5]) for r in rows],
+            "objective": [_num7(stored_value(metric, r[3], r[4], r[7])) for r in rows], "more": more}

@@ -47,12 +47,12 @@ class _Entry:
 _cache: dict[tuple[str, int], _Entry] = {}
 
 
-def _num(x: Any) -> float | None:
-    """Finite floats at 5 significant digits (plenty for a plot); else None."""
+def plot_number(x: Any, digits: int = 5) -> float | None:
+    """A finite float at ``digits`` significant digits (plenty for a plot, fewer bytes); else None."""
     if x is None:
         return None
     x = float(x)
-    return float(f"{x:.5g}") if math.isfinite(x) else None
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else None
 
 
 def job_stamp(session: Session, job: Job) -> tuple[Any, ...]:
@@ -128,8 +128,8 @@ def _points(sample: list[dict[str, Any]]) -> dict[str, Any]:
     statuses, status = _codes([t["status"] for t in sample])
     optimizers, optimizer = _codes([t["config"].get("optimizer") for t in sample])
     schedules, schedule = _codes([t["config"].get("schedule") for t in sample])
-    return {"number": [t["number"] for t in sample], "lr": [_num(t["config"].get("lr")) for t in sample],
-            "objective": [_num(t["objective"]) for t in sample],
+    return {"number": [t["number"] for t in sample], "lr": [plot_number(t["config"].get("lr")) for t in sample],
+            "objective": [plot_number(t["objective"]) for t in sample],
             "statuses": statuses, "status": status, "optimizers": optimizers, "optimizer": optimizer,
             "schedules": schedules, "schedule": schedule}
 
@@ -144,8 +144,8 @@ def _parcoords(sample: list[dict[str, Any]]) -> dict[str, list[Any]]:
         rest = [i for i in usable if i not in chosen]
         step = len(rest) / (PARCOORDS_POINTS - len(best))
         usable = sorted(best + [rest[int(k * step)] for k in range(PARCOORDS_POINTS - len(best))])
-    return {"index": usable, "warmup": [_num(sample[i]["config"].get("warmup_fraction")) for i in usable],
-            "val_loss": [_num(sample[i]["val_loss"]) for i in usable]}
+    return {"index": usable, "warmup": [plot_number(sample[i]["config"].get("warmup_fraction")) for i in usable],
+            "val_loss": [plot_number(sample[i]["val_loss"]) for i in usable]}
 
 
 def _best_so_far(trials: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -157,10 +157,10 @@ def _best_so_far(trials: list[dict[str, Any]]) -> dict[str, list[Any]]:
         if t["score"] is not None and (best is None or t["score"] < best["score"]):
             best = t
             x.append(t["number"])
-            y.append(_num(t["objective"]))
+            y.append(plot_number(t["objective"]))
     if best is not None and trials and x[-1] != trials[-1]["number"]:
         x.append(trials[-1]["number"])
-        y.append(_num(best["objective"]))
+        y.append(plot_number(best["objective"]))
     return {"x": x, "y": y}
 
 
@@ -170,7 +170,7 @@ def _quantiles(values: list[float]) -> tuple[float | None, float | None, float |
         return None, None, None
     values.sort()
     last = len(values) - 1
-    return tuple(_num(values[round(q * last)]) for q in (0.1, 0.5, 0.9))  # type: ignore[return-value]
+    return tuple(plot_number(values[round(q * last)]) for q in (0.1, 0.5, 0.9))  # type: ignore[return-value]
 
 
 def _bands(session: Session, job: Job, trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -203,11 +203,11 @@ def _bands(session: Session, job: Job, trials: list[dict[str, Any]]) -> dict[str
     items = []
     for band in sorted(counts):
         epochs = sorted(e for b, e in series if b == band)
-        item: dict[str, Any] = {"band": band, "lo": _num(10 ** (lo + band * width)),
-                                "hi": _num(10 ** (lo + (band + 1) * width)), "trials": len(counts[band]),
+        item: dict[str, Any] = {"band": band, "lo": plot_number(10 ** (lo + band * width)),
+                                "hi": plot_number(10 ** (lo + (band + 1) * width)), "trials": len(counts[band]),
                                 "epoch": epochs}
         for name, index in (("val", 0), ("train", 1), ("lr", 2)):
             q = [_quantiles(series[(band, e)][index]) for e in epochs]
             item[name] = {"p10": [a for a, _, _ in q], "p50": [b for _, b, _ in q], "p90": [c for _, _, c in q]}
         items.append(item)
-    return {"lo": _num(10 ** lo), "hi": _num(10 ** hi), "items": items}
+    return {"lo": plot_number(10 ** lo), "hi": plot_number(10 ** hi), "items": items}

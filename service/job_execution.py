@@ -211,6 +211,7 @@ class JobExecution:
             self._next_number += 1
             # The trial row and the strategy's state are written together (a crash never leaves a
             # suggestion the store does not know about), queued: the trial starts training at once.
+            # Queued under the lock: the states reach the store in the order they were taken.
             ref = TrialRef()
             self.write(TrialInsert(ref, self.job_id, number, config, kind.value, self.strategy.state_dict(),
                                    utcnow()))

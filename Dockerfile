@@ -1,13 +1,18 @@
 # One image for the API and the Ray nodes: the workers need the same code and workloads.
-FROM python:3.11-slim
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 WORKDIR /app
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
-COPY pyproject.toml README.md ./
+# Dependencies first, in a layer of their own: a change to the code rebuilds in seconds.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
+        > /tmp/requirements.txt && pip install -r /tmp/requirements.txt "ray[default]" && rm /tmp/requirements.txt
 COPY service ./service
 COPY workers ./workers
 COPY search ./search
 COPY migrations ./migrations
 COPY lrsearch ./lrsearch
-RUN pip install -e . "ray[default]"
+COPY README.md ./
+RUN pip install --no-deps -e .
 EXPOSE 8000
 CMD ["lrsearch", "serve", "--host", "0.0.0.0", "--port", "8000"]

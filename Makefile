@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test lint typecheck bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
+.PHONY: install install-test run test test-compose lint typecheck bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -30,6 +30,13 @@ run: install
 
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# docker-compose.yml in real containers (podman and podman-compose; .ci/compose/setup installs them and
+# builds local stand-ins for the base images): a job on the worker containers, down and up again,
+# then everything removed. Needs root (apt, rootful podman); CI runs it after `make test`.
+test-compose: install-test
+	.ci/compose/setup $(VENV)
+	LRSEARCH_TEST_COMPOSE=1 $(PY) -m pytest -p no:cacheprovider -s -q tests/test_compose_stack.py
 
 lint: install-test
 	$(VENV)/bin/ruff check .
@@ -56,6 +63,12 @@ bench-gpt: install
 bench-dp: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.data_parallel $(BENCH_ARGS)
+
+# How the API reaches a cluster it does not run on: as a zero-CPU node or through Ray Client.
+.PHONY: bench-ray-join
+bench-ray-join: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench.ray_join $(BENCH_ARGS)
 
 bench-search: install
 	$(PIP) install --quiet -e '.[bench]'

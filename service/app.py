@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +23,9 @@ from lrsearch.service.db import make_engine, make_session_factory, upgrade
 from lrsearch.service.observability import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from lrsearch.service.observability import RequestLatency, ServiceMetrics
 from lrsearch.workers.executor import Executor
+
+if TYPE_CHECKING:
+    from lrsearch.workers.ray_executor import RayExecutor
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,9 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+_announced: set[str] = set()
+
+
 def workload_runtime_env(settings: Settings) -> dict[str, Any] | None:
     """What Ray's workers need to load the workload path's packages: the packages themselves and
     the names they define (None without a workload path)."""
@@ -113,10 +119,31 @@ def workload_runtime_env(settings: Settings) -> dict[str, Any] | None:
     from lrsearch.workers.registry import WORKLOAD_MODULES_ENV, use_workload_path
 
     packages = use_workload_path(settings.workload_path)
-    log.info("workload path %s: %s", settings.workload_path, os.environ[WORKLOAD_MODULES_ENV])
+    # `lrsearch serve` asks before it starts Ray, and the app again: say it once.
+    (log.debug if settings.workload_path in _announced else log.info)(
+        "workload path %s: %s", settings.workload_path, os.environ[WORKLOAD_MODULES_ENV])
+    _announced.add(settings.workload_path)
     if not packages:
         return None
     return {"py_modules": packages, "env_vars": {WORKLOAD_MODULES_ENV: os.environ[WORKLOAD_MODULES_ENV]}}
+
+
+def start_executor(settings: Settings, runtime_env: dict[str, Any] | None) -> RayExecutor:
+    """The service's own Ray executor, connected (a local Ray, or the cluster at ``ray_address``,
+    joined as a zero-CPU node where this machine is not one) and its first actors started. Raises
+    RayUnavailable naming the fix."""
+    from lrsearch.workers.ray_executor import RayExecutor
+
+    executor = RayExecutor(settings.ray_address, settings.num_cpus, settings.object_store_bytes,
+                           runtime_env=runtime_env, wait_seconds=settings.startup_wait_seconds)
+    executor.start()
+    try:
+        if settings.prewarm_actors:
+            executor.prewarm(settings.prewarm_actors)
+    except BaseException:
+        executor.shutdown()
+        raise
+    return executor
 
 
 def create_app(settings: Settings | None = None, executor: Executor | None = None) -> FastAPI:
@@ -143,13 +170,7 @@ def create_app(settings: Settings | None = None, executor: Executor | None = Non
                 from lrsearch.service.runner import JobRunner
 
                 if executor is None:
-                    from lrsearch.workers.ray_executor import RayExecutor
-
-                    owned_executor = RayExecutor(settings.ray_address, settings.num_cpus,
-                                                 settings.object_store_bytes, runtime_env=runtime_env)
-                    owned_executor.start()
-                    if settings.prewarm_actors:
-                        owned_executor.prewarm(settings.prewarm_actors)
+                    owned_executor = start_executor(settings, runtime_env)
                 runner = JobRunner(app.state.sessions, executor or owned_executor, settings,  # type: ignore[arg-type]  # one of them is set
                                    metrics=app.state.metrics)
                 runner.start()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -81,14 +84,51 @@ def serve(
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(EXIT_ERROR) from None
 
-    from lrsearch.service.app import create_app
+    from lrsearch.service.app import create_app, start_executor, workload_runtime_env
     from lrsearch.service.config import Settings
+    from lrsearch.service.db import DatabaseUnavailable, make_engine, wait_for_database
     from lrsearch.service.serving import serve as run_app
+    from lrsearch.workers.ray_cluster import RayUnavailable
 
     settings = Settings(**overrides)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plug-in, each start
-    run_app(create_app(settings), sock, log_level, access_log)
+    # The store and Ray before the app: what they lack is said in a line, not a start-up traceback,
+    # and a SIGTERM while waiting (a stack taken down) still stops what was started.
+    executor = None
+    with _sigterm_as_exit():
+        try:
+            engine = make_engine(settings.database_url)
+            try:
+                wait_for_database(engine, settings.startup_wait_seconds)
+            finally:
+                engine.dispose()
+            if settings.run_jobs:
+                executor = start_executor(settings, workload_runtime_env(settings))
+        except (DatabaseUnavailable, RayUnavailable) as exc:
+            sock.close()
+            err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+            raise typer.Exit(EXIT_UNREACHABLE) from None
+    try:
+        run_app(create_app(settings, executor), sock, log_level, access_log)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit here (its default ends the process at once, skipping clean-up)."""
+    import signal
+
+    def _exit(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @db_app.command("upgrade")

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     object_store_bytes: int = 128 * 1024**2
     host: str = "127.0.0.1"
     port: int = 8000
+    # How long `lrsearch serve` waits, at start, for the database and for a Ray cluster's head to
+    # answer (in a compose stack they start beside it) before it exits saying what to do.
+    startup_wait_seconds: float = 30.0
 
     # Caps: a spec beyond them is rejected with 422.
     max_trials: int = 100_000

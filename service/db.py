@@ -40,6 +40,39 @@ def make_engine(url: str) -> Engine:
                          connect_args=connect_args)
 
 
+# Errors after which the same transaction may simply be tried again: a dropped or restarted
+# connection (PostgreSQL), a busy database (SQLite). Integrity errors are not among them.
+_TRANSIENT = (OperationalError, InterfaceError)
+
+
+class DatabaseUnavailable(Exception):
+    """The store does not answer; the message says where it was looked for."""
+
+
+def wait_for_database(engine: Engine, wait_seconds: float, say_every: float = 5.0) -> None:
+    """Block until the store takes a connection (a database container may start after the service),
+    saying so every few seconds. Raises DatabaseUnavailable after ``wait_seconds``."""
+    if engine.url.get_backend_name() == "sqlite":
+        return  # a file: nothing to wait for (and none is created before Ray is known to answer)
+    where = engine.url.render_as_string()  # the password masked
+    start = time.monotonic()
+    say_at = start
+    while True:
+        try:
+            with engine.connect():
+                return
+        except _TRANSIENT as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        now = time.monotonic()
+        if now - start >= wait_seconds:
+            raise DatabaseUnavailable(f"the database at {where} does not answer ({reason}; waited "
+                                      f"{wait_seconds:g} s): start it, or point --db (LRSEARCH_DATABASE_URL) at one")
+        if now >= say_at:
+            log.info("waiting for the database at %s (%s)", where, reason)
+            say_at = now + say_every
+        time.sleep(0.5)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
@@ -70,11 +103,6 @@ def current_revision(engine: Engine) -> str | None:
 
 
 T = TypeVar("T")
-
-# Errors after which the same transaction may simply be tried again: a dropped or restarted
-# connection (PostgreSQL), a busy database (SQLite). Integrity errors are not among them.
-_TRANSIENT = (OperationalError, InterfaceError)
-
 
 def run_tx(sessions: sessionmaker[Session], fn: Callable[[Session], T], attempts: int = 8,
            first_delay: float = 0.05) -> T:

@@ -18,6 +18,7 @@ import ray
 from ray.exceptions import ActorDiedError, RayActorError, WorkerCrashedError
 
 from lrsearch.workers.executor import RangeTestRun, TrialResources, TrialRun, WorkerLost
+from lrsearch.workers.ray_cluster import JoinedNode, RayUnavailable, reach_cluster
 from lrsearch.workers.trial_worker import TrialWorker
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,15 @@ class RayExecutor:
     """Owns the connection to Ray and a pool of idle actors per resource shape."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None,
-                 object_store_bytes: int | None = None, runtime_env: dict[str, Any] | None = None) -> None:
+                 object_store_bytes: int | None = None, runtime_env: dict[str, Any] | None = None,
+                 wait_seconds: float = 30.0) -> None:
         self.address = address
+        self.wait_seconds = wait_seconds  # for a cluster's head to answer, and to join it
         self.runtime_env = runtime_env  # every worker's: e.g. workload packages shipped to the cluster
         self.num_cpus = num_cpus
         self.object_store_bytes = object_store_bytes
         self._owns_ray = False
+        self._joined: JoinedNode | None = None  # this machine's zero-CPU node, when it was not one
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)  # an actor became idle or was killed
         self._idle: dict[TrialResources, list[Any]] = {}
@@ -87,6 +91,7 @@ class RayExecutor:
         self._resources_at = -1e9
 
     def start(self) -> None:
+        """Connect to Ray (a cluster's, or a new local one). Raises RayUnavailable naming the fix."""
         if ray.is_initialized():
             return
         # ray.init replaces the SIGTERM handler with one that exits at once; the service's own
@@ -103,7 +108,15 @@ class RayExecutor:
         if self.address:
             if self.num_cpus is not None:
                 log.warning("--num-cpus is ignored when joining a Ray cluster at %s", self.address)
-            ray.init(address=self.address, log_to_driver=False, runtime_env=self.runtime_env)
+            self._joined = reach_cluster(self.address, self.wait_seconds)
+            try:
+                ray.init(address=self.address, log_to_driver=False, runtime_env=self.runtime_env)
+            except BaseException as exc:
+                self._stop_joined()
+                if not isinstance(exc, Exception):
+                    raise  # interrupted: nothing to explain
+                raise RayUnavailable(f"cannot connect to the Ray cluster at {self.address}: "
+                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
         else:
             # address="local": always a new Ray, never a `ray start` cluster that happens to run here.
             ray.init(address="local", num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
@@ -159,6 +172,12 @@ class RayExecutor:
         if self._owns_ray and ray.is_initialized():
             ray.shutdown()
             self._owns_ray = False
+        self._stop_joined()
+
+    def _stop_joined(self) -> None:
+        if self._joined is not None:
+            self._joined.stop()
+            self._joined = None
 
     def _new_actor(self, resources: TrialResources) -> Any:
         return TrialActor.options(num_cpus=resources.cpu, num_gpus=resources.gpu,

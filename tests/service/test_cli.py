@@ -262,3 +262,44 @@ def test_successful_reads_leave_no_access_log_lines(server: ServiceProcess) -> N
     assert '"GET /api/v1/jobs HTTP/1.1" 200' not in log
     assert "Running upgrade" in log and "setup plugin" not in log  # the start-up says what it did, no more
     assert f"dashboard at {server.url}/, API docs at {server.url}/docs" in log  # and where to go
+
+
+def _serve_fails(tmp_path: Path, *args: str, wait: float = 3.0) -> tuple[int, str, float]:
+    """Run `lrsearch serve` expected to give up; (exit status, what it said, seconds it took)."""
+    import os
+    import time
+
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "lrsearch.service.cli", "serve", "--port", str(free_port()), *args],
+                         cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "LRSEARCH_STARTUP_WAIT_SECONDS": str(wait),
+                              "RAY_TMPDIR": str(tmp_path / "ray")})
+    return out.returncode, " ".join((out.stdout + out.stderr).split()), time.monotonic() - started
+
+
+def test_serve_gives_up_on_a_ray_address_where_nothing_answers_and_names_the_fix(tmp_path: Path) -> None:
+    port = free_port()
+    status, said, took = _serve_fails(tmp_path, "--db", f"sqlite:///{tmp_path / 'lrsearch.db'}",
+                                      "--ray-address", f"127.0.0.1:{port}")
+    assert status == 3, said
+    assert f"waiting for the Ray cluster at 127.0.0.1:{port}" in said  # said while it waits
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in said and f"ray start --head --port={port}" in said
+    assert "Traceback" not in said and "\x1b[" not in said
+    assert took < 3 + 30  # the wait, then out (ray.init alone would have taken 60 s)
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "lrsearch.db").exists()  # nothing started
+
+
+def test_serve_refuses_a_ray_client_address_with_what_to_use_instead(tmp_path: Path) -> None:
+    status, said, took = _serve_fails(tmp_path, "--db", f"sqlite:///{tmp_path / 'lrsearch.db'}",
+                                      "--ray-address", "ray://head.example:10001")
+    assert status == 3 and "Ray Client cannot stream" in said and "--ray-address head.example:6379" in said, said
+    assert "Traceback" not in said and took < 30
+
+
+def test_serve_waits_for_its_database_then_says_where_it_looked(tmp_path: Path) -> None:
+    port = free_port()
+    status, said, _ = _serve_fails(tmp_path, "--db", f"postgresql+psycopg://lrsearch:secret@127.0.0.1:{port}/none")
+    assert status == 3, said
+    assert f"waiting for the database at postgresql+psycopg://lrsearch:***@127.0.0.1:{port}/none" in said
+    assert "does not answer" in said and "secret" not in said and "Traceback" not in said
+    assert not (tmp_path / "ray").exists()  # Ray is started only once the store answers

@@ -90,7 +90,8 @@ class Cluster:
         ray = str(Path(sys.executable).parent / "ray")
         self.proc = subprocess.Popen(
             [ray, "start", "--block", "--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}",
-             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1"],
+             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
+             f"--temp-dir={self.dir / 'ray'}"],
             env=self.env, stdout=open(self.dir / "head.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
             start_new_session=True)
         deadline = time.monotonic() + 90

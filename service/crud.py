@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from fastapi import Response
 from sqlalchemy import Text, cast, func, select, tuple_
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch.search.objective import Objective
 from lrsearch.search.strategies import RANGE_TEST_KEY, STRATEGIES, TrialKind, training_config
+from lrsearch.service.derived import derived
 from lrsearch.service.models import Job, Metric, RangeTestPoint, Trial
 from lrsearch.service.schemas import (
     Best,
@@ -30,8 +31,6 @@ from lrsearch.service.schemas import (
     TrialCounts,
     TrialPublic,
 )
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +124,22 @@ def strategy_views(name: str | None) -> tuple[str, ...]:
 
 
 def jobs_public(session: Session, jobs: Sequence[Job]) -> list[JobPublic]:
-    ids = [j.id for j in jobs]
-    counts = trial_counts(session, ids)
+    # A finished job's counts and best never change again: read once, then from the cache (counting
+    # 100,000 trials by status took 45 ms on PostgreSQL at every poll).
+    def read_once(job: Job) -> tuple[TrialCounts, Best | None]:
+        return derived(session, job, "counts_and_best", lambda _: _counts_and_bests(session, [job])[job.id])
+
+    done = {j.id: read_once(j) for j in jobs if j.finished_at is not None}
+    running = _counts_and_bests(session, [j for j in jobs if j.finished_at is None])
+    return [to_job_public(j, *(done.get(j.id) or running[j.id])) for j in jobs]
+
+
+def _counts_and_bests(session: Session, jobs: Sequence[Job]) -> dict[int, tuple[TrialCounts, Best | None]]:
+    if not jobs:
+        return {}
+    counts = trial_counts(session, [j.id for j in jobs])
     bests = best_trials(session, jobs)
-    return [to_job_public(j, counts[j.id], bests.get(j.id)) for j in jobs]
+    return {j.id: (counts[j.id], bests.get(j.id)) for j in jobs}
 
 
 def to_trial_public(t: Trial) -> TrialPublic:
@@ -169,7 +180,11 @@ def trials_page(session: Session, job: Job, limit: int, offset: int, status: str
     where = [Trial.job_id == job.id]
     if status is not None:
         where.append(Trial.status == status)
-    total = session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+    def count(_stamp: tuple[Any, ...]) -> int:
+        return session.scalar(select(func.count()).select_from(Trial).where(*where)) or 0
+
+    # A finished job's trials are counted once (20 ms at 100,000 on PostgreSQL).
+    total = derived(session, job, f"count:{status}", count) if job.finished_at is not None else count(())
     key = order.lstrip("-")
     descending = order.startswith("-") != (key == "rank" and job_objective(job).mode == "max")
     column = {"number": Trial.number, "rank": Trial.objective, "epochs": Trial.epochs, "status": Trial.status}[key]
@@ -199,35 +214,14 @@ def json_response(body: Any) -> Response:
     return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
-# Derived answers per (database, job, what), kept until the job's stamp -- a cheap query over its
-# trials -- changes: one entry per job and answer, so a job's old answers never pile up.
-_derived_cache: dict[tuple[str, int, str], tuple[tuple[Any, ...], Any]] = {}
-
-
-def _cached(session: Session, job_id: int, what: str, stamp: tuple[Any, ...], compute: Callable[[], T]) -> T:
-    key = (str(session.get_bind().engine.url), job_id, what)
-    hit = _derived_cache.get(key)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    value = compute()
-    if len(_derived_cache) > 512:
-        _derived_cache.clear()
-    _derived_cache[key] = (stamp, value)
-    return value
-
-
 def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
     """The best with its lr_interval and the best per optimizer, cached until the job's trials change.
     Both are read on the objective as a score (lower is better), so they hold for either direction."""
     from lrsearch.search.analysis import lr_interval, per_optimizer_best
 
     objective = job_objective(job)
-    # A finished job's trials no longer change: its end stamps them (no scan of 100,000 trials).
-    stamp: tuple[Any, ...] = (job.status, job.finished_at) if job.finished_at is not None else tuple(session.execute(
-        select(func.count(Trial.objective), func.sum(Trial.epochs), func.max(Trial.finished_at))
-        .where(Trial.job_id == job.id)).one())
 
-    def compute() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    def compute(_stamp: tuple[Any, ...]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         # Streamed, keeping each optimizer's best row and the (lr, score) of the best's optimizer:
         # a 100,000-trial job's rows are never all in memory at once.
         same: list[tuple[float, float]] = []
@@ -254,8 +248,8 @@ def best_detail(session: Session, job: Job, best: Best) -> BestDetail:
         assert best_score is not None
         return lr_interval(same, best.lr, best_score), per_opt
 
-    # The best trial is part of the stamp: the interval is built around it.
-    interval, per_opt = _cached(session, job.id, "best", (*stamp, best.trial), compute)
+    # Built around the best trial: a new best builds it again at once.
+    interval, per_opt = derived(session, job, "best", compute, around=best.trial)
     tolerance = interval["tolerance"]
     return BestDetail(**best.model_dump(), lr_interval=LrInterval(
                           low=interval["low"], high=interval["high"], method=interval["method"],
@@ -280,7 +274,7 @@ def range_tests(session: Session, job: Job) -> list[RangeTestOptimizer]:
     # A finished test's curve never changes again, so the tests' statuses stamp the answer (the
     # finish times too: a database made again under the same URL reuses the ids).
     stamp = tuple((tid, st, fin) for tid, _, _, st, fin in rows)
-    return list(_cached(session, job.id, "range_tests", stamp, lambda: _range_tests(session, tests)))
+    return list(derived(session, job, "range_tests", lambda _: _range_tests(session, tests), stamp=lambda: stamp))
 
 
 def _range_tests(session: Session, tests: list[tuple[int, int, dict[str, Any], str]]) -> list[RangeTestOptimizer]:

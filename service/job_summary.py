@@ -3,9 +3,8 @@ best ones, the diverged ones and an even spread of the rest), the best-so-far li
 per-epoch curves aggregated over bands of the learning rate. A page with 10,000 trials loads and
 polls this, not every trial and metric row.
 
-The answer is cached per job until the job's trials change; while a job runs, a summary that was
-costly to build is reused for a while (ten times what it cost, at least 3 s), so a page on a
-big running job never holds a core of the service.
+The answer is cached per job until the job's trials change (service/derived.py: while a job runs,
+a summary that was costly to build is reused for a while).
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from lrsearch.search import TrialKind
 from lrsearch.service.crud import job_objective
+from lrsearch.service.derived import derived
 from lrsearch.service.ingest import stored_value
 from lrsearch.service.models import Job, Metric, Trial
 
@@ -31,22 +29,6 @@ BEST_POINTS = 200
 DIVERGED_POINTS = 80
 PARCOORDS_POINTS = 250
 LR_BANDS = 12
-# A running job's summary is rebuilt at most once per REUSE_FACTOR times what the last one cost.
-REUSE_FACTOR = 10.0
-MIN_REUSE_SECONDS = 3.0
-
-
-@dataclass
-class _Entry:
-    stamp: tuple[Any, ...]
-    answer: dict[str, Any]
-    built_at: float
-    cost: float
-
-
-_cache: dict[tuple[str, int], _Entry] = {}
-
-
 def plot_number(x: Any, digits: int = 5) -> float | None:
     """A finite float at ``digits`` significant digits (plenty for a plot, fewer bytes); else None."""
     if x is None:
@@ -55,30 +37,13 @@ def plot_number(x: Any, digits: int = 5) -> float | None:
     return float(f"{x:.{digits}g}") if math.isfinite(x) else None
 
 
-def job_stamp(session: Session, job: Job) -> tuple[Any, ...]:
-    """Changes whenever something the summary shows changes; a finished job's end stamps it."""
-    if job.finished_at is not None:
-        return (job.status, job.finished_at.isoformat())
-    count, epochs, finished = session.execute(
-        select(func.count(), func.sum(Trial.epochs), func.max(Trial.finished_at)).where(Trial.job_id == job.id)).one()
-    return (job.status, count, epochs, finished.isoformat() if finished is not None else None)
-
-
 def summary(session: Session, job: Job) -> dict[str, Any]:
     """The job's summary, with ``stamp`` (its version: a poll that names it gets ``unchanged``)."""
-    key = (str(session.get_bind().engine.url), job.id)
-    stamp = job_stamp(session, job)
-    hit = _cache.get(key)
-    now = time.monotonic()
-    if hit is not None and (hit.stamp == stamp or (
-            job.finished_at is None and now - hit.built_at < max(MIN_REUSE_SECONDS, REUSE_FACTOR * hit.cost))):
-        return hit.answer
-    answer = _build(session, job)
-    answer["stamp"] = hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]
-    if len(_cache) > 64:
-        _cache.clear()
-    _cache[key] = _Entry(stamp, answer, now, time.monotonic() - now)
-    return answer
+
+    def build(stamp: tuple[Any, ...]) -> dict[str, Any]:
+        return {**_build(session, job), "stamp": hashlib.sha256(repr(stamp).encode()).hexdigest()[:16]}
+
+    return derived(session, job, "summary", build)
 
 
 def _build(session: Session, job: Job) -> dict[str, Any]:

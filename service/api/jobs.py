@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import WrapValidator
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from lrsearch.search import SpecError
 from lrsearch.service.api import API_PREFIX
@@ -24,6 +25,7 @@ from lrsearch.service.crud import (
     with_replay,
     with_suggestions,
 )
+from lrsearch.service.derived import derived
 from lrsearch.service.export import to_csv, trial_rows
 from lrsearch.service.models import Job, Trial, utcnow
 from lrsearch.service.runner import trial_resources
@@ -114,19 +116,9 @@ def read_best(job_id: JobId, session: SessionDep,
               batch_size: Annotated[int | None, Query(ge=1, le=1_000_000, description=(
                   "scale the learning rate from the job's batch size to this one"))] = None) -> BestDetail:
     job = get_job_or_404(session, job_id)
-    finder = range_tests(session, job)
-    found = best_of(session, job)
-    if found is not None:
-        best = best_detail(session, job, found)
-    else:
-        suggested = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
-        if suggested is None:
-            raise HTTPException(404, f"job {job_id} has no trial with a value of its objective "
-                                     f"({job_objective(job).metric}) yet")
-        best = suggested
-    if finder:
-        best = with_suggestions(best, finder)
-    best = with_replay(session, job, best)
+    # A finished job's best never changes again: built once, then one query a call (the job's row).
+    best = (derived(session, job, "best_answer", lambda _: _best_answer(session, job)) if job.finished_at is not None
+            else _best_answer(session, job))
     if batch_size is not None:
         from lrsearch.search.analysis import transfer_lr
         from lrsearch.workers.registry import workload_batch_size
@@ -143,6 +135,24 @@ def read_best(job_id: JobId, session: SessionDep,
             rule=moved["rule"], from_lr=best.lr, from_batch_size=moved["from_batch_size"],
             to_batch_size=moved["to_batch_size"])})
     return best
+
+
+def _best_answer(session: Session, job: Job) -> BestDetail:
+    """The best trained trial (with its lr interval and the best per optimizer), else what the
+    job's range tests suggest; raises a 404 while there is neither."""
+    finder = range_tests(session, job)
+    found = best_of(session, job)
+    if found is not None:
+        best = best_detail(session, job, found)
+    else:
+        suggested = suggestion_best(session, job, finder)  # a range test's suggestion, nothing trained yet
+        if suggested is None:
+            raise HTTPException(404, f"job {job.id} has no trial with a value of its objective "
+                                     f"({job_objective(job).metric}) yet")
+        best = suggested
+    if finder:
+        best = with_suggestions(best, finder)
+    return with_replay(session, job, best)
 
 
 @router.get("/{job_id}/range_test", response_model=Items[RangeTestOptimizer])

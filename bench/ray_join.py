@@ -23,11 +23,11 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from bench.perf import REPO, Service, _in_process, free_port, run_job
+from lrsearch.workers.ray_cluster import RayStartProcess
 
 RESULTS = REPO / "bench" / "results" / "ray_join.json"
 ROUNDS = 5  # results per trial (epochs)
@@ -87,29 +87,15 @@ class Cluster:
         token.write_text(secrets.token_hex(32))
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
         self.port, self.client_port = free_port(), free_port()
-        ray = str(Path(sys.executable).parent / "ray")
-        self.proc = subprocess.Popen(
-            [ray, "start", "--block", "--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}",
-             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", "--node-ip-address=127.0.0.1",
-             f"--temp-dir={self.dir / 'ray'}"],
-            env=self.env, stdout=open(self.dir / "head.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
-            start_new_session=True)
-        deadline = time.monotonic() + 90
-        while "Ray runtime started" not in (self.dir / "head.log").read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"ray start failed: {(self.dir / 'head.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+        self.head = RayStartProcess(
+            ["--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}", "--num-cpus=2",
+             "--include-dashboard=false", "--node-ip-address=127.0.0.1", f"--temp-dir={self.dir / 'ray'}"],
+            self.dir / "head.log", self.env)
+        if not self.head.wait_started(90):
+            raise RuntimeError(f"ray start failed: {self.head.last_words()}")
 
     def stop(self) -> None:
-        import signal
-
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            time.sleep(3)
-        self.proc.wait(30)
+        self.head.stop()
 
 
 def probe(cluster: Cluster, address: str, calls: int) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from lrsearch.workers.ray_cluster import RayStartProcess
+
 PG_HOST = os.environ.get("LRSEARCH_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("LRSEARCH_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("LRSEARCH_TEST_PG_USER", "postgres")
@@ -278,23 +280,14 @@ class ServiceProcess:
                 pass
 
 
-class RayNode:
+class RayNode(RayStartProcess):
     """`ray start --block` in its own process group: stopping it stops that node's processes only."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--block",
-                                      "--disable-usage-stats", *args], env=env,
-                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(args, log, env)
 
-    def stop(self) -> None:
-        import signal
-
-        # The node's processes (raylet, gcs, workers) are in this process group; nothing to save.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait(30)
+    def stop(self, grace: float = 0.0) -> None:
+        super().stop(grace)  # a test's node: nothing to save
 
 
 def wait_for_nodes(address: str, env: dict[str, str], count: int, timeout: float = 90.0) -> None:

@@ -102,18 +102,17 @@ def _addresses_of(host: str) -> set[str]:
         return {host}
 
 
-def _this_machine(addresses: set[str]) -> bool:
+def _own_addresses() -> set[str]:
+    return {a.address.split("%")[0] for nic in _psutil().net_if_addrs().values() for a in nic}
+
+
+def _is_local(address: str, own: set[str]) -> bool:
     import ipaddress
 
-    psutil = _psutil()
-    own = {a.address.split("%")[0] for nic in psutil.net_if_addrs().values() for a in nic}
-    for address in addresses:
-        try:
-            if ipaddress.ip_address(address.split("%")[0]).is_loopback:
-                return True
-        except ValueError:
-            continue
-    return bool(addresses & own)
+    try:
+        return ipaddress.ip_address(address.split("%")[0]).is_loopback or address in own
+    except ValueError:
+        return False
 
 
 def local_node_of(head: HeadAddress) -> bool:
@@ -121,8 +120,8 @@ def local_node_of(head: HeadAddress) -> bool:
     A raylet names its GCS by the head's routable address: a head given as localhost or by one of
     this machine's addresses is matched by port alone."""
     psutil = _psutil()
-    wanted = _addresses_of(head.host)
-    local_head = _this_machine(wanted)
+    wanted, own = _addresses_of(head.host), _own_addresses()
+    local_head = any(_is_local(a, own) for a in wanted)
     for proc in psutil.process_iter(["name", "cmdline"]):
         try:
             if "raylet" not in (proc.info["name"] or ""):
@@ -131,69 +130,60 @@ def local_node_of(head: HeadAddress) -> bool:
                 if not arg.startswith("--gcs-address="):
                     continue
                 host, _, port = arg.removeprefix("--gcs-address=").rpartition(":")
-                if port == str(head.port) and (host in wanted or (local_head and _this_machine({host}))):
+                if port == str(head.port) and (host in wanted or (local_head and _is_local(host, own))):
                     return True
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return False
 
 
-class JoinedNode:
-    """`ray start --block --num-cpus=0 --num-gpus=0` joined to the cluster, in its own process group:
-    stopping it stops this node's processes only (the cluster goes on)."""
+class RayStartProcess:
+    """`ray start --block ARGS` in its own process group, its output in ``log``: stopping it stops
+    that node's processes only, the cluster goes on."""
 
-    def __init__(self, head: HeadAddress, wait_seconds: float) -> None:
-        self.head = head
-        self._log = tempfile.NamedTemporaryFile(prefix="lrsearch-ray-node-", suffix=".log", delete=False)  # noqa: SIM115 - kept open for the node's life
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
         ray_cli = Path(sys.executable).parent / "ray"
         command = [str(ray_cli) if ray_cli.exists() else (shutil.which("ray") or "ray"), "start", "--block",
-                   f"--address={head}", "--num-cpus=0", "--num-gpus=0", "--disable-usage-stats",
-                   f"--object-store-memory={JOINED_OBJECT_STORE_BYTES}"]
-        log.info("this machine is not a node of the Ray cluster at %s: joining it as one with no CPUs "
-                 "(no trial runs here)", head)
-        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            self._wait_up(wait_seconds)
-        except BaseException:
-            self.stop()
-            raise
+                   "--disable-usage-stats", *args]
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         env=env, start_new_session=True)
 
-    def _wait_up(self, wait_seconds: float) -> None:
-        deadline = time.monotonic() + wait_seconds
-        while not self._started():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RayUnavailable(
-                    f"could not join the Ray cluster at {self.head} as a node of this machine "
-                    f"({self._tail() or 'no output'}). This machine and the cluster's nodes must reach each "
-                    "other on Ray's ports (docs/scaling.md); or run lrsearch serve on a node of the cluster.")
-            time.sleep(0.2)
-
-    def _started(self) -> bool:
+    def started(self) -> bool:
         """Whether `ray start` says the node is up (it prints this once the node has registered)."""
-        return "Ray runtime started" in Path(self._log.name).read_text(errors="replace")
+        return "Ray runtime started" in self.log.read_text(errors="replace")
 
-    def _tail(self) -> str:
-        lines = [line.strip() for line in Path(self._log.name).read_text(errors="replace").splitlines()
-                 if line.strip()]
+    def wait_started(self, seconds: float) -> bool:
+        """Block until the node is up; False when `ray start` ended or ``seconds`` passed first."""
+        deadline = time.monotonic() + seconds
+        while not self.started():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
+
+    def last_words(self) -> str:
+        """Its last error line (else its last line): why it did not start."""
+        lines = [line.strip() for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower()]
         return (errors or lines or [""])[-1][:300]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
         """SIGTERM to the node's process group (Ray's own graceful stop), then SIGKILL to what is
-        left of it after a while."""
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        left of it after ``grace`` s (a raylet still starting ignores SIGTERM); 0: SIGKILL at once."""
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            if wait <= 0:
+                continue
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:
                 break
-            deadline = time.monotonic() + 5.0  # a raylet still starting ignores SIGTERM
+            deadline = time.monotonic() + wait
             while time.monotonic() < deadline and _group_alive(self.proc.pid):
                 self.proc.poll()  # reaps the leader, so the group can be seen to end
                 time.sleep(0.1)
         self.proc.wait(10.0)
-        self._log.close()
-        Path(self._log.name).unlink(missing_ok=True)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -204,14 +194,48 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
+class JoinedNode:
+    """This machine joined to the cluster at ``head`` as a node with no CPUs and no GPUs."""
+
+    def __init__(self, head: HeadAddress, wait_seconds: float) -> None:
+        self.head = head
+        with tempfile.NamedTemporaryFile(prefix="lrsearch-ray-node-", suffix=".log", delete=False) as output:
+            pass
+        log.info("this machine is not a node of the Ray cluster at %s: joining it as one with no CPUs "
+                 "(no trial runs here)", head)
+        self.node = RayStartProcess([f"--address={head}", "--num-cpus=0", "--num-gpus=0",
+                                     f"--object-store-memory={JOINED_OBJECT_STORE_BYTES}"], Path(output.name))
+        try:
+            up = self.node.wait_started(wait_seconds)
+        except BaseException:  # interrupted (a SIGTERM while starting): nothing left behind
+            self.stop()
+            raise
+        if not up:
+            why = self.node.last_words() or "no output"
+            self.stop()
+            raise RayUnavailable(
+                f"could not join the Ray cluster at {head} as a node of this machine ({why}). This machine "
+                "and the cluster's nodes must reach each other on Ray's ports (docs/scaling.md); or run "
+                "lrsearch serve on a node of the cluster.")
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        return self.node.proc
+
+    def stop(self) -> None:
+        self.node.stop()
+        self.node.log.unlink(missing_ok=True)
+
+
 def reach_cluster(address: str, wait_seconds: float) -> JoinedNode | None:
     """Make ``ray.init(address=address)`` work from this machine: wait for the head, and join as a
-    zero-CPU node when this machine is not already one. The joined node (to stop when done), or None.
-    Raises RayUnavailable naming the fix."""
+    zero-CPU node when this machine is not already one, all within ``wait_seconds``. The joined
+    node (to stop when done), or None. Raises RayUnavailable naming the fix."""
     head = parse_address(address)
     if head is None:
         return None
+    deadline = time.monotonic() + wait_seconds
     wait_for_head(head, wait_seconds)
     if local_node_of(head):
         return None
-    return JoinedNode(head, wait_seconds)
+    return JoinedNode(head, max(5.0, deadline - time.monotonic()))

@@ -127,7 +127,8 @@ class RayExecutor:
         if not ray.is_initialized():
             return "not connected"
         cpus = ray.cluster_resources().get("CPU", 0)
-        return f"connected ({len(ray.nodes())} node(s), {cpus:g} CPU)"
+        alive = sum(1 for node in ray.nodes() if node.get("Alive"))  # Ray keeps the dead ones listed
+        return f"connected ({alive} node(s), {cpus:g} CPU)"
 
     def unplaceable(self, resources: TrialResources, workers: int = 1) -> tuple[str, str] | None:
         """("cpu" | "gpu" | "workers", why) when the cluster, as it is now, could never hold one

@@ -990,6 +990,9 @@
   const kick = LR.poll(tick, (done) => (done ? null : 1000));
   // Plotly loads after this script (the first data arrives meanwhile) and before the document is
   // loaded: draw then what has arrived.
-  document.addEventListener("DOMContentLoaded", () => { if (state.job) { state.plotsDirty = true; renderPlots(true); } });
+  // Plotly is parsed after this script: draw what has arrived meanwhile (a big job's plots need its
+  // summary, which may still be on its way while the job itself has come).
+  const plottable = () => state.job && (!state.big || state.summary);
+  document.addEventListener("DOMContentLoaded", () => { if (plottable()) { state.plotsDirty = true; renderPlots(true); } });
   window.lrsearchJob = state; // for debugging in the browser console (and the tests)
 })();

@@ -299,6 +299,24 @@ def test_a_big_job_page_draws_the_servers_summary_and_pages_its_table(page: Any,
     assert len(requests) == before
 
 
+def test_a_big_job_page_waits_for_its_summary_when_plotly_is_ready_first(page: Any, service: dict[str, Any]) -> None:
+    """Plotly is parsed after the page's script; when it is ready before the summary has come (a slow
+    server), the page must not draw a big job's plots from nothing (it threw, reading the sample)."""
+    import time
+
+    job = service["big"]
+
+    def slow_summary(route: Any) -> None:
+        time.sleep(2.0)  # the real answer, late: Plotly is ready by then
+        route.continue_()
+
+    page.route("**/dashboard-api/jobs/*/summary*", slow_summary)
+    page.goto(f"{service['url']}/jobs/{job['id']}")
+    page.wait_for_function(f"() => {json.dumps(PLOT_IDS)}.every((id) => document.getElementById(id).querySelector('.main-svg'))")
+    assert points(page, "plot-lr-loss") == 150
+    # The page's uncaught errors are checked when the test ends (tests/dashboard/conftest.py).
+
+
 def test_submit_form_creates_a_job_and_shows_422_next_to_the_field(page: Any, service: dict[str, Any]) -> None:
     api = service["api"]
     page.goto(service["url"] + "/")

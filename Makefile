@@ -74,6 +74,14 @@ bench-search: install
 	$(PIP) install --quiet -e '.[bench]'
 	$(PY) -m bench.search_efficiency
 
+# Search across workloads: every strategy, plain Optuna and Ray Tune replayed on each workload's dense-grid
+# landscape (trained once, kept in bench/results/landscapes/), anytime curves drawn in docs/search-workloads/.
+# BENCH_ARGS passes flags, e.g. BENCH_ARGS="--seeds 40 --workloads mlp-digits,cnn-digits".
+.PHONY: bench-workloads
+bench-workloads: install
+	$(PIP) install --quiet -e '.[bench]'
+	$(PY) -m bench.search_workloads $(BENCH_ARGS)
+
 # Population-based training: lrsearch's pbt against Ray Tune's PopulationBasedTraining, and auto at the
 # same epochs. BENCH_ARGS passes flags, e.g. BENCH_ARGS=--quick or BENCH_ARGS="--seeds 3 --populations 4".
 .PHONY: bench-pbt

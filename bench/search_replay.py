@@ -74,7 +74,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench.search_efficiency import (
     ASHA,
@@ -115,6 +115,16 @@ Curve = tuple[list[float | None], bool]
 Points = list[tuple[float, float]]
 
 
+class CurveSource(Protocol):
+    """Where a replay's trainings come from: trained and cached (CurveCache), or a workload's
+    dense-grid landscape (bench/search_workloads.py)."""
+
+    def get(self, config: dict[str, Any], seed: int, epochs: int) -> Curve: ...
+    def range_test(self, config: dict[str, Any], seed: int) -> Points: ...
+    def untrained_val_loss(self, seed: int) -> float: ...
+    def range_test_step(self) -> float: ...
+
+
 class CurveCache:
     """Full training curves by (config, seed, epochs), pickled between runs."""
 
@@ -146,6 +156,14 @@ class CurveCache:
                 self.save()
         return self.curves[key]
 
+    def untrained_val_loss(self, seed: int) -> float:
+        """The val_loss every trial of a job with this seed starts from."""
+        return untrained_val_loss(seed)
+
+    def range_test_step(self) -> float:
+        """What one range-test step costs, in the rounds (epochs) the replay counts."""
+        return batch_epochs()
+
     def save(self) -> None:
         tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         with tmp.open("wb") as f:
@@ -153,10 +171,11 @@ class CurveCache:
         os.replace(tmp, self.path)
 
 
-def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
+def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveSource,
            target: float | None = None, concurrency: int = CONCURRENCY,
            search_seed: int | None = None, ties: str = "number",
-           asha: dict[str, Any] | None = None) -> dict[str, Any]:
+           asha: dict[str, Any] | None = None, *, how: dict[str, Any] | None = None,
+           space: dict[str, Any] | None = None, eval_every: int | None = None) -> dict[str, Any]:
     """One job of ``variant`` as the service would run it; epochs counted as they are trained.
 
     ``seed`` is the job's seed. In the service it seeds both the training (data split, model
@@ -174,23 +193,32 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     told to the strategy when it ends, as the runner tells it, and never to the early stopping.
 
     ``asha`` (an ``early_stopping`` spec) replaces the variant's ASHA; a variant without early
-    stopping stays without."""
+    stopping stays without.
+
+    ``how`` (a JobSpec's strategy, options and early stopping, as ``VARIANTS`` holds them) and
+    ``space`` replace the variant's and the standard space; ``cache`` is any ``CurveSource`` (a
+    workload's landscape, bench/search_workloads.py). With ``eval_every``, ``epochs`` counts a step
+    job's evaluations (rounds), each ``eval_every`` steps. The run's ``trace`` holds (rounds
+    trained, best so far) each time the best so far fell: its anytime curve."""
     from lrsearch.search.early_stopping import parse_early_stopping
     from lrsearch.search.space import parse_space
     from lrsearch.search.strategies import STRATEGIES, StrategySpec, TrialOutcome, is_range_test
 
-    how = VARIANTS[variant]
+    how = VARIANTS[variant] if how is None else how
     assert how is not None
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
     search_seed = seed if search_seed is None else search_seed
     order = random.Random(search_seed)
-    spec = StrategySpec(space=parse_space(standard_space()), epochs=epochs, seed=search_seed, max_trials=budget,
-                        options=how.get("options") or {})
+    # A step job's schedule counts steps: the strategy completes configs in them (as the service does).
+    spec = StrategySpec(space=parse_space(space or standard_space()), seed=search_seed, max_trials=budget,
+                        epochs=epochs * (eval_every or 1), options=how.get("options") or {}, eval_every=eval_every)
     strategy = STRATEGIES[how["strategy"]](spec)
-    stopper = parse_early_stopping(rule_of(variant, asha), epochs)
+    rule = how["early_stopping"] if asha is None or how["early_stopping"] is None else asha
+    stopper = parse_early_stopping(rule, epochs, eval_every)
     # With early stopping the service's trials also stop after an epoch that learned nothing.
-    untrained = untrained_val_loss(seed) if stopper is not None and epochs > 1 else None
+    untrained = cache.untrained_val_loss(seed) if stopper is not None and epochs > 1 else None
+    trace: list[tuple[float | int, float]] = []
     running: list[dict[str, Any]] = []
     finished: list[dict[str, Any]] = []
     trained = 0.0
@@ -207,7 +235,7 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
                                      "tie": next_number if ties == "number" else order.random()}
             if is_range_test(config):
                 trial["points"] = cache.range_test(config, seed)
-                trial["cost"] = len(trial["points"]) * batch_epochs()
+                trial["cost"] = len(trial["points"]) * cache.range_test_step()
                 trial["next_at"] = now + trial["cost"]
             else:
                 trial["curve"], trial["diverged"] = cache.get(config, seed, epochs)
@@ -238,6 +266,8 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
         trained += 1
         if epochs_to_target is None and target is not None and value is not None and value <= target:
             epochs_to_target = trained
+        if value is not None and (not trace or value < trace[-1][1]):
+            trace.append((_whole(trained), value))
         # Decided as the runner decides (search/decisions.py); a value of None is a NaN loss.
         last = trial["done"] >= len(trial["curve"])
         verdict = decide(Evaluation(number=trial["number"], index=trial["done"] - 1, score=value, last=last,
@@ -253,7 +283,7 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveCache,
     best = min((t["val_loss"] for t in finished if t["val_loss"] is not None), default=None)
     # Whole epochs stay ints (the figures of runs without range tests read as before).
     return {"variant": variant, "seed": seed, "budget": budget, "epochs": _whole(trained), "best_val_loss": best,
-            "epochs_to_2pct": None if epochs_to_target is None else _whole(epochs_to_target),
+            "epochs_to_2pct": None if epochs_to_target is None else _whole(epochs_to_target), "trace": trace,
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
 
 

@@ -315,6 +315,11 @@ Trace = list[tuple[float, float]]  # (rounds trained, best so far) each time the
 
 def run_lrsearch(landscape: Landscape, how: dict[str, Any], seed: int, budget: int) -> dict[str, Any]:
     spec = landscape.spec
+    rule = how.get("early_stopping")
+    if spec.eval_every is not None and rule is not None and "grace_epochs" in rule:
+        # A variant's grace counts evaluations on every workload: a step job states it in steps.
+        rest = {k: v for k, v in rule.items() if k != "grace_epochs"}
+        how = {**how, "early_stopping": {**rest, "grace_steps": rule["grace_epochs"] * spec.eval_every}}
     run = replay("custom", spec.training_seed, budget, spec.rounds, landscape, search_seed=seed, how=how,
                  eval_every=spec.eval_every)
     return {"rounds": run["epochs"], "best": run["best_val_loss"], "trace": run["trace"]}
@@ -426,6 +431,10 @@ def run_ray_tune(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]
     return {"rounds": trained, "best": trace[-1][1] if trace else None, "trace": trace}
 
 
+def _whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(x, 3)
+
+
 def _improve(trace: Trace, trained: float, value: float) -> None:
     if not trace or value < trace[-1][1]:
         trace.append((trained, value))
@@ -498,6 +507,22 @@ def quartiles(xs: Iterable[float]) -> tuple[float, float, float]:
     return at(0.25), at(0.5), at(0.75)
 
 
+def median_difference_interval(a: Sequence[float], b: Sequence[float], draws: int = 1000,
+                               seed: int = 0) -> tuple[float, float]:
+    """A 90% bootstrap interval of median(a) - median(b), the seeds of each drawn again with
+    replacement: how far apart the two medians could be by the draw of seeds alone."""
+    import random
+
+    rng = random.Random(seed)
+    diffs = []
+    for _ in range(draws):
+        ma = quartiles(rng.choices(a, k=len(a)))[1]
+        mb = quartiles(rng.choices(b, k=len(b)))[1]
+        diffs.append(ma - mb if math.isfinite(ma) and math.isfinite(mb) else (math.inf if ma > mb else -math.inf))
+    diffs.sort()
+    return diffs[int(0.05 * draws)], diffs[int(0.95 * draws) - 1]
+
+
 def first_reach(xs: Sequence[float], medians: Sequence[float], level: float) -> float | None:
     """The first x at which the median curve is at or below ``level`` (None: never)."""
     return next((x for x, m in zip(xs, medians) if m <= level * (1 + 1e-12)), None)
@@ -520,8 +545,11 @@ def summarize(runs: list[dict[str, Any]], landscape: Landscape, names: Sequence[
     for v, rs in by.items():
         row: dict[str, Any] = {"median_units": statistics.median(r["rounds"] for r in rs) * per}
         for f in FRACTIONS:
-            q1, m, q3 = quartiles(best_at(r["trace"], f * optuna_rounds) / target for r in rs)
-            row[f"at_{f:g}"] = {"q1": q1, "median": m, "q3": q3}
+            values = [best_at(r["trace"], f * optuna_rounds) / target for r in rs]
+            q1, m, q3 = quartiles(values)
+            versus = [best_at(r["trace"], f * optuna_rounds) / target for r in by[OPTUNA]]
+            row[f"at_{f:g}"] = {"q1": q1, "median": m, "q3": q3,
+                                "minus_optuna_90pct": median_difference_interval(values, versus)}
         final = quartiles(r["best"] / target for r in rs)
         row["final"] = {"q1": final[0], "median": final[1], "q3": final[2]}
         # Fine steps for the reach: the first round at which the median falls to plain Optuna's final.
@@ -561,12 +589,13 @@ LABELS = {OPTUNA: "plain Optuna (TPE + Hyperband)", TUNE: "Ray Tune (OptunaSearc
 
 def svg(workload: str, summary: dict[str, Any], seeds: int, budget: int) -> str:
     """The medians (lines) and quartiles (bands) of one workload, as a standalone SVG."""
-    w, h, left, right, top, bottom = 760, 440, 70, 230, 40, 50
+    w, h, left, right, top, bottom = 820, 440, 70, 270, 40, 50
     xs = summary["xs"]
     xmax = xs[-1] or 1.0
-    finite = [v for c in summary["curves"].values() for v in c["q3"] + c["median"] if math.isfinite(v)]
-    ymax = min(max(finite, default=2.0), 2.0)  # a ratio of 2 to the best is far off already
-    ymin = 1.0
+    # Up to the worst finite median at a quarter of plain Optuna's epochs: what comes after is the story.
+    quarter = min(range(len(xs)), key=lambda i: abs(xs[i] - summary["optuna_median_units"] / 4))
+    early = [c["median"][quarter] for c in summary["curves"].values() if math.isfinite(c["median"][quarter])]
+    ymin, ymax = 1.0, min(max(max(early, default=2.0), 1.02), 2.0)
 
     def px(x: float) -> float:
         return left + (w - left - right) * x / xmax
@@ -611,12 +640,23 @@ def svg(workload: str, summary: dict[str, Any], seeds: int, budget: int) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _against(cell: dict[str, Any], variant: str) -> str:
+    """`` <`` or `` >`` where a median is below or above plain Optuna's beyond the draw of seeds (the
+    bootstrap interval of the difference leaves out 0), `` =`` where it is within it."""
+    if variant == OPTUNA or "minus_optuna_90pct" not in cell:
+        return ""
+    lo, hi = cell["minus_optuna_90pct"]
+    return " <" if hi < 0 else " >" if lo > 0 else " ="
+
+
 def render(result: dict[str, Any]) -> str:
     cfg = result["config"]
     lines = [f"Anytime search on each workload's landscape: {len(cfg['seeds'])} search seeds, {cfg['budget']} trials, "
              f"{CONCURRENCY} slots at the same speed (plain Optuna: one). Best so far / the landscape's best, median "
              "(quartiles), at 25%, 50% and 100% of plain Optuna's median epochs (steps), and the epochs to reach "
-             "plain Optuna's final median as a share of its epochs:", ""]
+             "plain Optuna's final median as a share of its epochs. `<` / `>`: below / above plain Optuna's median "
+             "beyond the draw of seeds (a 90% bootstrap interval of the difference leaves out 0); `=`: within it.",
+             ""]
     for workload, s in result["workloads"].items():
         ls = result["landscapes"][workload]
         lines += [f"**{workload}** ({ls['rounds']} {'epochs' if s['unit'] == 'epochs' else 'evaluations'} per trial"
@@ -626,7 +666,7 @@ def render(result: dict[str, Any]) -> str:
                   f"| variant | {s['unit']} (median) | at 25% | at 50% | at 100% | final | to plain Optuna's final |",
                   "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for v, row in s["table"].items():
-            cells = [f"{row[k]['median']:.3f} ({row[k]['q1']:.3f}-{row[k]['q3']:.3f})"
+            cells = [f"{row[k]['median']:.3f} ({row[k]['q1']:.3f}-{row[k]['q3']:.3f}){_against(row[k], v)}"
                      for k in [f"at_{f:g}" for f in FRACTIONS] + ["final"]]
             reach = row["reach_optuna_final"]
             lines.append(f"| {LABELS.get(v, v)} | {row['median_units']:.0f} | {' | '.join(cells)} | "
@@ -650,7 +690,9 @@ def render(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.search_workloads", description=__doc__.split("\n")[0])
     p.add_argument("--workloads", default=",".join(LANDSCAPES), help=f"comma-separated subset of {list(LANDSCAPES)}")
-    p.add_argument("--seeds", type=int, default=20, help="search seeds 0..N-1 (default 20)")
+    p.add_argument("--seeds", type=int, default=200, help="search seeds (default 200; the searches take seconds each)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="search seeds FIRST..FIRST+N-1: other seeds, to check a choice made on the first ones")
     p.add_argument("--budget", type=int, default=50, help="trials per search (default 50)")
     p.add_argument("--variants", default=None,
                    help="comma-separated subset of lrsearch's variants (default all: random, bayesian, "
@@ -666,6 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 2 lrs per decade, 4 epochs (steps 40), 3 seeds, 12 trials, in the temp dir")
     args = p.parse_args(argv)
+    EXTRA.clear()  # this run's --extra only
     names = list(variants()) if args.variants is None else [v.strip() for v in args.variants.split(",") if v.strip()]
     for v in names:
         if v not in variants():
@@ -695,7 +738,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     t0 = time.monotonic()
     landscapes = {w: load_or_build(specs[w], args.landscapes, args.budget, args.workers) for w in workloads}
     everyone = [*names, OPTUNA, TUNE]
-    tasks: list[Task] = [(w, v, s, args.budget) for w in workloads for v in everyone for s in range(args.seeds)]
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    tasks: list[Task] = [(w, v, s, args.budget) for w in workloads for v in everyone for s in seeds]
     say(f"{len(tasks)} searches on {args.workers} workers")
     if args.workers == 1:
         runs = _run_tasks(tasks, args.landscapes, specs)
@@ -712,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "search_workloads",
         "date": time.strftime("%Y-%m-%d"),
-        "config": {"seeds": list(range(args.seeds)), "budget": args.budget, "concurrency": CONCURRENCY,
+        "config": {"seeds": seeds, "budget": args.budget, "concurrency": CONCURRENCY,
                    "recommended": args.recommended, "variants": {v: variants()[v] for v in names},
                    "quick": args.quick},
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -729,7 +773,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w, s in summaries.items():
         (args.plots / f"{w}.svg").write_text(svg(w, s, args.seeds, args.budget))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    # Compact: a run's trace is many short pairs (6 significant digits are the losses' own).
+    for run in result["runs"]:
+        run["trace"] = [[_whole(x), float(f"{v:.6g}")] for x, v in run["trace"]]
+    args.out.write_text(json.dumps(result, separators=(",", ":")) + "\n")
     print(result["table"])
     say(f"results in {args.out}, plots in {args.plots} ({result['seconds']} s)")
     return 0

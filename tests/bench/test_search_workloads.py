@@ -96,6 +96,9 @@ def test_a_step_landscape_counts_evaluations_and_replays_every_variant(tmp_path:
     for name, how in variants().items():
         run = run_lrsearch(landscape, how, seed=0, budget=6)
         assert run["trace"], name
+    # A variant's grace counts evaluations on every landscape: on a step job it is stated in steps.
+    grace_one = {"strategy": "bayesian", "early_stopping": {"kind": "asha", "grace_epochs": 1}}
+    assert run_lrsearch(landscape, grace_one, seed=0, budget=6)["trace"]
 
 
 def test_best_at_and_quartiles_read_the_curves() -> None:
@@ -109,14 +112,18 @@ def test_best_at_and_quartiles_read_the_curves() -> None:
 def test_the_benchmark_writes_its_table_curves_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     assert main(["--quick", "--workloads", "logreg-breast-cancer", "--workers", "1", "--out", str(out),
-                 "--plots", str(tmp_path / "plots"), "--landscapes", str(tmp_path / "landscapes")]) == 0
+                 "--plots", str(tmp_path / "plots"), "--landscapes", str(tmp_path / "landscapes"),
+                 "--extra", 'auto-g1={"strategy": "auto", "early_stopping": {"kind": "asha", "grace_epochs": 1}}']) == 0
     result = json.loads(out.read_text())
     summary = result["workloads"]["logreg-breast-cancer"]
-    assert set(summary["curves"]) == {"random", "bayesian", "bayesian+asha", "auto", OPTUNA, TUNE}
-    assert len(result["runs"]) == 6 * 3  # every variant on 3 seeds
-    for row in summary["table"].values():
+    assert set(summary["curves"]) == {"random", "bayesian", "bayesian+asha", "auto", "auto-g1", OPTUNA, TUNE}
+    assert len(result["runs"]) == 7 * 3  # every variant on 3 seeds
+    for name, row in summary["table"].items():
         assert row["final"]["median"] >= 1.0  # nothing beats the landscape's own best
+        if name != OPTUNA:
+            low, high = row["at_1"]["minus_optuna_90pct"]
+            assert low <= high
     assert set(result["verdicts"]["logreg-breast-cancer"]) >= {"at_0.25", "at_0.5", "at_1", "reach_within_0.7x"}
     assert "| plain Optuna (TPE + Hyperband) |" in result["table"]
     svg = (tmp_path / "plots" / "logreg-breast-cancer.svg").read_text()
-    assert svg.startswith("<svg") and svg.count("<polyline") == 6
+    assert svg.startswith("<svg") and svg.count("<polyline") == 7

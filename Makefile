@@ -47,7 +47,7 @@ TYPED := $(VENV)/typed
 typecheck: install-test
 	rm -rf $(TYPED) && mkdir -p $(TYPED)/lrsearch
 	for d in service workers search migrations; do ln -s ../../../$$d $(TYPED)/lrsearch/$$d; done
-	for f in __init__.py __main__.py workloads.py; do ln -s ../../../lrsearch/$$f $(TYPED)/lrsearch/$$f; done
+	for f in __init__.py __main__.py waiting.py workloads.py; do ln -s ../../../lrsearch/$$f $(TYPED)/lrsearch/$$f; done
 	MYPYPATH=$(TYPED) $(VENV)/bin/mypy -p lrsearch
 
 bench: install

@@ -364,7 +364,7 @@ def run_plain_optuna(landscape: Landscape, seed: int, budget: int) -> dict[str, 
     return {"rounds": trained, "best": trace[-1][1] if trace else None, "trace": trace}
 
 
-def run_ray_tune(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]:
+def run_ray_tune(landscape: Landscape, seed: int, budget: int, concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """OptunaSearch + ASHAScheduler with their defaults, ``CONCURRENCY`` trials at a time (Tune's
     default on two CPUs), asked and told as Tune's controller does: every result goes to the
     searcher and the scheduler; a trial the scheduler stops, or that ends, gives the searcher its
@@ -386,13 +386,13 @@ def run_ray_tune(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]
     searcher = OptunaSearch(space=space, metric="val_loss", mode="min", seed=seed)
     scheduler = ASHAScheduler(metric="val_loss", mode="min", max_t=rounds, time_attr="training_iteration")
     running: list[dict[str, Any]] = []
-    started = trained = 0
+    started = trained = unreported = 0
     now = 0
     trace: Trace = []
 
     def fill() -> None:
         nonlocal started
-        while len(running) < CONCURRENCY and started < budget:
+        while len(running) < concurrency and started < budget:
             trial = SimpleNamespace(trial_id=f"trial_{started:05d}")
             config = searcher.suggest(trial.trial_id)
             scheduler.on_trial_add(None, trial)  # type: ignore[arg-type]  # the controller is not read
@@ -419,6 +419,7 @@ def run_ray_tune(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]
         t["next_at"] = now + 1
         trained += 1
         if value is None:
+            unreported += 1
             end(t)
             continue
         _improve(trace, trained, value)
@@ -428,7 +429,47 @@ def run_ray_tune(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]
         action = scheduler.on_trial_result(None, t["trial"], result)  # type: ignore[arg-type]
         if action == TrialScheduler.STOP or t["done"] >= len(t["curve"]):
             end(t)
-    return {"rounds": trained, "best": trace[-1][1] if trace else None, "trace": trace}
+    # unreported: rounds trained whose loss was not finite (a real Tuner records no result for them)
+    return {"rounds": trained, "best": trace[-1][1] if trace else None, "trace": trace, "unreported": unreported}
+
+
+def run_real_tuner(landscape: Landscape, seed: int, budget: int) -> dict[str, Any]:
+    """The same search through a real ``tune.Tuner`` on a local Ray (started and stopped here), one
+    trial at a time (a ConcurrencyLimiter of 1): the check that ``run_ray_tune`` drives Tune's objects
+    as Tune does. With one trial at a time both are deterministic, so the epochs and the best agree."""
+    import tempfile
+
+    import numpy as np
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    rounds = landscape.spec.rounds
+
+    def trainable(config: dict[str, Any]) -> None:
+        curve, _ = landscape.get(config, 0, rounds)
+        for value in curve:
+            if value is None:  # as run_ray_tune: a loss that is not finite ends the trial unreported
+                return
+            tune.report({"val_loss": value})
+
+    space = {"lr": tune.loguniform(LR_LOW, LR_HIGH), "optimizer": tune.choice(OPTIMIZERS),
+             "schedule": tune.choice(SCHEDULES)}
+    np.random.seed(seed)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with tempfile.TemporaryDirectory() as storage:
+            results = tune.Tuner(trainable, param_space=space, tune_config=tune.TuneConfig(
+                metric="val_loss", mode="min", num_samples=budget,
+                search_alg=ConcurrencyLimiter(OptunaSearch(seed=seed), max_concurrent=1),
+                scheduler=ASHAScheduler(max_t=rounds)),
+                run_config=tune.RunConfig(storage_path=storage, verbose=0)).fit()
+            reported = [r.metrics_dataframe["val_loss"].tolist() for r in results if r.metrics_dataframe is not None]
+    finally:
+        ray.shutdown()
+    return {"reported_rounds": sum(len(v) for v in reported), "best": min(min(v) for v in reported if v)}
 
 
 def _whole(x: float) -> float | int:
@@ -608,10 +649,11 @@ def svg(workload: str, summary: dict[str, Any], seeds: int, budget: int) -> str:
              f'font-size="12"><rect width="{w}" height="{h}" fill="white"/>',
              f'<text x="{left}" y="22" font-size="14">{workload}: best val_loss so far / landscape best '
              f'(median, quartiles; {seeds} seeds, {budget} trials)</text>']
+    digits = 3 if ymax - ymin < 0.1 else 2
     for i in range(6):
         y = ymin + (ymax - ymin) * i / 5
         parts.append(f'<line x1="{left}" x2="{w - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#eee"/>'
-                     f'<text x="{left - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.2f}</text>')
+                     f'<text x="{left - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{y:.{digits}f}</text>')
     for i in range(6):
         x = xmax * i / 5
         parts.append(f'<text x="{px(x):.1f}" y="{h - bottom + 18}" text-anchor="middle">{x:.0f}</text>')

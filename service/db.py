@@ -13,6 +13,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lrsearch.waiting import SAY_EVERY_SECONDS, wait_until
+
 log = logging.getLogger(__name__)
 
 
@@ -49,28 +51,25 @@ class DatabaseUnavailable(Exception):
     """The store does not answer; the message says where it was looked for."""
 
 
-def wait_for_database(engine: Engine, wait_seconds: float, say_every: float = 5.0) -> None:
+def wait_for_database(engine: Engine, wait_seconds: float, say_every: float = SAY_EVERY_SECONDS) -> None:
     """Block until the store takes a connection (a database container may start after the service),
     saying so every few seconds. Raises DatabaseUnavailable after ``wait_seconds``."""
     if engine.url.get_backend_name() == "sqlite":
         return  # a file: nothing to wait for (and none is created before Ray is known to answer)
     where = engine.url.render_as_string()  # the password masked
-    start = time.monotonic()
-    say_at = start
-    while True:
+
+    def refused() -> str | None:
         try:
             with engine.connect():
-                return
+                return None
         except _TRANSIENT as exc:
-            reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
-        now = time.monotonic()
-        if now - start >= wait_seconds:
-            raise DatabaseUnavailable(f"the database at {where} does not answer ({reason}; waited "
-                                      f"{wait_seconds:g} s): start it, or point --db (LRSEARCH_DATABASE_URL) at one")
-        if now >= say_at:
-            log.info("waiting for the database at %s (%s)", where, reason)
-            say_at = now + say_every
-        time.sleep(0.5)
+            text = str(exc.orig or exc).strip()
+            return text.splitlines()[0] if text else type(exc).__name__
+
+    wait_until(refused, wait_seconds, f"the database at {where}", log=log, say_every=say_every,
+               give_up=lambda reason: DatabaseUnavailable(
+                   f"the database at {where} does not answer ({reason}; waited {wait_seconds:g} s): start it, "
+                   "or point --db (LRSEARCH_DATABASE_URL) at one"))
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

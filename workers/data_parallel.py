@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
+from typing import Any
 
 import torch
 
 COLLECTIVE_TIMEOUT = timedelta(seconds=60)
+# How long rank 0 waits for the others at each step of leaving (see ProcessGroup.leave).
+LEAVE_TIMEOUT = timedelta(seconds=30)
 
 
 def free_address(host: str) -> str:
@@ -31,12 +34,16 @@ class ProcessGroup:
     def __init__(self, rank: int, world: int, rendezvous: str | None, device: str) -> None:
         self.rank, self.world = rank, world
         self._device = torch.device("cuda" if device == "cuda" else "cpu")
+        self._store: Any = None
         if world > 1:
             import torch.distributed as dist
 
             if rendezvous is None:
                 raise ValueError("a data-parallel trial needs its rendezvous address")
-            dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"tcp://{rendezvous}",
+            host, port = rendezvous.rsplit(":", 1)
+            # The group's store, held here rather than by the group: leaving uses it after the group is gone.
+            self._store = dist.TCPStore(host, int(port), world, is_master=rank == 0, timeout=COLLECTIVE_TIMEOUT)
+            dist.init_process_group("nccl" if device == "cuda" else "gloo", store=self._store,
                                     rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
 
     def any(self, flag: bool) -> bool:
@@ -50,13 +57,32 @@ class ProcessGroup:
         return bool(t.item() > 0)
 
     def leave(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
+        """Leave together, rank 0 last. Rank 0 hosts the group's store: a rank still tearing its group
+        down once that store was gone was seen to hang (its trial's stream then never ended). So the
+        others say when they have passed the barrier and when they have left; rank 0 tears its group
+        down after the first and keeps the store until the second (each wait bounded: a peer that is
+        gone does not hold it)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
 
-            if dist.is_initialized():
-                try:
-                    # Together: rank 0 hosts the group's store, which the others must not outlive.
-                    dist.barrier()
-                except Exception:  # noqa: BLE001 - a peer is gone: leave all the same
-                    pass
-                dist.destroy_process_group()
+        if not dist.is_initialized():
+            return
+        try:
+            dist.barrier()
+        except Exception:  # noqa: BLE001 - a peer is gone: leave all the same
+            pass
+        self._tell_rank_0("leaving")
+        dist.destroy_process_group()
+        self._tell_rank_0("left")
+        self._store = None
+
+    def _tell_rank_0(self, step: str) -> None:
+        """The others set ``step/<rank>``; rank 0 waits for all of them (at most LEAVE_TIMEOUT)."""
+        try:
+            if self.rank == 0:
+                self._store.wait([f"{step}/{r}" for r in range(1, self.world)], LEAVE_TIMEOUT)
+            else:
+                self._store.set(f"{step}/{self.rank}", "1")
+        except Exception:  # noqa: BLE001 - a peer or the store is gone: nothing to wait for
+            pass

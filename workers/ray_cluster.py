@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrsearch.waiting import wait_until
+
 log = logging.getLogger(__name__)
 
-# How often a wait says it is still waiting.
-WAIT_LOG_SECONDS = 5.0
 # A joined node's object store: trials send back small results and checkpoints; keep it small.
 JOINED_OBJECT_STORE_BYTES = 256 * 1024**2
 
@@ -66,24 +66,19 @@ def parse_address(address: str) -> HeadAddress | None:
 def wait_for_head(head: HeadAddress, wait_seconds: float) -> None:
     """Block until the head's GCS port takes a connection, saying so every few seconds.
     Raises RayUnavailable after ``wait_seconds``."""
-    start = time.monotonic()
-    say_at = start
-    while True:
+
+    def refused() -> str | None:
         try:
             socket.create_connection((head.host, head.port), timeout=2.0).close()
-            return
+            return None
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-        now = time.monotonic()
-        if now - start >= wait_seconds:
-            raise RayUnavailable(
-                f"no Ray cluster answers at {head} ({reason}; waited {wait_seconds:g} s). Start its head there "
-                f"(`ray start --head --port={head.port}`), or point --ray-address (RAY_ADDRESS) at a running "
-                "head's GCS address; leave it out to run trials on a Ray the service starts itself.")
-        if now >= say_at:
-            log.info("waiting for the Ray cluster at %s (%s)", head, reason)
-            say_at = now + WAIT_LOG_SECONDS
-        time.sleep(0.5)
+            return exc.strerror or type(exc).__name__
+
+    wait_until(refused, wait_seconds, f"the Ray cluster at {head}", log=log,
+               give_up=lambda reason: RayUnavailable(
+                   f"no Ray cluster answers at {head} ({reason}; waited {wait_seconds:g} s). Start its head there "
+                   f"(`ray start --head --port={head.port}`), or point --ray-address (RAY_ADDRESS) at a running "
+                   "head's GCS address; leave it out to run trials on a Ray the service starts itself."))
 
 
 def _psutil() -> Any:

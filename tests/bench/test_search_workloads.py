@@ -21,6 +21,7 @@ from bench.search_workloads import (
     run_lrsearch,
     run_plain_optuna,
     run_ray_tune,
+    run_real_tuner,
     variants,
 )
 
@@ -127,3 +128,14 @@ def test_the_benchmark_writes_its_table_curves_and_plots(tmp_path: Path) -> None
     assert "| plain Optuna (TPE + Hyperband) |" in result["table"]
     svg = (tmp_path / "plots" / "logreg-breast-cancer.svg").read_text()
     assert svg.startswith("<svg") and svg.count("<polyline") == 7
+
+
+def test_the_replayed_ray_tune_matches_a_real_tuner_one_trial_at_a_time(landscape: Landscape, tmp_path: Path) -> None:
+    # A real tune.Tuner on its own local Ray, in a process of its own (this one may hold a Ray already).
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        real = pool.apply(run_real_tuner, (landscape, 3, 6))
+    replayed = run_ray_tune(landscape, seed=3, budget=6, concurrency=1)
+    assert real["reported_rounds"] == replayed["rounds"] - replayed["unreported"]
+    assert real["best"] == replayed["best"]

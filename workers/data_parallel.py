@@ -60,8 +60,8 @@ class ProcessGroup:
         """Leave together, rank 0 last. Rank 0 hosts the group's store: a rank still tearing its group
         down once that store was gone was seen to hang (its trial's stream then never ended). So the
         others say when they have passed the barrier and when they have left; rank 0 tears its group
-        down after the first and keeps the store until the second (each wait bounded: a peer that is
-        gone does not hold it)."""
+        down after the first and keeps the store until the second (each wait bounded; after a failed
+        barrier, a peer is gone and nobody waits)."""
         if self.world == 1:
             return
         import torch.distributed as dist
@@ -70,11 +70,14 @@ class ProcessGroup:
             return
         try:
             dist.barrier()
-        except Exception:  # noqa: BLE001 - a peer is gone: leave all the same
-            pass
-        self._tell_rank_0("leaving")
+            together = True
+        except Exception:  # noqa: BLE001 - a peer is gone: leave all the same, waiting for nobody
+            together = False
+        if together:
+            self._tell_rank_0("leaving")
         dist.destroy_process_group()
-        self._tell_rank_0("left")
+        if together:
+            self._tell_rank_0("left")
         self._store = None
 
     def _tell_rank_0(self, step: str) -> None:

@@ -46,8 +46,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.search_efficiency import LR_HIGH, LR_LOW, OPTIMIZERS, SCHEDULES, say, standard_space
-from bench.search_replay import CONCURRENCY, Curve, Points, replay
+from bench.search_efficiency import LR_HIGH, LR_LOW, OPTIMIZERS, SCHEDULES, _finite, say, standard_space
+from bench.search_replay import CONCURRENCY, Curve, Points, _whole, replay
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -139,11 +139,6 @@ def _workload(name: str) -> tuple[Any, Any]:
         wl = get_workload(name)
         _LOADED[name] = (wl, None if wl.streams else wl.load_data(seed=0))
     return _LOADED[name]
-
-
-def _finite(x: Any) -> float | None:
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _trainer(spec: LandscapeSpec, config: dict[str, Any]) -> Any:
@@ -470,10 +465,6 @@ def run_real_tuner(landscape: Landscape, seed: int, budget: int) -> dict[str, An
     finally:
         ray.shutdown()
     return {"reported_rounds": sum(len(v) for v in reported), "best": min(min(v) for v in reported if v)}
-
-
-def _whole(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else round(x, 3)
 
 
 def _improve(trace: Trace, trained: float, value: float) -> None:

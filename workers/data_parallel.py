@@ -57,11 +57,11 @@ class ProcessGroup:
         return bool(t.item() > 0)
 
     def leave(self) -> None:
-        """Leave together, rank 0 last. Rank 0 hosts the group's store: a rank still tearing its group
-        down once that store was gone was seen to hang (its trial's stream then never ended). So the
-        others say when they have passed the barrier and when they have left; rank 0 tears its group
-        down after the first and keeps the store until the second (each wait bounded; after a failed
-        barrier, a peer is gone and nobody waits)."""
+        """Leave together, rank 0 last. A rank other than 0 was seen, rarely, not to end its trial's
+        stream after the trial; PyTorch reports ``destroy_process_group`` hanging at times, and rank 0
+        hosts the group's store. So the others say when they have passed the barrier and when they
+        have left; rank 0 tears its group down after the first and keeps the store until the second
+        (each wait bounded; after a failed barrier, a peer is gone and nobody waits)."""
         if self.world == 1:
             return
         import torch.distributed as dist

@@ -111,20 +111,21 @@ def standard_space() -> dict[str, Any]:
 
 
 # -- training in this process (grid, plain Optuna) ---------------------------------------------------
-_WORKLOAD_CACHE: dict[str, Any] = {}
+_WORKLOAD_CACHE: dict[str, tuple[Any, Any]] = {}
 
 
-def _workload_and_data() -> tuple[Any, Any]:
-    """The workload and its data exactly as a Ray TrialActor loads them (``load_data(seed=0)``)."""
-    if "wl" not in _WORKLOAD_CACHE:
+def _workload_and_data(name: str = WORKLOAD) -> tuple[Any, Any]:
+    """The workload and its data exactly as a Ray TrialActor loads them (``load_data(seed=0)``; none
+    for a workload that streams its batches), once per process."""
+    if name not in _WORKLOAD_CACHE:
         import torch
 
         from lrsearch.workers.registry import get_workload
 
         torch.set_num_threads(1)  # as a 1-CPU TrialActor
-        wl = get_workload(WORKLOAD)
-        _WORKLOAD_CACHE["wl"], _WORKLOAD_CACHE["data"] = wl, wl.load_data(seed=0)
-    return _WORKLOAD_CACHE["wl"], _WORKLOAD_CACHE["data"]
+        wl = get_workload(name)
+        _WORKLOAD_CACHE[name] = (wl, None if wl.streams else wl.load_data(seed=0))
+    return _WORKLOAD_CACHE[name]
 
 
 def _finite(x: Any) -> float | None:

@@ -266,8 +266,8 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveSource
         trained += 1
         if epochs_to_target is None and target is not None and value is not None and value <= target:
             epochs_to_target = trained
-        if value is not None and (not trace or value < trace[-1][1]):
-            trace.append((_whole(trained), value))
+        if value is not None:
+            improve(trace, _whole(trained), value)
         # Decided as the runner decides (search/decisions.py); a value of None is a NaN loss.
         last = trial["done"] >= len(trial["curve"])
         verdict = decide(Evaluation(number=trial["number"], index=trial["done"] - 1, score=value, last=last,
@@ -285,6 +285,12 @@ def replay(variant: str, seed: int, budget: int, epochs: int, cache: CurveSource
     return {"variant": variant, "seed": seed, "budget": budget, "epochs": _whole(trained), "best_val_loss": best,
             "epochs_to_2pct": None if epochs_to_target is None else _whole(epochs_to_target), "trace": trace,
             "statuses": {s: sum(1 for t in finished if t["status"] == s) for s in ("completed", "pruned", "diverged")}}
+
+
+def improve(trace: list[tuple[float | int, float]], trained: float | int, value: float) -> None:
+    """Add (trained, value) to an anytime trace when ``value`` is a new best so far."""
+    if not trace or value < trace[-1][1]:
+        trace.append((trained, value))
 
 
 def rule_of(variant: str, asha: dict[str, Any] | None = None) -> dict[str, Any] | None:

@@ -46,8 +46,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.search_efficiency import LR_HIGH, LR_LOW, OPTIMIZERS, SCHEDULES, _finite, say, standard_space
-from bench.search_replay import CONCURRENCY, Curve, Points, _whole, replay
+from bench.search_efficiency import (
+    LR_HIGH,
+    LR_LOW,
+    OPTIMIZERS,
+    SCHEDULES,
+    _finite,
+    _workload_and_data,
+    say,
+    standard_space,
+)
+from bench.search_replay import CONCURRENCY, Curve, Points, _whole, improve, replay
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
@@ -88,9 +97,13 @@ class LandscapeSpec:
         """Units (epochs or steps) one round trains."""
         return 1 if self.eval_every is None else self.eval_every
 
+    @property
+    def steps_between(self) -> int:
+        """Grid intervals over the lr range (one fewer than its lrs)."""
+        return round(math.log10(LR_HIGH / LR_LOW) * self.per_decade)
+
     def lrs(self) -> list[float]:
-        decades = math.log10(LR_HIGH / LR_LOW)
-        n = round(decades * self.per_decade)
+        decades, n = math.log10(LR_HIGH / LR_LOW), self.steps_between
         return [LR_LOW * 10 ** (decades * i / n) for i in range(n + 1)]
 
 
@@ -125,26 +138,10 @@ def variants() -> dict[str, dict[str, Any]]:
 
 
 # -- the landscape ------------------------------------------------------------------------------------
-_LOADED: dict[str, tuple[Any, Any]] = {}
-
-
-def _workload(name: str) -> tuple[Any, Any]:
-    """The workload and its data as a Ray TrialActor holds them (``load_data(seed=0)``), once per process."""
-    if name not in _LOADED:
-        import torch
-
-        from lrsearch.workers.registry import get_workload
-
-        torch.set_num_threads(1)  # as a 1-CPU TrialActor
-        wl = get_workload(name)
-        _LOADED[name] = (wl, None if wl.streams else wl.load_data(seed=0))
-    return _LOADED[name]
-
-
 def _trainer(spec: LandscapeSpec, config: dict[str, Any]) -> Any:
     from lrsearch.workers.trainer import TrialTrainer
 
-    wl, data = _workload(spec.workload)
+    wl, data = _workload_and_data(spec.workload)
     return TrialTrainer(wl, data, config, spec.epochs, spec.training_seed, steps=spec.steps,
                         eval_every=spec.eval_every)
 
@@ -165,7 +162,7 @@ def _train_one(args: tuple[LandscapeSpec, dict[str, Any]]) -> Curve:
 def _range_test(spec: LandscapeSpec, config: dict[str, Any]) -> Points:
     from lrsearch.workers.range_test import run_range_test_trial
 
-    wl, data = _workload(spec.workload)
+    wl, data = _workload_and_data(spec.workload)
     result = run_range_test_trial(wl, data, config, spec.training_seed)
     return [(float(lr), float(loss)) for lr, loss in zip(result.lrs, result.raw_losses)]
 
@@ -174,7 +171,7 @@ def _untrained_and_step(spec: LandscapeSpec) -> tuple[float, float]:
     """The untrained model's val_loss, and what one range-test step costs in rounds."""
     trainer = _trainer(spec, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"})
     trainer.run_epoch()
-    wl, data = _workload(spec.workload)
+    wl, data = _workload_and_data(spec.workload)
     if spec.eval_every is not None:  # a step job's round is eval_every steps
         step = 1 / spec.eval_every
     else:  # an epoch is a pass over the training set
@@ -220,7 +217,7 @@ class Landscape:
 
     def _index(self, lr: float) -> int:
         i = round(math.log10(lr / LR_LOW) * self.spec.per_decade)
-        return min(max(i, 0), len(self.spec.lrs()) - 1)
+        return min(max(i, 0), self.spec.steps_between)
 
     def get(self, config: dict[str, Any], seed: int, epochs: int) -> Curve:
         return self.curves[f"{config['optimizer']}/{config['schedule']}"][self._index(float(config["lr"]))]
@@ -276,11 +273,13 @@ def load_or_build(spec: LandscapeSpec, directory: Path, budget: int, workers: in
     from lrsearch.search.strategies import config_key
 
     path = landscape_path(spec, directory)
+    trained_now = False
     try:
         landscape = Landscape.from_json(json.loads(path.read_text()))
         if landscape.spec != spec:
             raise ValueError("another spec")
     except (OSError, ValueError, KeyError):
+        trained_now = True
         configs = grid_configs(spec)
         say(f"{spec.workload}: training the grid, {len(configs)} configs x {spec.rounds} rounds")
         started = time.monotonic()
@@ -297,7 +296,7 @@ def load_or_build(spec: LandscapeSpec, directory: Path, budget: int, workers: in
     missing = [c for c in range_test_configs(spec, budget) if config_key(c) not in landscape.range_tests]
     for config in missing:
         landscape.range_tests[config_key(config)] = _range_test(spec, config)
-    if missing or not path.exists() or landscape.spec != spec:
+    if missing or trained_now:
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(landscape.to_json(), separators=(",", ":")) + "\n")
         say(f"{spec.workload}: landscape in {path} (grid trained in {landscape.seconds} s)")
@@ -345,7 +344,7 @@ def run_plain_optuna(landscape: Landscape, seed: int, budget: int) -> dict[str, 
             if value is None:  # diverged: the loop stops, the trial counts as pruned
                 raise optuna.TrialPruned()
             best = min(best, value)
-            _improve(trace, trained, value)
+            improve(trace, trained, value)
             trial.report(value, i + 1)
             if i + 1 < len(curve) and trial.should_prune():
                 raise optuna.TrialPruned()
@@ -417,7 +416,7 @@ def run_ray_tune(landscape: Landscape, seed: int, budget: int, concurrency: int 
             unreported += 1
             end(t)
             continue
-        _improve(trace, trained, value)
+        improve(trace, trained, value)
         result = {"val_loss": value, "training_iteration": t["done"]}
         t["last"] = result
         searcher.on_trial_result(t["trial"].trial_id, result)
@@ -465,11 +464,6 @@ def run_real_tuner(landscape: Landscape, seed: int, budget: int) -> dict[str, An
     finally:
         ray.shutdown()
     return {"reported_rounds": sum(len(v) for v in reported), "best": min(min(v) for v in reported if v)}
-
-
-def _improve(trace: Trace, trained: float, value: float) -> None:
-    if not trace or value < trace[-1][1]:
-        trace.append((trained, value))
 
 
 Task = tuple[str, str, int, int]  # workload, variant, seed, budget

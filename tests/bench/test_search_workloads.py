@@ -56,6 +56,7 @@ def test_a_landscape_is_read_back_and_retrained_only_for_another_spec(landscape:
     other = LandscapeSpec(SPEC.workload, epochs=2, per_decade=1)
     rebuilt = load_or_build(other, tmp_path, budget=10, workers=1)
     assert rebuilt.spec == other and all(len(c) <= 2 for cs in rebuilt.curves.values() for c, _ in cs)
+    assert Landscape.from_json(json.loads(path.read_text())).spec == other  # and saved over the old one
 
 
 def _check_run(run: dict, rounds: int, budget: int, extra: float = 0.0) -> None:

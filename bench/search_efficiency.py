@@ -140,37 +140,46 @@ def lowest(curve: Iterable[float | None]) -> float | None:
     return min((v for v in curve if v is not None), default=None)
 
 
-def train_curve(config: dict[str, Any], epochs: int, seed: int) -> tuple[list[float | None], bool]:
-    """Every epoch's val_loss (None where not finite) of one full training, and whether it diverged."""
+def train_curve(config: dict[str, Any], epochs: int | None, seed: int, workload: str = WORKLOAD,
+                steps: int | None = None, eval_every: int | None = None) -> tuple[list[float | None], bool]:
+    """Every round's val_loss (None where not finite) of one full training, and whether it diverged:
+    ``epochs`` epochs, or (a step job) ``steps`` steps evaluated every ``eval_every``."""
     from lrsearch.workers.trainer import TrialTrainer
 
-    wl, data = _workload_and_data()
-    trainer = TrialTrainer(wl, data, config, epochs=epochs, seed=seed)
+    wl, data = _workload_and_data(workload)
+    trainer = TrialTrainer(wl, data, config, epochs, seed, steps=steps, eval_every=eval_every)
     curve: list[float | None] = []
     while not trainer.finished:
         curve.append(_finite(trainer.run_epoch().val_loss))
     return curve, trainer.diverged
 
 
-def range_test_points(config: dict[str, Any], seed: int) -> list[tuple[float, float]]:
+def range_test_points(config: dict[str, Any], seed: int, workload: str = WORKLOAD) -> list[tuple[float, float]]:
     """The (lr, batch loss) points of the range test ``config`` describes, as a TrialActor runs it."""
     from lrsearch.workers.range_test import run_range_test_trial
 
-    wl, data = _workload_and_data()
+    wl, data = _workload_and_data(workload)
     result = run_range_test_trial(wl, data, config, seed)
-    return list(zip(result.lrs, result.raw_losses))
+    return [(float(lr), float(loss)) for lr, loss in zip(result.lrs, result.raw_losses)]
 
 
 @functools.cache
-def untrained_val_loss(seed: int) -> float:
-    """The val_loss of the model every trial of a job with this seed starts from (once per seed)."""
+def untrained_val_loss(seed: int, workload: str = WORKLOAD) -> float:
+    """The val_loss of the model every trial of a job with this seed starts from (once per seed).
+    Measured before the first round trains, so that round is a single step."""
     from lrsearch.workers.trainer import TrialTrainer
 
-    wl, data = _workload_and_data()
-    trainer = TrialTrainer(wl, data, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"}, epochs=1, seed=seed)
+    wl, data = _workload_and_data(workload)
+    trainer = TrialTrainer(wl, data, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"}, None, seed, steps=1)
     trainer.run_epoch()
     assert trainer.untrained_val_loss is not None
-    return trainer.untrained_val_loss
+    return float(trainer.untrained_val_loss)
+
+
+def batch_epochs(workload: str = WORKLOAD) -> float:
+    """One batch of the workload as a fraction of an epoch (a range test's row)."""
+    wl, data = _workload_and_data(workload)
+    return 1 / len(wl.train_batches(wl.batch_size)) if data is None else wl.batch_size / len(data.train_x)
 
 
 def _grid_job(args: tuple[dict[str, Any], int, int]) -> tuple[list[float | None], bool]:
@@ -365,12 +374,6 @@ class Service:
             t["curve"] = [m["val_loss"] for m in metrics]  # null where not finite
             t["row_epochs"] = batch_epochs() if "range_test" in t["config"] else 1.0
         return {"job": job, "trials": trials, "seconds": seconds}
-
-
-def batch_epochs() -> float:
-    """One batch of the workload as a fraction of an epoch (a range test's row)."""
-    wl, data = _workload_and_data()
-    return wl.batch_size / len(data.train_x)
 
 
 def job_spec(variant: str, seed: int, budget: int, epochs: int, training_seed: int | None = None) -> dict[str, Any]:

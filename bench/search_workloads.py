@@ -51,11 +51,13 @@ from bench.search_efficiency import (
     LR_LOW,
     OPTIMIZERS,
     SCHEDULES,
-    _finite,
-    _workload_and_data,
+    batch_epochs,
+    range_test_points,
     say,
     standard_space,
+    untrained_val_loss,
 )
+from bench.search_efficiency import train_curve as efficiency_curve
 from bench.search_replay import CONCURRENCY, Curve, Points, _whole, improve, replay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,46 +140,20 @@ def variants() -> dict[str, dict[str, Any]]:
 
 
 # -- the landscape ------------------------------------------------------------------------------------
-def _trainer(spec: LandscapeSpec, config: dict[str, Any]) -> Any:
-    from lrsearch.workers.trainer import TrialTrainer
-
-    wl, data = _workload_and_data(spec.workload)
-    return TrialTrainer(wl, data, config, spec.epochs, spec.training_seed, steps=spec.steps,
-                        eval_every=spec.eval_every)
-
-
 def train_curve(spec: LandscapeSpec, config: dict[str, Any]) -> Curve:
     """Every round's val_loss (None where not finite) of one full training, and whether it diverged."""
-    trainer = _trainer(spec, config)
-    curve: list[float | None] = []
-    while not trainer.finished:
-        curve.append(_finite(trainer.run_epoch().val_loss))
-    return curve, trainer.diverged
+    return efficiency_curve(config, spec.epochs, spec.training_seed, spec.workload, spec.steps, spec.eval_every)
 
 
 def _train_one(args: tuple[LandscapeSpec, dict[str, Any]]) -> Curve:
     return train_curve(*args)
 
 
-def _range_test(spec: LandscapeSpec, config: dict[str, Any]) -> Points:
-    from lrsearch.workers.range_test import run_range_test_trial
-
-    wl, data = _workload_and_data(spec.workload)
-    result = run_range_test_trial(wl, data, config, spec.training_seed)
-    return [(float(lr), float(loss)) for lr, loss in zip(result.lrs, result.raw_losses)]
-
-
 def _untrained_and_step(spec: LandscapeSpec) -> tuple[float, float]:
-    """The untrained model's val_loss, and what one range-test step costs in rounds."""
-    trainer = _trainer(spec, {"lr": 1e-3, "optimizer": "sgd", "schedule": "constant"})
-    trainer.run_epoch()
-    wl, data = _workload_and_data(spec.workload)
-    if spec.eval_every is not None:  # a step job's round is eval_every steps
-        step = 1 / spec.eval_every
-    else:  # an epoch is a pass over the training set
-        step = 1 / len(wl.train_batches(wl.batch_size)) if data is None else wl.batch_size / len(data.train_x)
-    assert trainer.untrained_val_loss is not None
-    return float(trainer.untrained_val_loss), step
+    """The untrained model's val_loss, and what one range-test step costs in rounds (a step job's
+    round is eval_every steps; an epoch is a pass over the training set)."""
+    step = 1 / spec.eval_every if spec.eval_every is not None else batch_epochs(spec.workload)
+    return untrained_val_loss(spec.training_seed, spec.workload), step
 
 
 def grid_configs(spec: LandscapeSpec) -> list[dict[str, Any]]:
@@ -227,7 +203,7 @@ class Landscape:
 
         key = config_key(config)
         if key not in self.range_tests:  # not precomputed (another budget): run it here
-            self.range_tests[key] = _range_test(self.spec, config)
+            self.range_tests[key] = range_test_points(config, self.spec.training_seed, self.spec.workload)
         return self.range_tests[key]
 
     def untrained_val_loss(self, seed: int) -> float:
@@ -295,7 +271,7 @@ def load_or_build(spec: LandscapeSpec, directory: Path, budget: int, workers: in
         landscape = Landscape(spec, curves, untrained, step, seconds=round(time.monotonic() - started, 1))
     missing = [c for c in range_test_configs(spec, budget) if config_key(c) not in landscape.range_tests]
     for config in missing:
-        landscape.range_tests[config_key(config)] = _range_test(spec, config)
+        landscape.range_tests[config_key(config)] = range_test_points(config, spec.training_seed, spec.workload)
     if missing or trained_now:
         directory.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(landscape.to_json(), separators=(",", ":")) + "\n")

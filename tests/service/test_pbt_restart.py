@@ -59,8 +59,10 @@ def test_sigkill_mid_pbt_keeps_the_population_and_its_lineage(db_url: str, tmp_p
         after = get(url, f"/jobs/{job['id']}/population")
         assert after["exploits"][:len(before)] == before  # the lineage before the crash is kept
         assert [m["member"] for m in after["members"]] == [0, 1]
-        assert all(len(m["segments"]) == SEGMENTS for m in after["members"])  # the same members, every segment
         trials = get(url, f"/jobs/{job['id']}/trials?limit=100")["items"]
+        seen = [(t["number"], t["status"], t["config"]["pbt"], t["error"]) for t in trials]
+        # The same members, every segment.
+        assert all(len(m["segments"]) == SEGMENTS for m in after["members"]), (after["members"], seen)
         assert len(trials) == 2 * SEGMENTS and {t["status"] for t in trials} == {"completed"}, [
             (t["number"], t["error"]) for t in trials if t["status"] != "completed"]
         for t in trials:

@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install install-test run test test-compose lint typecheck bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
+.PHONY: install install-test run test test-restarts test-compose lint typecheck bench bench-search bench-replay bench-finder bench-gpt bench-dp clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -28,8 +28,13 @@ install-test: $(VENV)/.installed-test
 run: install
 	$(VENV)/bin/lrsearch serve --host $(HOST) --port $(PORT)
 
+# The suite but the restart tests, which kill and restart real services for minutes: `make test-restarts`
+# runs those (CI runs both).
 test: lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not restarts" $(PYTEST_ARGS)
+
+test-restarts: install-test
+	$(PY) -m pytest -m restarts $(PYTEST_ARGS)
 
 # docker-compose.yml in real containers (podman and podman-compose; .ci/compose/setup installs them and
 # builds local stand-ins for the base images): a job on the worker containers, down and up again,

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import PG_HOST, PG_PORT, PG_USER, ServiceProcess
 
+pytestmark = pytest.mark.restarts  # `make test-restarts`
+
 SPEC = {"name": "twelve", "workload": "mlp-digits", "strategy": "random", "max_trials": 12, "max_concurrent": 2,
         "epochs": 6, "seed": 11, "space": {"lr": {"low": 1e-3, "high": 0.3}, "optimizer": ["sgd", "adam"]}}
 ENV = {"LRSEARCH_LEASE_SECONDS": "3", "LRSEARCH_POLL_INTERVAL": "0.2"}

@@ -9,8 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import ServiceProcess
+
+pytestmark = pytest.mark.restarts  # `make test-restarts`
 
 # Two members, the worse copying the better after each segment; rates that do not diverge.
 SPEC = {"name": "pbt-restart", "workload": "mlp-digits", "strategy": "pbt", "epochs": 16, "max_concurrent": 2,

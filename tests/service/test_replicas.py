@@ -12,8 +12,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import ServiceProcess, ray_cluster
+
+pytestmark = pytest.mark.restarts  # `make test-restarts`
 
 
 def wait_jobs(url: str, ids: list[int], timeout: float) -> list[dict]:

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import ServiceProcess
 
+pytestmark = pytest.mark.restarts  # `make test-restarts`
+
 SPEC = {"name": "restart", "workload": "mlp-digits", "strategy": "random", "max_trials": 10,
         "max_concurrent": 2, "epochs": 12, "seed": 3, "space": {"lr": {"low": 1e-3, "high": 0.3},
                                                                 "optimizer": ["sgd", "adam"]}}

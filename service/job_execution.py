@@ -8,6 +8,7 @@ trials that were running run again with the same number and config, from their c
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import deque
@@ -213,8 +214,10 @@ class JobExecution:
             # suggestion the store does not know about), queued: the trial starts training at once.
             # Queued under the lock: the states reach the store in the order they were taken.
             ref = TrialRef()
-            self.write(TrialInsert(ref, self.job_id, number, config, kind.value, self.strategy.state_dict(),
-                                   utcnow()))
+            # The state as of this suggestion: the writer stores it later, from its own thread, while
+            # the strategy's own objects move on (a state stored ahead of its trials resumes wrong).
+            state = json.loads(json.dumps(self.strategy.state_dict()))
+            self.write(TrialInsert(ref, self.job_id, number, config, kind.value, state, utcnow()))
             return TrialItem(ref, number, config, kind, fresh=True)
 
     def write(self, write: Write) -> None:

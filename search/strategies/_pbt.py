@@ -259,7 +259,7 @@ class PbtStrategy(Strategy):
         self.scores[outcome.number] = outcome.val_losses[-1] if whole else None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"suggested": list(self.suggested)}  # a snapshot: the configs themselves never change
+        return {"suggested": self.suggested}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.suggested = [dict(c) for c in state.get("suggested", [])]

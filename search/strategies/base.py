@@ -132,9 +132,7 @@ class Strategy(ABC):
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state that, with the replayed outcomes, restores the strategy: a
-        snapshot, which later suggestions leave as it is (the service stores it with the trial
-        just suggested, from another thread and later, and a restart must find the two agree)."""
+        """JSON-serialisable state that, with the replayed outcomes, restores the strategy."""
 
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...

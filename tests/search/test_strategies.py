@@ -100,27 +100,6 @@ def test_state_round_trips_through_json_and_replay(name: str, options: dict, cra
 
 
 @every_strategy
-def test_a_saved_state_is_a_snapshot_that_later_suggestions_leave_alone(name: str, options: dict) -> None:
-    """The service stores the state with the trial just suggested, later and from another thread:
-    a state that grew with the next suggestions would, after a crash, disagree with the stored trials."""
-    strategy = make(name, options, seed=4)
-    saved: list[tuple[dict, str]] = []
-
-    class Saving(Sim):
-        def step(self) -> bool:
-            made = len(self.made)
-            going = super().step()
-            if len(self.made) > made:  # a suggestion: keep the state object itself, and what it said then
-                state = self.strategy.state_dict()
-                saved.append((state, json.dumps(state, sort_keys=True)))
-            return going
-
-    Saving(strategy, concurrency=1 if is_gp(options) else 3).run()
-    assert len(saved) > 1
-    assert [json.dumps(state, sort_keys=True) for state, _ in saved] == [then for _, then in saved]
-
-
-@every_strategy
 def test_suggestions_are_not_repeated(name: str, options: dict) -> None:
     sim = Sim(make(name, options, seed=2), concurrency=1 if is_gp(options) else 3).run()
     keys = [config_key(c) for c in sim.made]

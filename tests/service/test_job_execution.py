@@ -7,6 +7,7 @@ the real stack: tests/service/test_restart.py, test_worker_loss.py, tests/reliab
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from fastapi.testclient import TestClient
 from lrsearch.search import STRATEGIES
 from lrsearch.service.app import create_app
 from lrsearch.service.config import Settings
+from lrsearch.service.ingest import StoreWriter, TrialInsert
 from lrsearch.workers.in_process_executor import InProcessExecutor
 
 FINISHED = ("completed", "cancelled", "failed")
@@ -82,8 +84,20 @@ def full_length(trial: dict[str, Any], epochs: int) -> int:
 
 
 @pytest.mark.parametrize("strategy", sorted(JOBS))
-def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, strategy: str) -> None:
+def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, strategy: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     extra, trials = JOBS[strategy]
+    # Each new trial's strategy state as it was queued, and the object queued: the writer stores it
+    # later, and after a crash the stored state must be the one of the last stored trial.
+    queued: list[tuple[str, Any]] = []
+    submit_write = StoreWriter.submit
+
+    def keeping(writer: StoreWriter, write: Any) -> Any:
+        if isinstance(write, TrialInsert):
+            queued.append((json.dumps(write.strategy_state, sort_keys=True), write.strategy_state))
+        return submit_write(writer, write)
+
+    monkeypatch.setattr(StoreWriter, "submit", keeping)
     with service(db_url, tmp_path) as client:
         job_id = submit(client, {**BASE, "strategy": strategy, **extra})
         job = wait_until(client, job_id, lambda j: j["status"] in FINISHED)
@@ -99,6 +113,8 @@ def test_a_job_of_every_strategy_runs_to_its_end(db_url: str, tmp_path: Path, st
         best = client.get(f"/api/v1/jobs/{job_id}/best")
         assert best.status_code == 200, best.text
         assert best.json()["lr"] > 0
+    assert len(queued) == trials
+    assert [json.dumps(state, sort_keys=True) for _, state in queued] == [then for then, _ in queued]
 
 
 def test_early_stopping_stops_trials_at_their_rungs_and_trains_nothing_beyond(db_url: str, tmp_path: Path) -> None:

@@ -543,15 +543,15 @@ def summarize(runs: list[dict[str, Any]], landscape: Landscape, names: Sequence[
         curves[v] = {"q1": [q[0] for q in qs], "median": [q[1] for q in qs], "q3": [q[2] for q in qs]}
     optuna_rounds = statistics.median(r["rounds"] for r in by[OPTUNA])
     optuna_final = quartiles(r["best"] / target for r in by[OPTUNA])[1]
+    optuna_at = {f: [best_at(r["trace"], f * optuna_rounds) / target for r in by[OPTUNA]] for f in FRACTIONS}
     table = {}
     for v, rs in by.items():
         row: dict[str, Any] = {"median_units": statistics.median(r["rounds"] for r in rs) * per}
         for f in FRACTIONS:
             values = [best_at(r["trace"], f * optuna_rounds) / target for r in rs]
             q1, m, q3 = quartiles(values)
-            versus = [best_at(r["trace"], f * optuna_rounds) / target for r in by[OPTUNA]]
             row[f"at_{f:g}"] = {"q1": q1, "median": m, "q3": q3,
-                                "minus_optuna_90pct": median_difference_interval(values, versus)}
+                                "minus_optuna_90pct": median_difference_interval(values, optuna_at[f])}
         final = quartiles(r["best"] / target for r in rs)
         row["final"] = {"q1": final[0], "median": final[1], "q3": final[2]}
         # Fine steps for the reach: the first round at which the median falls to plain Optuna's final.

@@ -6,11 +6,20 @@ length: gloo on the CPU, NCCL on GPUs, meeting at rank 0's address. The trainer 
 DistributedDataParallel). Leaving the group afterwards lets the actor serve the next trial, of
 any size. A timeout bounds every collective: a rank whose peer died errors out rather than hang,
 and the executor reads that as a lost worker.
+
+Letting go of a group takes care, because of a deadlock in torch 2.13 (pytorch/pytorch#173568 and
+its follow-ups): backward keeps a Python object in the thread's state, so each collective DDP
+launches during backward holds one, and gloo's worker thread that frees such a collective needs
+the GIL. A group freed by DDP's reducer (a C++ object, freed holding the GIL) waits for those
+threads while holding the GIL: both wait for good. A group freed through its Python object lets go
+of the GIL first. So the group's last reference is always a Python one held here, dropped only once
+every model wrapped for it (its reducer with it) is gone.
 """
 
 from __future__ import annotations
 
 import socket
+import weakref
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +28,15 @@ import torch
 COLLECTIVE_TIMEOUT = timedelta(seconds=60)
 # How long rank 0 waits for the others at each step of leaving (see ProcessGroup.leave).
 LEAVE_TIMEOUT = timedelta(seconds=30)
+
+
+# Groups left while a model wrapped for them was still alive (held by a traceback, or by a user's
+# training step): each held until its models are gone, then let go (see the module's docstring).
+_outlived: list[tuple[list[weakref.ref[Any]], Any]] = []
+
+
+def _let_go_of_outlived() -> None:
+    _outlived[:] = [(wrapped, group) for wrapped, group in _outlived if any(ref() is not None for ref in wrapped)]
 
 
 def free_address(host: str) -> str:
@@ -35,6 +53,9 @@ class ProcessGroup:
         self.rank, self.world = rank, world
         self._device = torch.device("cuda" if device == "cuda" else "cpu")
         self._store: Any = None
+        self._group: Any = None  # the group's Python object: its last reference (module docstring)
+        self._wrapped: list[weakref.ref[Any]] = []  # the models wrapped for it, and so their reducers
+        _let_go_of_outlived()
         if world > 1:
             import torch.distributed as dist
 
@@ -45,6 +66,13 @@ class ProcessGroup:
             self._store = dist.TCPStore(host, int(port), world, is_master=rank == 0, timeout=COLLECTIVE_TIMEOUT)
             dist.init_process_group("nccl" if device == "cuda" else "gloo", store=self._store,
                                     rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
+            self._group = dist.group.WORLD
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` as the group trains it: gradients averaged over the workers by DDP."""
+        ddp = torch.nn.parallel.DistributedDataParallel(model, process_group=self._group)
+        self._wrapped += [weakref.ref(ddp), weakref.ref(ddp.reducer)]
+        return ddp
 
     def any(self, flag: bool) -> bool:
         """Whether ``flag`` holds on any worker (every worker must ask, at the same point)."""
@@ -57,9 +85,9 @@ class ProcessGroup:
         return bool(t.item() > 0)
 
     def leave(self) -> None:
-        """Leave together, rank 0 last. A rank other than 0 was seen, rarely, not to end its trial's
-        stream after the trial; PyTorch reports ``destroy_process_group`` hanging at times, and rank 0
-        hosts the group's store. So the others say when they have passed the barrier and when they
+        """Leave together, rank 0 last. Call it once the trainer (its DDP model) is dropped: the group
+        is freed here then, or else only once that model is gone (see the module's docstring). Rank 0
+        hosts the group's store, so the others say when they have passed the barrier and when they
         have left; rank 0 tears its group down after the first and keeps the store until the second
         (each wait bounded; after a failed barrier, a peer is gone and nobody waits)."""
         if self.world == 1:
@@ -79,6 +107,9 @@ class ProcessGroup:
         if together:
             self._tell_rank_0("left")
         self._store = None
+        if any(ref() is not None for ref in self._wrapped):
+            _outlived.append((self._wrapped, self._group))
+        self._group, self._wrapped = None, []
 
     def _tell_rank_0(self, step: str) -> None:
         """The others set ``step/<rank>``; rank 0 waits for all of them (at most LEAVE_TIMEOUT)."""

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from lrsearch.workers.batches import TrainBatches, batch_size_of, to_device
 from lrsearch.workers.optimizers import build_optimizer
 from lrsearch.workers.schedules import build_schedule
 from lrsearch.workers.workloads.base import Dataset, Workload
+
+if TYPE_CHECKING:
+    from lrsearch.workers.data_parallel import ProcessGroup
 
 CHECKPOINT_FORMAT = 2  # 1: epoch jobs of in-memory workloads only (still loaded)
 
@@ -55,15 +58,6 @@ class EpochResult:
                 out[key] = _finite_or_none(out[key])
             out["metrics"] = {k: _finite_or_none(v) for k, v in out["metrics"].items()}
         return out
-
-
-def data_parallel_rank() -> tuple[int, int]:
-    """(rank, world size) of the process group this process joined."""
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        raise RuntimeError("data_parallel needs a torch.distributed process group")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def share_of(batch: Any, rank: int, world: int) -> Any:
@@ -151,7 +145,7 @@ class TrialTrainer:
         steps: int | None = None,
         eval_every: int | None = None,
         batch_size: int | None = None,
-        data_parallel: bool = False,
+        data_parallel: ProcessGroup | None = None,
     ) -> None:
         if (epochs is None) == (steps is None):
             raise ValueError("give either epochs or steps")
@@ -175,7 +169,8 @@ class TrialTrainer:
         self._accumulation = max(1, int(workload.grad_accumulation))
         # Data-parallel (a process group this process joined, see workers/data_parallel.py): every
         # worker draws the same global batches and trains on its share of each; gradients are averaged.
-        self._rank, self._world = data_parallel_rank() if data_parallel else (0, 1)
+        group = data_parallel
+        self._rank, self._world = (group.rank, group.world) if group is not None else (0, 1)
         self._clip = workload.grad_clip_norm
 
         self._batches = TrainBatches(workload, data, batch_size or workload.batch_size, seed, self.device)
@@ -201,8 +196,8 @@ class TrialTrainer:
         with self._own_rng():
             self.model = workload.build_model(seed).to(self.device)
         self._trained_model = self.model  # what the training step runs: the model, or its DDP wrapper
-        if self._world > 1:
-            self._trained_model = torch.nn.parallel.DistributedDataParallel(self.model)
+        if group is not None and self._world > 1:
+            self._trained_model = group.wrap(self.model)
         self.optimizer = build_optimizer(self.model.parameters(), self.config)
         self.scheduler = build_schedule(
             self.optimizer, self.config, epochs=schedule_length, steps_per_epoch=self.steps_per_epoch

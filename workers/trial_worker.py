@@ -92,12 +92,13 @@ class TrialWorker:
 
         wl = self._workload_data(run.workload)
         group = ProcessGroup(rank, run.workers, rendezvous, self._device)
+        trainer = None
         try:
             trainer = TrialTrainer(wl, self._data[run.workload], run.config, epochs=run.epochs, seed=run.seed,
                                    device=self._device, divergence_factor=run.divergence_factor,
                                    stop_without_progress=run.stop_without_progress, steps=run.steps,
                                    eval_every=run.eval_every, batch_size=run.batch_size,
-                                   data_parallel=run.workers > 1)
+                                   data_parallel=group if run.workers > 1 else None)
             if run.checkpoint is not None:
                 state = torch.load(io.BytesIO(run.checkpoint), weights_only=True, map_location="cpu")
                 if run.inherit:
@@ -107,6 +108,7 @@ class TrialWorker:
             yield from self._rounds(key, trainer, group, run.checkpoint_every, run.checkpoint_seconds,
                                     run.pause_after, run.stop_at)
         finally:
+            trainer = None  # its DDP model first: the group is freed as it is left (ProcessGroup.leave)
             group.leave()
             self._stop.discard(key)
             self._go_on.pop(key, None)

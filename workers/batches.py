@@ -13,11 +13,13 @@ from typing import Any
 
 import torch
 
+from lrsearch.workers.rng import RngState, own_rng
 from lrsearch.workers.workloads.base import Dataset, Workload
 
 # The shuffling stream is seeded apart from the model's init/dropout stream so the two never mirror each other.
 SHUFFLE_SEED_OFFSET = 0x5EED
 _PASS_SEED_STRIDE = 1_000_003
+_CPU = torch.device("cpu")  # a streamed workload's batches draw from the CPU's RNG
 
 
 def pass_seed(seed: int, number: int) -> int:
@@ -53,12 +55,8 @@ def batch_size_of(batch: Any) -> int:
 @contextmanager
 def seeded_torch(seed: int) -> Iterator[None]:
     """torch's global CPU RNG seeded with ``seed`` inside, the caller's state restored after."""
-    outer = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with own_rng(seed, _CPU, {}):
         yield
-    finally:
-        torch.set_rng_state(outer)
 
 
 class TrainBatches:
@@ -83,7 +81,7 @@ class TrainBatches:
         self._taken = 0  # batches taken from it
         self._rng_at_pass: torch.Tensor | None = None
         self._iter: Iterator[Any] | None = None
-        self._pass_rng: torch.Tensor | None = None  # torch's RNG as the streamed pass left it
+        self._pass_rng: RngState | None = None  # torch's RNG as the streamed pass left it
         self._ahead: list[Any] = []  # one batch read ahead (streamed), to know where a pass ends
         self._order: torch.Tensor | None = None
 
@@ -128,13 +126,8 @@ class TrainBatches:
         """The iterable's next batch, drawn on the pass's own torch RNG stream: a generator that
         shuffles as it goes sees the same draws whatever the trial's model draws in between."""
         assert self._iter is not None and self._pass_rng is not None
-        outer = torch.get_rng_state()
-        torch.set_rng_state(self._pass_rng)
-        try:
+        with own_rng(self._pass_rng, _CPU, self._pass_rng):
             return next(self._iter)
-        finally:
-            self._pass_rng = torch.get_rng_state()
-            torch.set_rng_state(outer)
 
     def _start_pass(self, number: int) -> None:
         self._pass, self._taken, self._ahead = number, 0, []
@@ -142,9 +135,9 @@ class TrainBatches:
             self._rng_at_pass = self._rng.get_state()
             self._order = torch.randperm(self._data.num_train, generator=self._rng).to(self.device)
             return
-        with seeded_torch(pass_seed(self.seed, number)):
+        self._pass_rng = {}
+        with own_rng(pass_seed(self.seed, number), _CPU, self._pass_rng):
             self._iter = iter(self.workload.train_batches(self.batch_size))
-            self._pass_rng = torch.get_rng_state()
         if self.pass_ended:
             raise ValueError(f"workload {self.workload.name!r}: train_batches gave no batch")
 

@@ -23,8 +23,7 @@ JSON-safe).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from lrsearch.search.range_test import lr_at, suggest
 from lrsearch.workers import _params
 from lrsearch.workers.batches import TrainBatches
 from lrsearch.workers.optimizers import build_optimizer
+from lrsearch.workers.rng import own_rng
 from lrsearch.workers.workloads.base import Dataset, Workload
 
 
@@ -90,7 +90,7 @@ def run_range_test(
     smoothed: list[float] = []
     raw: list[float] = []
     reason: str | None = None
-    with _seeded_rng(seed, device):
+    with own_rng(seed, device, {}):  # the caller's state back afterwards (workers/rng.py)
         model = workload.build_model(seed).to(device)
         optimizer = build_optimizer(model.parameters(), config)
         model.train()
@@ -159,19 +159,3 @@ def _check_arguments(
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     if not isinstance(divergence_factor, (int, float)) or not divergence_factor > 1.0:
         raise ValueError(f"divergence_factor must be above 1, got {divergence_factor!r}")
-
-
-@contextmanager
-def _seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run with torch's global RNG seeded from ``seed`` (as TrialTrainer does for its model) and
-    give the caller's state back afterwards."""
-    cuda = device.type == "cuda"
-    outer_cpu = torch.get_rng_state()
-    outer_cuda = torch.cuda.get_rng_state(device) if cuda else None
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(outer_cpu)
-        if outer_cuda is not None:
-            torch.cuda.set_rng_state(outer_cuda, device)

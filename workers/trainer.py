@@ -21,6 +21,7 @@ from lrsearch.search.catalog import complete_config
 from lrsearch.workers import _params
 from lrsearch.workers.batches import TrainBatches, batch_size_of, to_device
 from lrsearch.workers.optimizers import build_optimizer
+from lrsearch.workers.rng import RngState, own_rng
 from lrsearch.workers.schedules import build_schedule
 from lrsearch.workers.workloads.base import Dataset, Workload
 
@@ -192,7 +193,7 @@ class TrialTrainer:
         self._train_step = workload.training_step
         self._fast_eval = not workload.streams and type(workload).validation_step is Workload.validation_step
 
-        self._rng_state: dict[str, torch.Tensor] | None = None  # torch's global RNG, as this trial left it
+        self._rng_state: RngState | None = None  # torch's global RNG, as this trial left it
         with self._own_rng():
             self.model = workload.build_model(seed).to(self.device)
         self._trained_model = self.model  # what the training step runs: the model, or its DDP wrapper
@@ -419,26 +420,14 @@ class TrialTrainer:
 
     @contextmanager
     def _own_rng(self) -> Iterator[None]:
-        """Run with torch's global RNG (model init, dropout) on this trial's own stream, and give
-        the process its previous state back afterwards."""
-        cuda = self.device.type == "cuda"
-        outer_cpu = torch.get_rng_state()
-        outer_cuda = torch.cuda.get_rng_state(self.device) if cuda else None
-        if self._rng_state is None:
-            torch.manual_seed(self.seed)
-        else:
-            torch.set_rng_state(self._rng_state["cpu"])
-            if cuda and "cuda" in self._rng_state:
-                torch.cuda.set_rng_state(self._rng_state["cuda"], self.device)
+        """Run with torch's global RNG (model init, dropout) on this trial's own stream
+        (workers/rng.py), and give the process its previous state back afterwards."""
+        ended: RngState = {}
         try:
-            yield
+            with own_rng(self.seed if self._rng_state is None else self._rng_state, self.device, ended):
+                yield
         finally:
-            self._rng_state = {"cpu": torch.get_rng_state()}
-            if cuda:
-                self._rng_state["cuda"] = torch.cuda.get_rng_state(self.device)
-            torch.set_rng_state(outer_cpu)
-            if outer_cuda is not None:
-                torch.cuda.set_rng_state(outer_cuda, self.device)
+            self._rng_state = ended
 
     def _length(self) -> list[int | None]:
         return [self.epochs if self.steps is None else None, self.steps, self.eval_every]

@@ -427,7 +427,7 @@ class TrialTrainer:
             with own_rng(self.seed if self._rng_state is None else self._rng_state, self.device, ended):
                 yield
         finally:
-            self._rng_state = ended
+            self._rng_state = ended or self._rng_state
 
     def _length(self) -> list[int | None]:
         return [self.epochs if self.steps is None else None, self.steps, self.eval_every]

@@ -55,7 +55,7 @@ def batch_size_of(batch: Any) -> int:
 @contextmanager
 def seeded_torch(seed: int) -> Iterator[None]:
     """torch's global CPU RNG seeded with ``seed`` inside, the caller's state restored after."""
-    with own_rng(seed, _CPU, {}):
+    with own_rng(seed, _CPU):
         yield
 
 

@@ -90,7 +90,7 @@ def run_range_test(
     smoothed: list[float] = []
     raw: list[float] = []
     reason: str | None = None
-    with own_rng(seed, device, {}):  # the caller's state back afterwards (workers/rng.py)
+    with own_rng(seed, device):  # the caller's state back afterwards (workers/rng.py)
         model = workload.build_model(seed).to(device)
         optimizer = build_optimizer(model.parameters(), config)
         model.train()

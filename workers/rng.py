@@ -22,9 +22,9 @@ _GLOBAL_RNG = threading.RLock()
 
 
 @contextmanager
-def own_rng(start: int | RngState, device: torch.device, ended: RngState) -> Iterator[None]:
+def own_rng(start: int | RngState, device: torch.device, ended: RngState | None = None) -> Iterator[None]:
     """Run with torch's global RNG seeded from ``start`` (a seed), or continued from a state an
-    earlier block left in ``ended``; this block's state is written to ``ended`` when it ends."""
+    earlier block left in ``ended``; this block's state is written to ``ended`` (if given) when it ends."""
     cuda = device.type == "cuda"
     with _GLOBAL_RNG:
         outer_cpu = torch.get_rng_state()
@@ -38,10 +38,11 @@ def own_rng(start: int | RngState, device: torch.device, ended: RngState) -> Ite
         try:
             yield
         finally:
-            ended.clear()
-            ended["cpu"] = torch.get_rng_state()
-            if cuda:
-                ended["cuda"] = torch.cuda.get_rng_state(device)
+            if ended is not None:
+                ended.clear()
+                ended["cpu"] = torch.get_rng_state()
+                if cuda:
+                    ended["cuda"] = torch.cuda.get_rng_state(device)
             torch.set_rng_state(outer_cpu)
             if outer_cuda is not None:
                 torch.cuda.set_rng_state(outer_cuda, device)

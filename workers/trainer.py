@@ -170,8 +170,7 @@ class TrialTrainer:
         self._accumulation = max(1, int(workload.grad_accumulation))
         # Data-parallel (a process group this process joined, see workers/data_parallel.py): every
         # worker draws the same global batches and trains on its share of each; gradients are averaged.
-        group = data_parallel
-        self._rank, self._world = (group.rank, group.world) if group is not None else (0, 1)
+        self._rank, self._world = (data_parallel.rank, data_parallel.world) if data_parallel else (0, 1)
         self._clip = workload.grad_clip_norm
 
         self._batches = TrainBatches(workload, data, batch_size or workload.batch_size, seed, self.device)
@@ -197,8 +196,8 @@ class TrialTrainer:
         with self._own_rng():
             self.model = workload.build_model(seed).to(self.device)
         self._trained_model = self.model  # what the training step runs: the model, or its DDP wrapper
-        if group is not None and self._world > 1:
-            self._trained_model = group.wrap(self.model)
+        if data_parallel is not None and self._world > 1:
+            self._trained_model = data_parallel.wrap(self.model)
         self.optimizer = build_optimizer(self.model.parameters(), self.config)
         self.scheduler = build_schedule(
             self.optimizer, self.config, epochs=schedule_length, steps_per_epoch=self.steps_per_epoch

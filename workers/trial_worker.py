@@ -98,7 +98,7 @@ class TrialWorker:
                                    device=self._device, divergence_factor=run.divergence_factor,
                                    stop_without_progress=run.stop_without_progress, steps=run.steps,
                                    eval_every=run.eval_every, batch_size=run.batch_size,
-                                   data_parallel=group if run.workers > 1 else None)
+                                   data_parallel=group)
             if run.checkpoint is not None:
                 state = torch.load(io.BytesIO(run.checkpoint), weights_only=True, map_location="cpu")
                 if run.inherit:
